@@ -1,0 +1,159 @@
+//! Error codes shared by the REST API (`{"code": "...", "message": "..."}`) and
+//! the `Rejected` frame of the WebSocket.
+
+use serde::{Deserialize, Serialize};
+
+/// Why the server refused a request. Stable: scripts match on these names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The request is malformed (bad JSON, bad field, bad frame).
+    BadRequest,
+    /// No valid session token was presented.
+    Unauthorized,
+    /// The session is valid but may not do this.
+    Forbidden,
+    /// The named user, device or group does not exist (or is not visible to you).
+    NotFound,
+    /// The thing already exists (username taken, device id reused, group exists).
+    Conflict,
+    /// A commit was built on an old epoch; catch up and retry. Carries the current epoch.
+    StaleEpoch,
+    /// A size limit was exceeded.
+    TooLarge,
+    /// The username breaks the naming rules.
+    InvalidUsername,
+    /// The password is too short or too long.
+    WeakPassword,
+    /// The invite code is missing, unknown, expired or used.
+    InvalidInvite,
+    /// Username or password wrong.
+    BadCredentials,
+    /// The sender is not a member of the group.
+    NotMember,
+    /// The MLS message could not be parsed or does not match the request.
+    MalformedMls,
+    /// The named device has no KeyPackage left.
+    NoKeyPackage,
+    /// The server failed; details are in its log, not here.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Numeric code used in binary frames.
+    pub fn to_u16(self) -> u16 {
+        match self {
+            Self::BadRequest => 1,
+            Self::Unauthorized => 2,
+            Self::Forbidden => 3,
+            Self::NotFound => 4,
+            Self::Conflict => 5,
+            Self::StaleEpoch => 6,
+            Self::TooLarge => 7,
+            Self::InvalidUsername => 8,
+            Self::WeakPassword => 9,
+            Self::InvalidInvite => 10,
+            Self::BadCredentials => 11,
+            Self::NotMember => 12,
+            Self::MalformedMls => 13,
+            Self::NoKeyPackage => 14,
+            Self::Internal => 15,
+        }
+    }
+
+    /// Inverse of [`ErrorCode::to_u16`]; unknown numbers become `Internal`
+    /// so an older client still reports *something* from a newer server.
+    pub fn from_u16(n: u16) -> Self {
+        match n {
+            1 => Self::BadRequest,
+            2 => Self::Unauthorized,
+            3 => Self::Forbidden,
+            4 => Self::NotFound,
+            5 => Self::Conflict,
+            6 => Self::StaleEpoch,
+            7 => Self::TooLarge,
+            8 => Self::InvalidUsername,
+            9 => Self::WeakPassword,
+            10 => Self::InvalidInvite,
+            11 => Self::BadCredentials,
+            12 => Self::NotMember,
+            13 => Self::MalformedMls,
+            14 => Self::NoKeyPackage,
+            _ => Self::Internal,
+        }
+    }
+
+    /// The HTTP status a REST response with this code carries.
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::BadRequest
+            | Self::InvalidUsername
+            | Self::WeakPassword
+            | Self::MalformedMls => 400,
+            Self::Unauthorized | Self::BadCredentials => 401,
+            Self::Forbidden | Self::NotMember | Self::InvalidInvite => 403,
+            Self::NotFound | Self::NoKeyPackage => 404,
+            Self::Conflict | Self::StaleEpoch => 409,
+            Self::TooLarge => 413,
+            Self::Internal => 500,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The serde name is the stable, documented spelling.
+        let name = match self {
+            Self::BadRequest => "bad_request",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::StaleEpoch => "stale_epoch",
+            Self::TooLarge => "too_large",
+            Self::InvalidUsername => "invalid_username",
+            Self::WeakPassword => "weak_password",
+            Self::InvalidInvite => "invalid_invite",
+            Self::BadCredentials => "bad_credentials",
+            Self::NotMember => "not_member",
+            Self::MalformedMls => "malformed_mls",
+            Self::NoKeyPackage => "no_key_package",
+            Self::Internal => "internal",
+        };
+        f.write_str(name)
+    }
+}
+
+/// The JSON body of every REST error response.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    /// Safe for users: never contains secrets or message content.
+    pub message: String,
+    /// For `stale_epoch`: the group's current epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_epoch: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_codes_round_trip() {
+        for n in 1..=15u16 {
+            assert_eq!(ErrorCode::from_u16(n).to_u16(), n);
+        }
+        assert_eq!(ErrorCode::from_u16(999), ErrorCode::Internal);
+    }
+
+    #[test]
+    fn display_matches_serde_name() {
+        for n in 1..=15u16 {
+            let code = ErrorCode::from_u16(n);
+            let json = serde_json::to_string(&code).unwrap_or_default();
+            assert_eq!(json, format!("\"{code}\""));
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Every size a peer controls, in one place. Both sides enforce these.
+
+/// Shortest username.
+pub const MIN_USERNAME_LEN: usize = 3;
+/// Longest username.
+pub const MAX_USERNAME_LEN: usize = 32;
+/// Longest device name shown to the user.
+pub const MAX_DEVICE_NAME_LEN: usize = 64;
+/// Shortest password accepted at registration.
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// Longest password: Argon2 cost grows with input, so cap it.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+/// Longest invite code.
+pub const MAX_INVITE_LEN: usize = 128;
+/// Ed25519 public keys.
+pub const PUBLIC_KEY_LEN: usize = 32;
+/// Ed25519 signatures.
+pub const SIGNATURE_LEN: usize = 64;
+
+/// One serialised MLS KeyPackage (ciphersuite 0x0001 packages are ~300 bytes plus
+/// our credential; post-quantum ones ~2.7 KB).
+pub const MAX_KEY_PACKAGE_BYTES: usize = 8 * 1024;
+/// KeyPackages in one upload.
+pub const MAX_KEY_PACKAGES_PER_UPLOAD: usize = 200;
+/// KeyPackages a device may hold on the server at once (not counting its last resort).
+pub const MAX_KEY_PACKAGES_STORED: usize = 500;
+/// Users named in one KeyPackage claim.
+pub const MAX_CLAIM_USERS: usize = 64;
+/// Devices one user may have.
+pub const MAX_DEVICES_PER_USER: usize = 16;
+
+/// Member devices of one group (MLS leaves).
+pub const MAX_GROUP_DEVICES: usize = 1024;
+/// Devices added or removed by one commit.
+pub const MAX_DEVICES_PER_COMMIT: usize = MAX_GROUP_DEVICES;
+
+/// An application message or proposal (MLS PrivateMessage/PublicMessage).
+pub const MAX_MESSAGE_BYTES: usize = 128 * 1024;
+/// A commit, its Welcome or its GroupInfo (a Welcome for 1024 members is ~210 KB
+/// with the ratchet tree; leave room for post-quantum suites).
+pub const MAX_HANDSHAKE_BYTES: usize = 3 * 1024 * 1024;
+/// One WebSocket frame, in either direction.
+pub const MAX_FRAME_BYTES: usize = 10 * 1024 * 1024;
+/// A JSON request body on the REST API.
+pub const MAX_JSON_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// Longest human-readable error message carried in a frame.
+pub const MAX_ERROR_MESSAGE_LEN: usize = 1024;
+/// Longest plaintext of a text message (enforced by clients; the server sees
+/// only [`MAX_MESSAGE_BYTES`] of ciphertext).
+pub const MAX_TEXT_LEN: usize = 64 * 1024;
