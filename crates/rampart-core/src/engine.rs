@@ -1,0 +1,1109 @@
+//! Conversations as MLS groups: create, add, remove, leave, self-update, send
+//! and receive, each a pure step over a provider (crypto + storage) and an
+//! [`AppStore`]. The driver owns the network, the clock and the transaction.
+//!
+//! Rules this module enforces (DESIGN.md, Cryptography):
+//! - every leaf's device certificate is verified, and its identity key pinned on
+//!   first use, before a Welcome is accepted or a commit merged;
+//! - a 1:1 group may only contain devices of its two users;
+//! - our own commits are merged only after the server accepted them
+//!   ([`Engine::commit_accepted`]); a rejected one is discarded
+//!   ([`Engine::commit_rejected`]) and the caller retries after catching up.
+
+use crate::content::{AppMessage, Body, MAX_GROUP_NAME_LEN};
+use crate::error::CoreError;
+use crate::identity::DeviceCredential;
+use crate::provider::Provider;
+use crate::store::{AppStore, Conversation, ConversationState, MessageId, StoredMessage};
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_traits::storage::{CURRENT_VERSION, StorageProvider};
+use rampart_proto::frame::{CommitBundle, Create, Delivery, DeliveryKind};
+use rampart_proto::limits::{MAX_GROUP_DEVICES, MAX_TEXT_LEN};
+use rampart_proto::{DeviceId, GroupId, GroupKind, IdempotencyKey, Millis, Username};
+use rand::RngCore as _;
+
+/// MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519 (0x0001).
+pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+/// Epochs whose secrets are kept so late application messages still decrypt.
+const MAX_PAST_EPOCHS: usize = 5;
+/// Application messages are padded to a multiple of this many bytes, so the
+/// server learns less from ciphertext sizes.
+const PADDING: usize = 64;
+
+/// Something the user (or the driver) should know after a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A new message in a conversation's history.
+    Message(StoredMessage),
+    /// This device joined a conversation through a Welcome.
+    Joined { group: GroupId, by: Username },
+    /// Members were added or removed by a commit (ours or another's).
+    MembersChanged {
+        group: GroupId,
+        added: Vec<Username>,
+        removed: Vec<Username>,
+    },
+    /// A conversation got its display name.
+    Renamed { group: GroupId, name: String },
+    /// This device was removed from the conversation (or its leave completed).
+    Removed { group: GroupId },
+    /// A member proposed to leave; some member must commit it
+    /// ([`Engine::commit_pending`]).
+    ProposalQueued { group: GroupId },
+    /// A user's identity key changed; their devices were refused. Loud warning.
+    IdentityChanged { user: Username, group: GroupId },
+    /// A delivery was not applied (duplicate, unknown group, too old, invalid).
+    /// Safe to acknowledge: retrying would fail the same way.
+    Dropped { group: GroupId, reason: String },
+}
+
+/// A KeyPackage whose certificate verified and whose owner's identity key
+/// matches the pin (or was pinned now).
+pub struct VerifiedKeyPackage {
+    pub user: Username,
+    pub device: DeviceId,
+    key_package: KeyPackage,
+}
+
+impl std::fmt::Debug for VerifiedKeyPackage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VerifiedKeyPackage({} {})", self.user, self.device)
+    }
+}
+
+/// A commit built locally and not yet accepted by the server: send
+/// `bundle`, then call [`Engine::commit_accepted`] or [`Engine::commit_rejected`].
+#[derive(Debug)]
+pub struct PendingCommit {
+    pub bundle: CommitBundle,
+    pub added: Vec<Username>,
+    pub removed: Vec<Username>,
+}
+
+/// One device's view of its conversations.
+pub struct Engine {
+    user: Username,
+    device: DeviceId,
+    signer: SignatureKeyPair,
+    credential: CredentialWithKey,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Engine({} {})", self.user, self.device)
+    }
+}
+
+fn create_config() -> MlsGroupCreateConfig {
+    MlsGroupCreateConfig::builder()
+        .ciphersuite(CIPHERSUITE)
+        .use_ratchet_tree_extension(true)
+        // Handshakes in the clear (PublicMessage) so the server can check
+        // membership; application messages are always PrivateMessage.
+        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .max_past_epochs(MAX_PAST_EPOCHS)
+        .padding_size(PADDING)
+        .sender_ratchet_configuration(SenderRatchetConfiguration::new(64, 10_000))
+        .build()
+}
+
+fn join_config() -> MlsGroupJoinConfig {
+    MlsGroupJoinConfig::builder()
+        .use_ratchet_tree_extension(true)
+        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .max_past_epochs(MAX_PAST_EPOCHS)
+        .padding_size(PADDING)
+        .sender_ratchet_configuration(SenderRatchetConfiguration::new(64, 10_000))
+        .build()
+}
+
+fn random_key() -> IdempotencyKey {
+    let mut k = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut k);
+    IdempotencyKey(k)
+}
+
+/// A new random message id.
+pub fn new_message_id() -> MessageId {
+    let mut k = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut k);
+    MessageId(k)
+}
+
+fn serialize<T: tls_codec::Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>, CoreError> {
+    value.tls_serialize_detached().map_err(CoreError::mls(what))
+}
+
+fn device_credential_of(credential: &Credential) -> Result<DeviceCredential, CoreError> {
+    let basic =
+        BasicCredential::try_from(credential.clone()).map_err(|_| CoreError::BadCertificate {
+            user: "<unknown>".into(),
+            reason: "not a basic credential",
+        })?;
+    DeviceCredential::decode(basic.identity())
+}
+
+impl Engine {
+    /// Builds the engine of a device whose MLS signer and certificate exist.
+    pub fn new(credential: DeviceCredential, signer: SignatureKeyPair) -> Self {
+        let user = credential.user.clone();
+        let device = credential.device;
+        let credential = CredentialWithKey {
+            credential: BasicCredential::new(credential.encode()).into(),
+            signature_key: signer.public().into(),
+        };
+        Self {
+            user,
+            device,
+            signer,
+            credential,
+        }
+    }
+
+    /// A fresh MLS signature key pair for a new device; store it with
+    /// [`Engine::store_signer`] in the device's first transaction.
+    pub fn generate_signer() -> Result<SignatureKeyPair, CoreError> {
+        SignatureKeyPair::new(CIPHERSUITE.signature_algorithm())
+            .map_err(CoreError::mls("signature key generation"))
+    }
+
+    /// Persists the signer in OpenMLS storage.
+    pub fn store_signer<S: StorageProvider<CURRENT_VERSION>>(
+        signer: &SignatureKeyPair,
+        provider: &Provider<S>,
+    ) -> Result<(), CoreError>
+    where
+        S::Error: Send + Sync + 'static,
+    {
+        signer.store(provider.storage()).map_err(CoreError::store)
+    }
+
+    /// Loads the signer whose public key is `public`.
+    pub fn load_signer<S: StorageProvider<CURRENT_VERSION>>(
+        public: &[u8],
+        provider: &Provider<S>,
+    ) -> Result<SignatureKeyPair, CoreError>
+    where
+        S::Error: Send + Sync + 'static,
+    {
+        SignatureKeyPair::read(
+            provider.storage(),
+            public,
+            CIPHERSUITE.signature_algorithm(),
+        )
+        .ok_or(CoreError::Invalid(
+            "this profile's device signing key is missing from the local store",
+        ))
+    }
+
+    pub fn user(&self) -> &Username {
+        &self.user
+    }
+
+    pub fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    /// `n` fresh KeyPackages (their private init keys go to storage).
+    pub fn key_packages<S>(
+        &self,
+        provider: &Provider<S>,
+        n: usize,
+        last_resort: bool,
+    ) -> Result<Vec<Vec<u8>>, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+    {
+        (0..n)
+            .map(|_| {
+                let mut builder = KeyPackage::builder();
+                if last_resort {
+                    builder = builder.mark_as_last_resort();
+                }
+                let bundle = builder
+                    .build(CIPHERSUITE, provider, &self.signer, self.credential.clone())
+                    .map_err(CoreError::mls("key package creation"))?;
+                serialize(bundle.key_package(), "key package encoding")
+            })
+            .collect()
+    }
+
+    /// Checks a leaf: its certificate must verify and its identity key must
+    /// equal the pinned one (pinned now if this is the first contact).
+    fn check_leaf<A: AppStore>(
+        &self,
+        app: &A,
+        credential: &Credential,
+        signature_key: &[u8],
+    ) -> Result<DeviceCredential, CoreError> {
+        let cred = device_credential_of(credential)?;
+        cred.verify(signature_key)?;
+        match app.pinned_identity(&cred.user).map_err(CoreError::store)? {
+            Some(pinned) if pinned != cred.identity_key => {
+                Err(CoreError::IdentityChanged(cred.user))
+            }
+            Some(_) => Ok(cred),
+            None => {
+                app.pin_identity(&cred.user, &cred.identity_key)
+                    .map_err(CoreError::store)?;
+                Ok(cred)
+            }
+        }
+    }
+
+    /// Validates a claimed KeyPackage: MLS signature, ciphersuite, our device
+    /// certificate, the identity pin, and that it belongs to `device` of `user`.
+    pub fn verify_key_package<S, A>(
+        &self,
+        provider: &Provider<S>,
+        app: &A,
+        user: &Username,
+        device: DeviceId,
+        bytes: &[u8],
+    ) -> Result<VerifiedKeyPackage, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        A: AppStore,
+    {
+        let kp_in = KeyPackageIn::tls_deserialize_exact(bytes)
+            .map_err(|_| CoreError::Malformed("key package"))?;
+        let key_package = kp_in
+            .validate(provider.crypto(), ProtocolVersion::Mls10)
+            .map_err(|_| CoreError::Malformed("key package (signature or lifetime)"))?;
+        if key_package.ciphersuite() != CIPHERSUITE {
+            return Err(CoreError::Malformed("key package ciphersuite"));
+        }
+        let leaf = key_package.leaf_node();
+        let cred = self.check_leaf(app, leaf.credential(), leaf.signature_key().as_slice())?;
+        if &cred.user != user || cred.device != device {
+            return Err(CoreError::WrongKeyPackage { expected: device });
+        }
+        Ok(VerifiedKeyPackage {
+            user: cred.user,
+            device,
+            key_package,
+        })
+    }
+
+    fn load_group<S: StorageProvider<CURRENT_VERSION>>(
+        provider: &Provider<S>,
+        group: &GroupId,
+    ) -> Result<MlsGroup, CoreError>
+    where
+        S::Error: Send + Sync + 'static,
+    {
+        MlsGroup::load(
+            provider.storage(),
+            &openmls::group::GroupId::from_slice(group.as_bytes()),
+        )
+        .map_err(CoreError::store)?
+        .ok_or(CoreError::UnknownGroup(*group))
+    }
+
+    /// (leaf index, credential) of every member, in leaf order.
+    fn members(group: &MlsGroup) -> Vec<(LeafNodeIndex, DeviceCredential)> {
+        group
+            .members()
+            .filter_map(|m| {
+                device_credential_of(&m.credential)
+                    .ok()
+                    .map(|c| (m.index, c))
+            })
+            .collect()
+    }
+
+    /// Creates a conversation with the given members' devices. For a 1:1
+    /// conversation pass `Create::Direct` and the id from [`GroupId::direct`].
+    /// The group exists locally as `Pending` until the server accepts.
+    pub fn create_group<S, A>(
+        &self,
+        provider: &Provider<S>,
+        app: &A,
+        group: GroupId,
+        create: Create,
+        name: Option<String>,
+        members: Vec<VerifiedKeyPackage>,
+        now: Millis,
+    ) -> Result<PendingCommit, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+        A: AppStore,
+    {
+        let peer = match (&create, group.kind()) {
+            (Create::Direct { peer }, GroupKind::Direct)
+                if GroupId::direct(&self.user, peer) == group =>
+            {
+                Some(peer.clone())
+            }
+            (Create::Group, GroupKind::Group) => None,
+            _ => {
+                return Err(CoreError::Invalid(
+                    "group id does not match the conversation kind",
+                ));
+            }
+        };
+        if let Some(name) = &name
+            && name.len() > MAX_GROUP_NAME_LEN
+        {
+            return Err(CoreError::Invalid("group names are at most 64 bytes"));
+        }
+        if members.len() + 1 > MAX_GROUP_DEVICES {
+            return Err(CoreError::Invalid("too many devices for one group"));
+        }
+        let mut mls = MlsGroup::new_with_group_id(
+            provider,
+            &self.signer,
+            &create_config(),
+            openmls::group::GroupId::from_slice(group.as_bytes()),
+            self.credential.clone(),
+        )
+        .map_err(CoreError::mls("group creation"))?;
+        app.put_conversation(&Conversation {
+            group,
+            kind: group.kind(),
+            name,
+            peer,
+            state: ConversationState::Pending,
+            created_at: now,
+            last_self_update: now,
+        })
+        .map_err(CoreError::store)?;
+        if members.is_empty() {
+            // A group of one: commit an empty self-update so the server still
+            // sees a creating commit for epoch 0.
+            let (commit, _, group_info) = mls
+                .self_update(provider, &self.signer, LeafNodeParameters::default())
+                .map_err(CoreError::mls("self update"))?
+                .into_contents();
+            return self.bundle(
+                provider,
+                &mls,
+                group,
+                Some(create),
+                commit,
+                None,
+                group_info,
+                vec![],
+                vec![],
+                vec![],
+                vec![],
+            );
+        }
+        self.add_to(provider, &mut mls, group, Some(create), members)
+    }
+
+    /// Adds devices to an existing conversation.
+    pub fn add_members<S, A>(
+        &self,
+        provider: &Provider<S>,
+        _app: &A,
+        group: &GroupId,
+        members: Vec<VerifiedKeyPackage>,
+    ) -> Result<PendingCommit, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+        A: AppStore,
+    {
+        let mut mls = Self::load_group(provider, group)?;
+        if !mls.is_active() {
+            return Err(CoreError::NotMember(*group));
+        }
+        if group.kind() == GroupKind::Direct {
+            let allowed = Self::members(&mls)
+                .into_iter()
+                .map(|(_, c)| c.user)
+                .collect::<Vec<_>>();
+            if members.iter().any(|m| !allowed.contains(&m.user)) {
+                return Err(CoreError::Invalid(
+                    "a 1:1 conversation cannot get other people; create a group",
+                ));
+            }
+        }
+        if members.is_empty() {
+            return Err(CoreError::Invalid("nothing to add"));
+        }
+        if mls.members().count() + members.len() > MAX_GROUP_DEVICES {
+            return Err(CoreError::Invalid("too many devices for one group"));
+        }
+        self.add_to(provider, &mut mls, *group, None, members)
+    }
+
+    fn add_to<S>(
+        &self,
+        provider: &Provider<S>,
+        mls: &mut MlsGroup,
+        group: GroupId,
+        create: Option<Create>,
+        members: Vec<VerifiedKeyPackage>,
+    ) -> Result<PendingCommit, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+    {
+        let devices: Vec<DeviceId> = members.iter().map(|m| m.device).collect();
+        let mut users: Vec<Username> = members.iter().map(|m| m.user.clone()).collect();
+        users.dedup();
+        let kps: Vec<KeyPackage> = members.into_iter().map(|m| m.key_package).collect();
+        let (commit, welcome, group_info) = mls
+            .add_members(provider, &self.signer, &kps)
+            .map_err(CoreError::mls("add members"))?;
+        self.bundle(
+            provider,
+            mls,
+            group,
+            create,
+            commit,
+            Some(welcome),
+            group_info,
+            devices,
+            vec![],
+            users,
+            vec![],
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn bundle<S>(
+        &self,
+        provider: &Provider<S>,
+        mls: &MlsGroup,
+        group: GroupId,
+        create: Option<Create>,
+        commit: MlsMessageOut,
+        welcome: Option<MlsMessageOut>,
+        group_info: Option<openmls::messages::group_info::GroupInfo>,
+        added: Vec<DeviceId>,
+        removed: Vec<DeviceId>,
+        added_users: Vec<Username>,
+        removed_users: Vec<Username>,
+    ) -> Result<PendingCommit, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+    {
+        let group_info = match group_info {
+            Some(gi) => serialize(&MlsMessageOut::from(gi), "group info")?,
+            None => serialize(
+                &mls.export_group_info(provider.crypto(), &self.signer, true)
+                    .map_err(CoreError::mls("group info export"))?,
+                "group info",
+            )?,
+        };
+        Ok(PendingCommit {
+            bundle: CommitBundle {
+                request_id: 0,
+                key: random_key(),
+                group,
+                epoch: mls.epoch().as_u64(),
+                create,
+                commit: serialize(&commit, "commit")?,
+                welcome: welcome.map(|w| serialize(&w, "welcome")).transpose()?,
+                group_info,
+                added,
+                removed,
+            },
+            added: added_users,
+            removed: removed_users,
+        })
+    }
+
+    /// Removes every device of `users` from a conversation.
+    pub fn remove_users<S, A>(
+        &self,
+        provider: &Provider<S>,
+        _app: &A,
+        group: &GroupId,
+        users: &[Username],
+    ) -> Result<PendingCommit, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+        A: AppStore,
+    {
+        let mut mls = Self::load_group(provider, group)?;
+        if !mls.is_active() {
+            return Err(CoreError::NotMember(*group));
+        }
+        let targets: Vec<(LeafNodeIndex, DeviceCredential)> = Self::members(&mls)
+            .into_iter()
+            .filter(|(_, c)| users.contains(&c.user))
+            .collect();
+        if targets.is_empty() {
+            return Err(CoreError::Invalid("none of these users is a member"));
+        }
+        if targets.iter().any(|(_, c)| c.device == self.device) {
+            return Err(CoreError::Invalid("to remove yourself, leave the group"));
+        }
+        let leaves: Vec<LeafNodeIndex> = targets.iter().map(|(i, _)| *i).collect();
+        let (commit, welcome, group_info) = mls
+            .remove_members(provider, &self.signer, &leaves)
+            .map_err(CoreError::mls("remove members"))?;
+        let devices = targets.iter().map(|(_, c)| c.device).collect();
+        let mut removed_users: Vec<Username> = targets.into_iter().map(|(_, c)| c.user).collect();
+        removed_users.dedup();
+        self.bundle(
+            provider,
+            &mls,
+            *group,
+            None,
+            commit,
+            welcome,
+            group_info,
+            vec![],
+            devices,
+            vec![],
+            removed_users,
+        )
+    }
+
+    /// Commits the proposals other members queued (e.g. someone leaving).
+    pub fn commit_pending<S, A>(
+        &self,
+        provider: &Provider<S>,
+        _app: &A,
+        group: &GroupId,
+    ) -> Result<Option<PendingCommit>, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+        A: AppStore,
+    {
+        let mut mls = Self::load_group(provider, group)?;
+        if !mls.is_active() || mls.pending_proposals().next().is_none() {
+            return Ok(None);
+        }
+        let members = Self::members(&mls);
+        let mut removed = vec![];
+        let mut removed_users = vec![];
+        for p in mls.pending_proposals() {
+            if let Proposal::Remove(r) = p.proposal()
+                && let Some((_, c)) = members.iter().find(|(i, _)| *i == r.removed())
+            {
+                removed.push(c.device);
+                removed_users.push(c.user.clone());
+            }
+        }
+        let (commit, welcome, group_info) = mls
+            .commit_to_pending_proposals(provider, &self.signer)
+            .map_err(CoreError::mls("commit pending proposals"))?;
+        self.bundle(
+            provider,
+            &mls,
+            *group,
+            None,
+            commit,
+            welcome,
+            group_info,
+            vec![],
+            removed,
+            vec![],
+            removed_users,
+        )
+        .map(Some)
+    }
+
+    /// Refreshes this device's leaf keys (post-compromise security heals only
+    /// through commits).
+    pub fn self_update<S, A>(
+        &self,
+        provider: &Provider<S>,
+        _app: &A,
+        group: &GroupId,
+    ) -> Result<PendingCommit, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+        A: AppStore,
+    {
+        let mut mls = Self::load_group(provider, group)?;
+        if !mls.is_active() {
+            return Err(CoreError::NotMember(*group));
+        }
+        // A self-update adds nobody, so it never has a Welcome.
+        let (commit, _welcome, group_info) = mls
+            .self_update(provider, &self.signer, LeafNodeParameters::default())
+            .map_err(CoreError::mls("self update"))?
+            .into_contents();
+        self.bundle(
+            provider,
+            &mls,
+            *group,
+            None,
+            commit,
+            None,
+            group_info,
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+        )
+    }
+
+    /// Proposes to remove this device from a conversation. Another member's
+    /// client commits it; the conversation is marked left here at once.
+    pub fn leave<S, A>(
+        &self,
+        provider: &Provider<S>,
+        app: &A,
+        group: &GroupId,
+    ) -> Result<Vec<u8>, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+        A: AppStore,
+    {
+        let mut mls = Self::load_group(provider, group)?;
+        let proposal = mls
+            .leave_group(provider, &self.signer)
+            .map_err(CoreError::mls("leave"))?;
+        if let Some(mut c) = app.conversation(group).map_err(CoreError::store)? {
+            c.state = ConversationState::Left;
+            app.put_conversation(&c).map_err(CoreError::store)?;
+        }
+        serialize(&proposal, "leave proposal")
+    }
+
+    /// The server accepted our commit: merge it.
+    pub fn commit_accepted<S, A>(
+        &self,
+        provider: &Provider<S>,
+        app: &A,
+        pending: &PendingCommit,
+        now: Millis,
+    ) -> Result<Vec<Event>, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+        A: AppStore,
+    {
+        let group = pending.bundle.group;
+        let mut mls = Self::load_group(provider, &group)?;
+        mls.merge_pending_commit(provider)
+            .map_err(CoreError::mls("merge own commit"))?;
+        if let Some(mut c) = app.conversation(&group).map_err(CoreError::store)? {
+            if c.state == ConversationState::Pending {
+                c.state = ConversationState::Active;
+            }
+            if pending.added.is_empty() && pending.removed.is_empty() {
+                c.last_self_update = now;
+            }
+            app.put_conversation(&c).map_err(CoreError::store)?;
+        }
+        if pending.added.is_empty() && pending.removed.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(vec![Event::MembersChanged {
+            group,
+            added: pending.added.clone(),
+            removed: pending.removed.clone(),
+        }])
+    }
+
+    /// The server refused our commit: discard it. A group that was being
+    /// created is deleted again (someone else created it first; their Welcome
+    /// is on its way).
+    pub fn commit_rejected<S, A>(
+        &self,
+        provider: &Provider<S>,
+        app: &A,
+        group: &GroupId,
+    ) -> Result<(), CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+        A: AppStore,
+    {
+        let mut mls = match Self::load_group(provider, group) {
+            Ok(g) => g,
+            Err(CoreError::UnknownGroup(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let pending_creation = app
+            .conversation(group)
+            .map_err(CoreError::store)?
+            .is_some_and(|c| c.state == ConversationState::Pending);
+        if pending_creation {
+            mls.delete(provider.storage()).map_err(CoreError::store)?;
+            app.delete_conversation(group).map_err(CoreError::store)?;
+        } else {
+            mls.clear_pending_commit(provider.storage())
+                .map_err(CoreError::store)?;
+        }
+        Ok(())
+    }
+
+    /// The current epoch of a conversation, if this device is in it.
+    pub fn epoch<S>(
+        &self,
+        provider: &Provider<S>,
+        group: &GroupId,
+    ) -> Result<Option<u64>, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+    {
+        match Self::load_group(provider, group) {
+            Ok(g) if g.is_active() => Ok(Some(g.epoch().as_u64())),
+            Ok(_) | Err(CoreError::UnknownGroup(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The members of a conversation as (user, device).
+    pub fn member_devices<S>(
+        &self,
+        provider: &Provider<S>,
+        group: &GroupId,
+    ) -> Result<Vec<(Username, DeviceId)>, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+    {
+        let mls = Self::load_group(provider, group)?;
+        Ok(Self::members(&mls)
+            .into_iter()
+            .map(|(_, c)| (c.user, c.device))
+            .collect())
+    }
+
+    /// Encrypts an application message and records it in the history.
+    /// Returns the stored message and the MLS bytes to send.
+    pub fn send<S, A>(
+        &self,
+        provider: &Provider<S>,
+        app: &A,
+        group: &GroupId,
+        body: Body,
+        now: Millis,
+    ) -> Result<(StoredMessage, Vec<u8>), CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+        A: AppStore,
+    {
+        if let Body::Text(t) = &body
+            && t.len() > MAX_TEXT_LEN
+        {
+            return Err(CoreError::TextTooLong(t.len()));
+        }
+        let mut mls = Self::load_group(provider, group)?;
+        if !mls.is_active() {
+            return Err(CoreError::NotMember(*group));
+        }
+        let message = AppMessage {
+            id: new_message_id(),
+            sent_at: now,
+            body,
+        };
+        let out = mls
+            .create_message(provider, &self.signer, &message.encode())
+            .map_err(CoreError::mls("encrypt"))?;
+        let stored = StoredMessage {
+            id: message.id,
+            group: *group,
+            sender: self.user.clone(),
+            sender_device: self.device,
+            sent_at: now,
+            received_at: now,
+            body: message.body,
+            outgoing: true,
+        };
+        if matches!(stored.body, Body::Text(_)) {
+            app.insert_message(&stored).map_err(CoreError::store)?;
+        }
+        Ok((stored, serialize(&out, "message")?))
+    }
+
+    /// Applies one delivery from the server. Errors are reserved for local
+    /// failures (storage); anything wrong with the delivery itself becomes
+    /// [`Event::Dropped`] or [`Event::IdentityChanged`] so the driver can
+    /// acknowledge it and move on.
+    pub fn receive<S, A>(
+        &self,
+        provider: &Provider<S>,
+        app: &A,
+        delivery: &Delivery,
+        now: Millis,
+    ) -> Result<Vec<Event>, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+        A: AppStore,
+    {
+        let group = delivery.group;
+        let result = match delivery.kind {
+            DeliveryKind::Welcome => self.receive_welcome(provider, app, delivery, now),
+            _ => self.receive_protocol(provider, app, delivery, now),
+        };
+        match result {
+            Ok(events) => Ok(events),
+            Err(CoreError::Store(e)) => Err(CoreError::Store(e)),
+            Err(CoreError::IdentityChanged(user)) => {
+                Ok(vec![Event::IdentityChanged { user, group }])
+            }
+            Err(e) => Ok(vec![Event::Dropped {
+                group,
+                reason: e.to_string(),
+            }]),
+        }
+    }
+
+    fn receive_welcome<S, A>(
+        &self,
+        provider: &Provider<S>,
+        app: &A,
+        delivery: &Delivery,
+        now: Millis,
+    ) -> Result<Vec<Event>, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+        A: AppStore,
+    {
+        let group = delivery.group;
+        if Self::load_group(provider, &group).is_ok_and(|g| g.is_active()) {
+            return Err(CoreError::Invalid(
+                "welcome for a group this device is already in",
+            ));
+        }
+        let message = MlsMessageIn::tls_deserialize_exact(delivery.payload.as_slice())
+            .map_err(|_| CoreError::Malformed("welcome"))?;
+        let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
+            return Err(CoreError::Malformed("welcome"));
+        };
+        let staged = StagedWelcome::new_from_welcome(provider, &join_config(), welcome, None)
+            .map_err(CoreError::mls("welcome"))?;
+        if staged.group_context().group_id().as_slice() != group.as_bytes() {
+            return Err(CoreError::Malformed("welcome for another group"));
+        }
+        if staged.group_context().ciphersuite() != CIPHERSUITE {
+            return Err(CoreError::Malformed("welcome ciphersuite"));
+        }
+        let mut users = vec![];
+        for member in staged.members() {
+            let cred = self.check_leaf(app, &member.credential, &member.signature_key)?;
+            if !users.contains(&cred.user) {
+                users.push(cred.user);
+            }
+        }
+        let sender = staged
+            .welcome_sender()
+            .map_err(CoreError::mls("welcome sender"))
+            .and_then(|leaf| device_credential_of(leaf.credential()))?
+            .user;
+        let peer = match group.kind() {
+            GroupKind::Direct => {
+                let peer = users
+                    .iter()
+                    .find(|u| **u != self.user)
+                    .cloned()
+                    .unwrap_or_else(|| self.user.clone());
+                if GroupId::direct(&self.user, &peer) != group
+                    || users.iter().any(|u| *u != self.user && *u != peer)
+                {
+                    return Err(CoreError::Invalid(
+                        "1:1 conversation with members it cannot have",
+                    ));
+                }
+                Some(peer)
+            }
+            GroupKind::Group => None,
+        };
+        // A previous membership (we were removed and are re-added) is replaced.
+        if let Ok(old) = Self::load_group(provider, &group) {
+            let mut old = old;
+            old.delete(provider.storage()).map_err(CoreError::store)?;
+        }
+        staged
+            .into_group(provider)
+            .map_err(CoreError::mls("join"))?;
+        let name = app
+            .conversation(&group)
+            .map_err(CoreError::store)?
+            .and_then(|c| c.name);
+        app.put_conversation(&Conversation {
+            group,
+            kind: group.kind(),
+            name,
+            peer,
+            state: ConversationState::Active,
+            created_at: now,
+            // Refresh our leaf soon: a fresh joiner's tree is sparse.
+            last_self_update: 0,
+        })
+        .map_err(CoreError::store)?;
+        Ok(vec![Event::Joined { group, by: sender }])
+    }
+
+    fn receive_protocol<S, A>(
+        &self,
+        provider: &Provider<S>,
+        app: &A,
+        delivery: &Delivery,
+        now: Millis,
+    ) -> Result<Vec<Event>, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+        A: AppStore,
+    {
+        let group = delivery.group;
+        let message = MlsMessageIn::tls_deserialize_exact(delivery.payload.as_slice())
+            .map_err(|_| CoreError::Malformed("message"))?;
+        let protocol = message
+            .try_into_protocol_message()
+            .map_err(|_| CoreError::Malformed("message"))?;
+        if protocol.group_id().as_slice() != group.as_bytes() {
+            return Err(CoreError::Malformed("message for another group"));
+        }
+        let mut mls = Self::load_group(provider, &group)?;
+        if protocol.epoch() < mls.epoch() && protocol.content_type() == ContentType::Commit {
+            return Err(CoreError::Invalid(
+                "commit of an epoch already left (duplicate)",
+            ));
+        }
+        let members_before = Self::members(&mls);
+        let processed = mls
+            .process_message(provider, protocol)
+            .map_err(CoreError::mls("process message"))?;
+        let sender = device_credential_of(processed.credential())?;
+        if sender.user != delivery.sender {
+            return Err(CoreError::Invalid(
+                "server-claimed sender differs from the MLS sender",
+            ));
+        }
+        match processed.into_content() {
+            ProcessedMessageContent::ApplicationMessage(app_msg) => {
+                let decoded = AppMessage::decode(&app_msg.into_bytes())
+                    .map_err(|_| CoreError::Malformed("message content"))?;
+                match decoded.body {
+                    Body::GroupName(name) => {
+                        let Some(mut c) = app.conversation(&group).map_err(CoreError::store)?
+                        else {
+                            return Ok(vec![]);
+                        };
+                        if c.name.as_deref() == Some(name.as_str()) {
+                            return Ok(vec![]);
+                        }
+                        c.name = Some(name.clone());
+                        app.put_conversation(&c).map_err(CoreError::store)?;
+                        Ok(vec![Event::Renamed { group, name }])
+                    }
+                    body @ Body::Text(_) => {
+                        let stored = StoredMessage {
+                            id: decoded.id,
+                            group,
+                            sender: sender.user,
+                            sender_device: sender.device,
+                            sent_at: decoded.sent_at,
+                            received_at: now,
+                            body,
+                            outgoing: sender.device == self.device,
+                        };
+                        if app.insert_message(&stored).map_err(CoreError::store)? {
+                            Ok(vec![Event::Message(stored)])
+                        } else {
+                            Ok(vec![Event::Dropped {
+                                group,
+                                reason: "duplicate message".into(),
+                            }])
+                        }
+                    }
+                }
+            }
+            ProcessedMessageContent::ProposalMessage(proposal) => {
+                // Only self-removals (leaving) are accepted from members; other
+                // proposals would let one member reshape the group silently.
+                let is_self_remove = matches!(
+                    (proposal.proposal(), proposal.sender()),
+                    (Proposal::Remove(r), Sender::Member(s)) if r.removed() == *s
+                );
+                if !is_self_remove {
+                    return Err(CoreError::Invalid("only leave proposals are accepted"));
+                }
+                mls.store_pending_proposal(provider.storage(), *proposal)
+                    .map_err(CoreError::store)?;
+                Ok(vec![Event::ProposalQueued { group }])
+            }
+            ProcessedMessageContent::StagedCommitMessage(staged) => {
+                let mut added = vec![];
+                for add in staged.add_proposals() {
+                    let leaf = add.add_proposal().key_package().leaf_node();
+                    let cred =
+                        self.check_leaf(app, leaf.credential(), leaf.signature_key().as_slice())?;
+                    if group.kind() == GroupKind::Direct
+                        && GroupId::direct(&cred.user, &sender.user) != group
+                        && GroupId::direct(&cred.user, &self.user) != group
+                    {
+                        return Err(CoreError::Invalid(
+                            "commit adds a third person to a 1:1 conversation",
+                        ));
+                    }
+                    if !added.contains(&cred.user) {
+                        added.push(cred.user);
+                    }
+                }
+                for update in staged.update_proposals() {
+                    let leaf = update.update_proposal().leaf_node();
+                    self.check_leaf(app, leaf.credential(), leaf.signature_key().as_slice())?;
+                }
+                if let Some(leaf) = staged.update_path_leaf_node() {
+                    let cred =
+                        self.check_leaf(app, leaf.credential(), leaf.signature_key().as_slice())?;
+                    if cred.device != sender.device || cred.user != sender.user {
+                        return Err(CoreError::Invalid(
+                            "commit changes the committer's identity",
+                        ));
+                    }
+                }
+                let mut removed = vec![];
+                for r in staged.remove_proposals() {
+                    let idx = r.remove_proposal().removed();
+                    if let Some((_, c)) = members_before.iter().find(|(i, _)| *i == idx)
+                        && !removed.contains(&c.user)
+                    {
+                        removed.push(c.user.clone());
+                    }
+                }
+                let self_removed = staged.self_removed();
+                mls.merge_staged_commit(provider, *staged)
+                    .map_err(CoreError::mls("merge commit"))?;
+                if self_removed {
+                    mls.delete(provider.storage()).map_err(CoreError::store)?;
+                    if let Some(mut c) = app.conversation(&group).map_err(CoreError::store)? {
+                        c.state = ConversationState::Left;
+                        app.put_conversation(&c).map_err(CoreError::store)?;
+                    }
+                    return Ok(vec![Event::Removed { group }]);
+                }
+                // Users who still have another device in the group did not leave.
+                let still: Vec<Username> = Self::members(&mls)
+                    .into_iter()
+                    .map(|(_, c)| c.user)
+                    .collect();
+                removed.retain(|u| !still.contains(u));
+                if added.is_empty() && removed.is_empty() {
+                    Ok(vec![])
+                } else {
+                    Ok(vec![Event::MembersChanged {
+                        group,
+                        added,
+                        removed,
+                    }])
+                }
+            }
+            ProcessedMessageContent::ExternalJoinProposalMessage(_) => {
+                Err(CoreError::Invalid("external joins are not accepted"))
+            }
+            ProcessedMessageContent::OwnPendingCommit
+            | ProcessedMessageContent::OwnPrivateMessage => {
+                Err(CoreError::Invalid("echo of this device's own message"))
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Errors of the client core. Peer misbehaviour, API misuse and storage failures
+//! are separate variants; no variant carries message text or key material.
+
+use rampart_proto::{DeviceId, GroupId, Username};
+
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a core operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// The local store failed.
+    #[error("local store: {0}")]
+    Store(#[source] Source),
+    /// OpenMLS refused or failed an operation.
+    #[error("MLS {op} failed: {source}")]
+    Mls {
+        op: &'static str,
+        #[source]
+        source: Source,
+    },
+    /// No conversation with this id exists on this device.
+    #[error("no conversation {0:?} on this device")]
+    UnknownGroup(GroupId),
+    /// The device is not (or no longer) a member of the group.
+    #[error("this device is no longer a member of {0:?}")]
+    NotMember(GroupId),
+    /// A leaf's device certificate is missing, malformed or does not verify.
+    #[error("device certificate of {user} is invalid: {reason}")]
+    BadCertificate { user: String, reason: &'static str },
+    /// A user's identity key differs from the one pinned on first contact.
+    /// Never accepted silently.
+    #[error(
+        "the identity key of @{0} changed since you first talked; refusing their devices until you verify them again"
+    )]
+    IdentityChanged(Username),
+    /// A KeyPackage or message from a peer could not be parsed.
+    #[error("malformed {0} from a peer")]
+    Malformed(&'static str),
+    /// A KeyPackage belongs to someone else than the directory said.
+    #[error("key package for {expected} carries the credential of another device")]
+    WrongKeyPackage { expected: DeviceId },
+    /// Caller error: e.g. removing a device that is not in the group.
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// A text longer than the protocol allows.
+    #[error("message is {0} bytes; the limit is {max}", max = rampart_proto::limits::MAX_TEXT_LEN)]
+    TextTooLong(usize),
+}
+
+impl CoreError {
+    pub(crate) fn mls<E: std::error::Error + Send + Sync + 'static>(
+        op: &'static str,
+    ) -> impl FnOnce(E) -> CoreError {
+        move |e| CoreError::Mls {
+            op,
+            source: Box::new(e),
+        }
+    }
+
+    pub(crate) fn store<E: std::error::Error + Send + Sync + 'static>(e: E) -> CoreError {
+        CoreError::Store(Box::new(e))
+    }
+}

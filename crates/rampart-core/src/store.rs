@@ -1,0 +1,78 @@
+//! The application state the core reads and writes besides OpenMLS's own:
+//! conversations, message history and pinned identity keys. The driver
+//! implements [`AppStore`] on the same transaction it gives OpenMLS.
+
+use crate::content::Body;
+use rampart_proto::{DeviceId, GroupId, GroupKind, Millis, Username};
+
+/// A message's id, chosen at random by its sender.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub [u8; 16]);
+
+impl std::fmt::Display for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MessageId({self})")
+    }
+}
+
+/// Where this device stands in a conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConversationState {
+    /// Created locally; the creating commit is not yet accepted by the server.
+    Pending,
+    /// A member.
+    Active,
+    /// Left or removed; history is kept, nothing can be sent.
+    Left,
+}
+
+/// A conversation as this device sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conversation {
+    pub group: GroupId,
+    pub kind: GroupKind,
+    /// Display name of a group (learned from an encrypted `GroupName` message).
+    pub name: Option<String>,
+    /// The other person of a 1:1 conversation.
+    pub peer: Option<Username>,
+    pub state: ConversationState,
+    pub created_at: Millis,
+    /// When this device last refreshed its leaf (post-compromise security).
+    pub last_self_update: Millis,
+}
+
+/// One message in the history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub id: MessageId,
+    pub group: GroupId,
+    pub sender: Username,
+    pub sender_device: DeviceId,
+    /// The sender's clock.
+    pub sent_at: Millis,
+    /// This device's clock when it arrived (or was sent).
+    pub received_at: Millis,
+    pub body: Body,
+    pub outgoing: bool,
+}
+
+/// Application storage used by the [`crate::Engine`]. All calls of one engine
+/// operation happen inside the driver's transaction.
+pub trait AppStore {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    fn conversation(&self, group: &GroupId) -> Result<Option<Conversation>, Self::Error>;
+    fn put_conversation(&self, conversation: &Conversation) -> Result<(), Self::Error>;
+    fn delete_conversation(&self, group: &GroupId) -> Result<(), Self::Error>;
+    /// Stores a message; returns `false` (and stores nothing) if its id is
+    /// already in this conversation's history.
+    fn insert_message(&self, message: &StoredMessage) -> Result<bool, Self::Error>;
+    fn pinned_identity(&self, user: &Username) -> Result<Option<[u8; 32]>, Self::Error>;
+    fn pin_identity(&self, user: &Username, key: &[u8; 32]) -> Result<(), Self::Error>;
+}
