@@ -1,0 +1,195 @@
+//! Server configuration: what the operator chooses, checked before anything binds.
+
+use serde::Deserialize;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Who may create an account.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Registration {
+    /// Only holders of an invite code (`rampart admin invite`).
+    #[default]
+    Invite,
+    /// Anyone who can reach the server.
+    Open,
+}
+
+impl FromStr for Registration {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "invite" => Ok(Self::Invite),
+            "open" => Ok(Self::Open),
+            other => Err(ConfigError::Registration(other.to_owned())),
+        }
+    }
+}
+
+/// Everything `rampart server` needs, read from a TOML file and/or flags.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where the database lives; created if missing.
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Who may register.
+    pub registration: Registration,
+    /// PEM certificate chain for TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    pub tls_key: Option<PathBuf>,
+    /// A TLS-terminating proxy is in front, so plain HTTP on a public address is fine.
+    pub behind_tls_proxy: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./rampart-data"),
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8448)),
+            registration: Registration::Invite,
+            tls_cert: None,
+            tls_key: None,
+            behind_tls_proxy: false,
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for [`ServerConfig`].
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    /// An unknown registration policy.
+    #[error("unknown registration policy {0:?}: use \"invite\" or \"open\"")]
+    Registration(String),
+    /// Plain HTTP on a non-loopback address would expose passwords and tokens.
+    #[error(
+        "refusing to serve plain HTTP on {0}: tokens and passwords would cross the network unencrypted. \
+         Add --tls-cert <PEM> and --tls-key <PEM> to serve TLS, or --behind-tls-proxy if a \
+         TLS-terminating proxy is in front, or listen on a loopback address such as 127.0.0.1"
+    )]
+    PlainHttpNotLoopback(SocketAddr),
+    /// Only one half of the TLS key pair was given.
+    #[error("--tls-cert and --tls-key go together: add --{0}")]
+    TlsHalf(&'static str),
+}
+
+impl ServerConfig {
+    /// Reads a TOML config file; missing keys take their defaults.
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Refuses settings that would leak credentials: plain HTTP is for loopback
+    /// only, unless TLS is configured or a TLS proxy is declared.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err(ConfigError::TlsHalf("tls-key")),
+            (None, Some(_)) => return Err(ConfigError::TlsHalf("tls-cert")),
+            (Some(_), Some(_)) => return Ok(()),
+            (None, None) => {}
+        }
+        if self.listen.ip().is_loopback() || self.behind_tls_proxy {
+            Ok(())
+        } else {
+            Err(ConfigError::PlainHttpNotLoopback(self.listen))
+        }
+    }
+
+    /// The TLS key pair, if TLS is configured.
+    pub(crate) fn tls(&self) -> Option<(&Path, &Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on(addr: &str) -> ServerConfig {
+        ServerConfig {
+            listen: addr.parse().unwrap_or_else(|_| unreachable!()),
+            ..ServerConfig::default()
+        }
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        assert!(on("127.0.0.1:8448").validate().is_ok());
+        assert!(on("[::1]:8448").validate().is_ok());
+        let err = on("0.0.0.0:8448").validate().err().map(|e| e.to_string());
+        let msg = err.unwrap_or_default();
+        assert!(
+            msg.contains("--tls-cert") && msg.contains("--behind-tls-proxy"),
+            "{msg}"
+        );
+        let proxied = ServerConfig {
+            behind_tls_proxy: true,
+            ..on("0.0.0.0:8448")
+        };
+        assert!(proxied.validate().is_ok());
+    }
+
+    #[test]
+    fn tls_needs_both_halves() {
+        let cert_only = ServerConfig {
+            tls_cert: Some("c.pem".into()),
+            ..on("0.0.0.0:443")
+        };
+        assert!(matches!(
+            cert_only.validate(),
+            Err(ConfigError::TlsHalf("tls-key"))
+        ));
+        let key_only = ServerConfig {
+            tls_key: Some("k.pem".into()),
+            ..on("0.0.0.0:443")
+        };
+        assert!(matches!(
+            key_only.validate(),
+            Err(ConfigError::TlsHalf("tls-cert"))
+        ));
+        let both = ServerConfig {
+            tls_key: Some("k.pem".into()),
+            ..cert_only
+        };
+        assert!(both.validate().is_ok());
+    }
+
+    #[test]
+    fn toml_defaults_and_unknown_keys() {
+        let c: ServerConfig =
+            toml::from_str("registration = \"open\"\nlisten = \"127.0.0.1:9000\"")
+                .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(c.registration, Registration::Open);
+        assert_eq!(c.data_dir, PathBuf::from("./rampart-data"));
+        assert!(toml::from_str::<ServerConfig>("bogus = 1").is_err());
+        assert_eq!(
+            "open".parse::<Registration>().ok(),
+            Some(Registration::Open)
+        );
+        assert!("closed".parse::<Registration>().is_err());
+    }
+}

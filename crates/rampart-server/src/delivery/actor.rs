@@ -1,0 +1,882 @@
+//! The delivery actor: sole owner of group epochs, memberships, per-device
+//! sequence counters, live connections and recent idempotency keys, and the
+//! single writer of the delivery tables.
+//!
+//! Loop: take one operation, drain whatever else is already waiting (up to
+//! [`MAX_BATCH`]), apply them all in memory, write the whole batch in ONE
+//! transaction (group commit: one fsync for hundreds of messages), then
+//! answer. Application messages are pushed to online recipients as soon as
+//! they are processed, before the batch is durable, which keeps online latency
+//! low; delivery is at least once and the sender hears `Accepted` only after
+//! the commit. Commits and Welcomes (and anything after them in the batch) are
+//! pushed only once durable, so nobody ever sees a commit the server forgot.
+
+use super::{DeliveryHandle, OP_QUEUE, Op, Outbound};
+use crate::db::{device_from_db, device_to_db, now_ms, u64_from_db, u64_to_db};
+use bytes::Bytes;
+use rampart_proto::frame::{
+    CommitBundle, Create, Delivery, DeliveryKind, SendMessage, ServerFrame,
+};
+use rampart_proto::limits::MAX_GROUP_DEVICES;
+use rampart_proto::{DeviceId, ErrorCode, GroupId, GroupKind, IdempotencyKey, Username};
+use sqlx::{QueryBuilder, Row as _, Sqlite, SqlitePool};
+use std::collections::{HashMap, HashSet, VecDeque};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
+
+/// Operations applied per transaction at most.
+const MAX_BATCH: usize = 512;
+/// Idempotency keys remembered per device (a resend normally follows within seconds).
+const RECENT_KEYS: usize = 1024;
+/// How long idempotency rows are kept in the database.
+pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
+/// Rows per multi-row INSERT, under SQLite's 32766 bound variables.
+const ROWS_PER_INSERT: usize = 1000;
+
+struct Group {
+    kind: GroupKind,
+    epoch: u64,
+    members: HashSet<DeviceId>,
+}
+
+struct Device {
+    username: Username,
+    /// The sequence number the next queued message gets.
+    next_seq: u64,
+    revoked: bool,
+}
+
+struct Conn {
+    id: u64,
+    tx: mpsc::Sender<Outbound>,
+}
+
+/// A bounded, insertion-ordered set of a device's recent idempotency keys
+/// with the epoch its request was answered with.
+#[derive(Default)]
+struct RecentKeys {
+    epochs: HashMap<[u8; 16], u64>,
+    order: VecDeque<[u8; 16]>,
+}
+
+impl RecentKeys {
+    fn insert(&mut self, key: [u8; 16], epoch: u64) {
+        if self.epochs.insert(key, epoch).is_none() {
+            self.order.push_back(key);
+            if self.order.len() > RECENT_KEYS
+                && let Some(old) = self.order.pop_front()
+            {
+                self.epochs.remove(&old);
+            }
+        }
+    }
+}
+
+struct MessageRow {
+    id: i64,
+    group: GroupId,
+    sender: DeviceId,
+    kind: DeliveryKind,
+    epoch: u64,
+    time: i64,
+    payload: Vec<u8>,
+}
+
+/// A group touched by this batch: its state before (to write the membership
+/// difference) and what to store.
+struct GroupWrite {
+    created: Option<DeviceId>,
+    members_before: HashSet<DeviceId>,
+    group_info: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Batch {
+    messages: Vec<MessageRow>,
+    queue: Vec<(i64, i64, i64)>,
+    idempotency: Vec<(i64, [u8; 16], i64)>,
+    groups: HashMap<GroupId, GroupWrite>,
+    acks: HashMap<DeviceId, u64>,
+    replies: Vec<(oneshot::Sender<ServerFrame>, ServerFrame)>,
+    connects: Vec<(oneshot::Sender<Option<u64>>, u64)>,
+    flushes: Vec<oneshot::Sender<()>>,
+    /// Set once a handshake message is in the batch: from then on pushes wait
+    /// for the commit, which also keeps each device's pushes in seq order.
+    hold_pushes: bool,
+    held: Vec<(DeviceId, Outbound)>,
+}
+
+/// A refused request: code, message and (for stale epochs) the current epoch.
+struct Rejection {
+    code: ErrorCode,
+    message: String,
+    current_epoch: Option<u64>,
+}
+
+fn reject(code: ErrorCode, message: impl Into<String>) -> Rejection {
+    Rejection {
+        code,
+        message: message.into(),
+        current_epoch: None,
+    }
+}
+
+impl From<sqlx::Error> for Rejection {
+    fn from(e: sqlx::Error) -> Self {
+        tracing::error!(error = %e, "delivery actor: database read failed");
+        reject(ErrorCode::Internal, "internal server error")
+    }
+}
+
+fn not_member() -> Rejection {
+    reject(
+        ErrorCode::NotMember,
+        "this device is not a member of that group",
+    )
+}
+
+pub struct Actor {
+    pool: SqlitePool,
+    rx: mpsc::Receiver<Op>,
+    groups: HashMap<GroupId, Group>,
+    devices: HashMap<DeviceId, Device>,
+    conns: HashMap<DeviceId, Conn>,
+    recent: HashMap<DeviceId, RecentKeys>,
+    next_message_id: i64,
+}
+
+/// Loads the delivery state and starts the actor.
+pub async fn start(
+    pool: SqlitePool,
+) -> Result<(DeliveryHandle, tokio::task::JoinHandle<()>), sqlx::Error> {
+    let (tx, rx) = mpsc::channel(OP_QUEUE);
+    let mut actor = Actor {
+        pool,
+        rx,
+        groups: HashMap::new(),
+        devices: HashMap::new(),
+        conns: HashMap::new(),
+        recent: HashMap::new(),
+        next_message_id: 1,
+    };
+    actor.reload().await?;
+    let join = tokio::spawn(actor.run());
+    Ok((DeliveryHandle { tx }, join))
+}
+
+impl Actor {
+    /// (Re)loads everything from the database. Sequence counters and message
+    /// ids never go backwards, even after a failed batch, so a number a client
+    /// may have seen is never reused for another message.
+    async fn reload(&mut self) -> Result<(), sqlx::Error> {
+        let mut groups = HashMap::new();
+        for row in sqlx::query("SELECT id, kind, epoch FROM groups")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let Ok(id) = GroupId::from_slice(row.try_get::<&[u8], _>("id")?) else {
+                continue;
+            };
+            let kind = if row.try_get::<&str, _>("kind")? == "direct" {
+                GroupKind::Direct
+            } else {
+                GroupKind::Group
+            };
+            let epoch = u64_from_db(row.try_get("epoch")?);
+            groups.insert(
+                id,
+                Group {
+                    kind,
+                    epoch,
+                    members: HashSet::new(),
+                },
+            );
+        }
+        for row in sqlx::query("SELECT group_id, device_id FROM group_members")
+            .fetch_all(&self.pool)
+            .await?
+        {
+            let (Ok(id), Some(device)) = (
+                GroupId::from_slice(row.try_get::<&[u8], _>("group_id")?),
+                device_from_db(row.try_get("device_id")?),
+            ) else {
+                continue;
+            };
+            if let Some(g) = groups.get_mut(&id) {
+                g.members.insert(device);
+            }
+        }
+        let mut devices = HashMap::new();
+        for row in sqlx::query(DEVICE_QUERY_ALL).fetch_all(&self.pool).await? {
+            if let Some((id, mut device)) = device_from_row(&row)? {
+                if let Some(old) = self.devices.get(&id) {
+                    device.next_seq = device.next_seq.max(old.next_seq);
+                }
+                devices.insert(id, device);
+            }
+        }
+        let mut recent: HashMap<DeviceId, RecentKeys> = HashMap::new();
+        for row in sqlx::query(
+            "SELECT device_id, key, request_result_epoch FROM idempotency WHERE created_at > ? ORDER BY created_at",
+        )
+        .bind(now_ms() - IDEMPOTENCY_TTL_MS)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            let (Some(device), Ok(key)) = (
+                device_from_db(row.try_get("device_id")?),
+                <[u8; 16]>::try_from(row.try_get::<&[u8], _>("key")?),
+            ) else {
+                continue;
+            };
+            recent
+                .entry(device)
+                .or_default()
+                .insert(key, u64_from_db(row.try_get("request_result_epoch")?));
+        }
+        // AUTOINCREMENT's high-water mark survives deletions, MAX(id) covers
+        // a fresh table.
+        let next_id: i64 = sqlx::query_scalar(
+            "SELECT MAX(COALESCE((SELECT MAX(id) FROM messages), 0), \
+             COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0)) + 1",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        self.groups = groups;
+        self.devices = devices;
+        self.recent = recent;
+        self.next_message_id = self.next_message_id.max(next_id);
+        Ok(())
+    }
+
+    async fn run(mut self) {
+        let mut ops = Vec::with_capacity(MAX_BATCH);
+        while let Some(op) = self.rx.recv().await {
+            ops.push(op);
+            while ops.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            let mut batch = Batch::default();
+            for op in ops.drain(..) {
+                self.apply(&mut batch, op).await;
+            }
+            self.finish(batch).await;
+        }
+        tracing::debug!("delivery actor stopped");
+    }
+
+    async fn apply(&mut self, batch: &mut Batch, op: Op) {
+        match op {
+            Op::Send {
+                device,
+                msg,
+                kind,
+                reply,
+            } => {
+                let request_id = msg.request_id;
+                let result = self.send(batch, device, msg, kind).await;
+                batch.replies.push((reply, answer(request_id, result)));
+            }
+            Op::Commit {
+                device,
+                bundle,
+                reply,
+            } => {
+                let request_id = bundle.request_id;
+                let result = self.commit(batch, device, *bundle).await;
+                batch.replies.push((reply, answer(request_id, result)));
+            }
+            Op::Ack { device, up_to } => {
+                // Never beyond what was queued: a bogus ack must not move
+                // the counter past messages not yet assigned.
+                let Some(d) = self.devices.get(&device) else {
+                    return;
+                };
+                let up_to = up_to.min(d.next_seq.saturating_sub(1));
+                let entry = batch.acks.entry(device).or_insert(0);
+                *entry = (*entry).max(up_to);
+            }
+            Op::Connect {
+                device,
+                conn_id,
+                sender,
+                reply,
+            } => match self.device(device).await {
+                Ok(Some(d)) if !d.revoked => {
+                    let backlog_until = d.next_seq;
+                    // Replacing drops the older connection's channel, which closes it.
+                    self.conns.insert(
+                        device,
+                        Conn {
+                            id: conn_id,
+                            tx: sender,
+                        },
+                    );
+                    batch.connects.push((reply, backlog_until));
+                }
+                Ok(_) => {
+                    let _ = reply.send(None);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "delivery actor: loading a device failed");
+                    let _ = reply.send(None);
+                }
+            },
+            Op::Disconnect { device, conn_id } => {
+                if self.conns.get(&device).is_some_and(|c| c.id == conn_id) {
+                    self.conns.remove(&device);
+                }
+            }
+            Op::Flush { reply } => batch.flushes.push(reply),
+        }
+    }
+
+    /// The cached device, loading it on a miss (devices registered after startup).
+    async fn device(&mut self, id: DeviceId) -> Result<Option<&Device>, sqlx::Error> {
+        if !self.devices.contains_key(&id) {
+            let row = sqlx::query(DEVICE_QUERY_ONE)
+                .bind(device_to_db(id))
+                .fetch_optional(&self.pool)
+                .await?;
+            if let Some(row) = row
+                && let Some((id, device)) = device_from_row(&row)?
+            {
+                self.devices.insert(id, device);
+            }
+        }
+        Ok(self.devices.get(&id))
+    }
+
+    fn duplicate(&self, device: DeviceId, key: IdempotencyKey) -> Option<u64> {
+        self.recent.get(&device)?.epochs.get(&key.0).copied()
+    }
+
+    fn remember(&mut self, batch: &mut Batch, device: DeviceId, key: IdempotencyKey, epoch: u64) {
+        self.recent.entry(device).or_default().insert(key.0, epoch);
+        batch
+            .idempotency
+            .push((device_to_db(device), key.0, u64_to_db(epoch)));
+    }
+
+    async fn send(
+        &mut self,
+        batch: &mut Batch,
+        device: DeviceId,
+        msg: SendMessage,
+        kind: DeliveryKind,
+    ) -> Result<(u64, bool), Rejection> {
+        if let Some(epoch) = self.duplicate(device, msg.key) {
+            return Ok((epoch, true));
+        }
+        let sender = self
+            .device(device)
+            .await?
+            .map(|d| d.username.clone())
+            .ok_or_else(not_member)?;
+        let group = self.groups.get(&msg.group).ok_or_else(not_member)?;
+        if !group.members.contains(&device) {
+            return Err(not_member());
+        }
+        let epoch = group.epoch;
+        let recipients: Vec<DeviceId> = group
+            .members
+            .iter()
+            .copied()
+            .filter(|d| *d != device)
+            .collect();
+        self.store_and_fan_out(
+            batch,
+            MessageRow {
+                id: 0,
+                group: msg.group,
+                sender: device,
+                kind,
+                epoch,
+                time: now_ms(),
+                payload: msg.message,
+            },
+            &sender,
+            &recipients,
+        );
+        self.remember(batch, device, msg.key, epoch);
+        Ok((epoch, false))
+    }
+
+    async fn commit(
+        &mut self,
+        batch: &mut Batch,
+        device: DeviceId,
+        bundle: CommitBundle,
+    ) -> Result<(u64, bool), Rejection> {
+        if let Some(epoch) = self.duplicate(device, bundle.key) {
+            return Ok((epoch, true));
+        }
+        let sender = self
+            .device(device)
+            .await?
+            .map(|d| d.username.clone())
+            .ok_or_else(not_member)?;
+        let group_id = bundle.group;
+
+        // Who is in the group now, creating it if this commit says so.
+        let (kind, members_before) = match &bundle.create {
+            Some(create) => {
+                if self.groups.contains_key(&group_id) || bundle.epoch != 0 {
+                    return Err(reject(
+                        ErrorCode::Conflict,
+                        "that group already exists (a new group starts at epoch 0)",
+                    ));
+                }
+                match create {
+                    Create::Group if group_id.kind() == GroupKind::Group => {}
+                    Create::Direct { peer }
+                        if group_id.kind() == GroupKind::Direct
+                            && GroupId::direct(&sender, peer) == group_id => {}
+                    _ => {
+                        return Err(reject(
+                            ErrorCode::BadRequest,
+                            "the group id does not match the kind of group being created",
+                        ));
+                    }
+                }
+                (group_id.kind(), HashSet::from([device]))
+            }
+            None => {
+                let group = self.groups.get(&group_id).ok_or_else(not_member)?;
+                if !group.members.contains(&device) {
+                    return Err(not_member());
+                }
+                if group.epoch != bundle.epoch {
+                    return Err(Rejection {
+                        code: ErrorCode::StaleEpoch,
+                        message: "the group has moved on; process the newer commits and retry"
+                            .into(),
+                        current_epoch: Some(group.epoch),
+                    });
+                }
+                (group.kind, group.members.clone())
+            }
+        };
+
+        self.check_membership_change(&bundle, &sender, kind, &members_before)
+            .await?;
+        let size = members_before.len() + bundle.added.len() - bundle.removed.len();
+        if size > MAX_GROUP_DEVICES {
+            return Err(reject(
+                ErrorCode::TooLarge,
+                format!("a group may have at most {MAX_GROUP_DEVICES} devices"),
+            ));
+        }
+
+        // Accepted: from here on nothing fails.
+        let old_epoch = bundle.epoch;
+        let new_epoch = old_epoch + 1;
+        let mut members = members_before.clone();
+        for d in &bundle.removed {
+            members.remove(d);
+        }
+        members.extend(bundle.added.iter().copied());
+        let existing = self.groups.insert(
+            group_id,
+            Group {
+                kind,
+                epoch: new_epoch,
+                members,
+            },
+        );
+        let write = batch.groups.entry(group_id).or_insert_with(|| GroupWrite {
+            created: existing.is_none().then_some(device),
+            members_before: existing.map(|g| g.members).unwrap_or_default(),
+            group_info: Vec::new(),
+        });
+        write.group_info = bundle.group_info;
+
+        // Handshakes are pushed only once durable; see the module docs.
+        batch.hold_pushes = true;
+        let now = now_ms();
+        // Everyone in the old epoch but the committer learns of it, removed
+        // devices included, so they know they were removed.
+        let commit_to: Vec<DeviceId> = members_before
+            .iter()
+            .copied()
+            .filter(|d| *d != device)
+            .collect();
+        self.store_and_fan_out(
+            batch,
+            MessageRow {
+                id: 0,
+                group: group_id,
+                sender: device,
+                kind: DeliveryKind::Commit,
+                epoch: old_epoch,
+                time: now,
+                payload: bundle.commit,
+            },
+            &sender,
+            &commit_to,
+        );
+        if let Some(welcome) = bundle.welcome {
+            self.store_and_fan_out(
+                batch,
+                MessageRow {
+                    id: 0,
+                    group: group_id,
+                    sender: device,
+                    kind: DeliveryKind::Welcome,
+                    epoch: new_epoch,
+                    time: now,
+                    payload: welcome,
+                },
+                &sender,
+                &bundle.added,
+            );
+        }
+        self.remember(batch, device, bundle.key, new_epoch);
+        Ok((new_epoch, false))
+    }
+
+    /// `added` must be live devices not yet in the group (in a direct chat,
+    /// only the two users' devices); `removed` must be members; no device twice.
+    async fn check_membership_change(
+        &mut self,
+        bundle: &CommitBundle,
+        sender: &Username,
+        kind: GroupKind,
+        members: &HashSet<DeviceId>,
+    ) -> Result<(), Rejection> {
+        let mut seen = HashSet::with_capacity(bundle.added.len() + bundle.removed.len());
+        for d in bundle.added.iter().chain(&bundle.removed) {
+            if !seen.insert(*d) {
+                return Err(reject(
+                    ErrorCode::BadRequest,
+                    format!("device {d} appears twice in added/removed"),
+                ));
+            }
+        }
+        for d in &bundle.removed {
+            if !members.contains(d) {
+                return Err(reject(
+                    ErrorCode::BadRequest,
+                    format!("device {d} is not a member and cannot be removed"),
+                ));
+            }
+        }
+        for d in &bundle.added {
+            if members.contains(d) {
+                return Err(reject(
+                    ErrorCode::Conflict,
+                    format!("device {d} is already a member"),
+                ));
+            }
+            let device = match self.device(*d).await? {
+                Some(device) if !device.revoked => device,
+                _ => {
+                    return Err(reject(
+                        ErrorCode::NotFound,
+                        format!("device {d} does not exist or was revoked"),
+                    ));
+                }
+            };
+            if kind == GroupKind::Direct
+                && device.username != *sender
+                && GroupId::direct(sender, &device.username) != bundle.group
+            {
+                return Err(reject(
+                    ErrorCode::Forbidden,
+                    format!("device {d} belongs to neither user of this direct chat"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a message once and gives each recipient the next number in its
+    /// queue, pushing to those online (now, or once durable if held).
+    fn store_and_fan_out(
+        &mut self,
+        batch: &mut Batch,
+        mut row: MessageRow,
+        sender: &Username,
+        recipients: &[DeviceId],
+    ) {
+        row.id = self.next_message_id;
+        self.next_message_id += 1;
+        for &to in recipients {
+            let Some(device) = self.devices.get_mut(&to) else {
+                // Members are loaded when added; a miss means a corrupt row.
+                tracing::warn!(device = %to, "member device missing from cache");
+                continue;
+            };
+            let seq = device.next_seq;
+            device.next_seq += 1;
+            batch.queue.push((device_to_db(to), u64_to_db(seq), row.id));
+            if self.conns.contains_key(&to) {
+                let frame = Bytes::from(Delivery::encode_frame(
+                    seq,
+                    &row.group,
+                    sender,
+                    row.sender,
+                    row.kind,
+                    row.epoch,
+                    u64_from_db(row.time),
+                    &row.payload,
+                ));
+                let out = Outbound { seq, frame };
+                if batch.hold_pushes {
+                    batch.held.push((to, out));
+                } else {
+                    self.push(to, out);
+                }
+            }
+        }
+        batch.messages.push(row);
+    }
+
+    /// Hands a frame to a connection without waiting; a connection that cannot
+    /// keep up is dropped (it reconnects and reads its queue from the database).
+    fn push(&mut self, to: DeviceId, out: Outbound) {
+        let Some(conn) = self.conns.get(&to) else {
+            return;
+        };
+        match conn.tx.try_send(out) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                tracing::info!(device = %to, "connection too far behind; dropping it");
+                self.conns.remove(&to);
+            }
+            Err(TrySendError::Closed(_)) => {
+                self.conns.remove(&to);
+            }
+        }
+    }
+
+    /// Makes the batch durable, then answers. On failure everything in the
+    /// batch is answered `internal`, connections are dropped (their clients
+    /// reconnect and re-read the queue) and the caches are reloaded so memory
+    /// matches the disk again.
+    async fn finish(&mut self, mut batch: Batch) {
+        let result = self.write(&mut batch).await;
+        match result {
+            Ok(()) => {
+                for (to, out) in std::mem::take(&mut batch.held) {
+                    self.push(to, out);
+                }
+                for (reply, frame) in batch.replies {
+                    let _ = reply.send(frame);
+                }
+                for (reply, backlog_until) in batch.connects {
+                    let _ = reply.send(Some(backlog_until));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "delivery actor: writing a batch failed");
+                for (reply, frame) in batch.replies {
+                    let request_id = match frame {
+                        ServerFrame::Accepted { request_id, .. }
+                        | ServerFrame::Rejected { request_id, .. } => request_id,
+                        _ => 0,
+                    };
+                    let _ = reply.send(super::internal_rejection(request_id));
+                }
+                for (reply, _) in batch.connects {
+                    let _ = reply.send(None);
+                }
+                self.conns.clear();
+                if let Err(e) = self.reload().await {
+                    tracing::error!(error = %e, "delivery actor: reloading state failed");
+                }
+            }
+        }
+        for reply in batch.flushes {
+            let _ = reply.send(());
+        }
+    }
+
+    async fn write(&self, batch: &mut Batch) -> Result<(), sqlx::Error> {
+        if batch.messages.is_empty()
+            && batch.acks.is_empty()
+            && batch.groups.is_empty()
+            && batch.idempotency.is_empty()
+        {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = now_ms();
+        for (id, write) in std::mem::take(&mut batch.groups) {
+            let Some(group) = self.groups.get(&id) else {
+                continue;
+            };
+            let gid = id.as_bytes().as_slice();
+            match write.created {
+                Some(creator) => {
+                    sqlx::query(
+                        "INSERT INTO groups (id, kind, epoch, group_info, created_by_device, created_at) \
+                         VALUES (?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(gid)
+                    .bind(match group.kind {
+                        GroupKind::Direct => "direct",
+                        GroupKind::Group => "group",
+                    })
+                    .bind(u64_to_db(group.epoch))
+                    .bind(write.group_info)
+                    .bind(device_to_db(creator))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query("UPDATE groups SET epoch = ?, group_info = ? WHERE id = ?")
+                        .bind(u64_to_db(group.epoch))
+                        .bind(write.group_info)
+                        .bind(gid)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            for gone in write.members_before.difference(&group.members) {
+                sqlx::query("DELETE FROM group_members WHERE group_id = ? AND device_id = ?")
+                    .bind(gid)
+                    .bind(device_to_db(*gone))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let joined: Vec<i64> = group
+                .members
+                .difference(&write.members_before)
+                .map(|d| device_to_db(*d))
+                .collect();
+            for chunk in joined.chunks(ROWS_PER_INSERT) {
+                QueryBuilder::<Sqlite>::new("INSERT INTO group_members (group_id, device_id) ")
+                    .push_values(chunk, |mut b, d| {
+                        b.push_bind(gid).push_bind(*d);
+                    })
+                    .build()
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let messages = std::mem::take(&mut batch.messages);
+        let mut rows = messages.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk = rows.by_ref().take(ROWS_PER_INSERT);
+            QueryBuilder::<Sqlite>::new(
+                "INSERT INTO messages (id, group_id, sender_device, kind, epoch, server_time, payload) ",
+            )
+            .push_values(chunk, |mut b, m| {
+                b.push_bind(m.id)
+                    .push_bind(m.group.as_bytes().to_vec())
+                    .push_bind(device_to_db(m.sender))
+                    .push_bind(i64::from(m.kind.to_u8()))
+                    .push_bind(u64_to_db(m.epoch))
+                    .push_bind(m.time)
+                    .push_bind(m.payload);
+            })
+            .build()
+            .execute(&mut *tx)
+            .await?;
+        }
+        for chunk in batch.queue.chunks(ROWS_PER_INSERT * 3) {
+            QueryBuilder::<Sqlite>::new("INSERT INTO queue (device_id, seq, message_id) ")
+                .push_values(chunk, |mut b, (d, s, m)| {
+                    b.push_bind(*d).push_bind(*s).push_bind(*m);
+                })
+                .build()
+                .execute(&mut *tx)
+                .await?;
+        }
+        for chunk in batch.idempotency.chunks(ROWS_PER_INSERT * 2) {
+            // REPLACE: a key evicted from memory but still in the table must
+            // not fail the whole batch.
+            QueryBuilder::<Sqlite>::new(
+                "INSERT OR REPLACE INTO idempotency (device_id, key, request_result_epoch, created_at) ",
+            )
+            .push_values(chunk, |mut b, (d, k, e)| {
+                b.push_bind(*d).push_bind(k.to_vec()).push_bind(*e).push_bind(now);
+            })
+            .build()
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (device, up_to) in &batch.acks {
+            let (d, s) = (device_to_db(*device), u64_to_db(*up_to));
+            sqlx::query("DELETE FROM queue WHERE device_id = ? AND seq <= ?")
+                .bind(d)
+                .bind(s)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE devices SET acked_seq = MAX(acked_seq, ?) WHERE id = ?")
+                .bind(s)
+                .bind(d)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+}
+
+fn answer(request_id: u32, result: Result<(u64, bool), Rejection>) -> ServerFrame {
+    match result {
+        Ok((epoch, duplicate)) => ServerFrame::Accepted {
+            request_id,
+            epoch,
+            duplicate,
+        },
+        Err(r) => ServerFrame::Rejected {
+            request_id,
+            code: r.code,
+            current_epoch: r.current_epoch,
+            message: r.message,
+        },
+    }
+}
+
+const DEVICE_QUERY_ALL: &str = "SELECT d.id, d.revoked, d.acked_seq, u.username, \
+     (SELECT MAX(q.seq) FROM queue q WHERE q.device_id = d.id) AS max_seq \
+     FROM devices d JOIN users u ON u.id = d.user_id";
+const DEVICE_QUERY_ONE: &str = "SELECT d.id, d.revoked, d.acked_seq, u.username, \
+     (SELECT MAX(q.seq) FROM queue q WHERE q.device_id = d.id) AS max_seq \
+     FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = ?";
+
+fn device_from_row(
+    row: &sqlx::sqlite::SqliteRow,
+) -> Result<Option<(DeviceId, Device)>, sqlx::Error> {
+    let Some(id) = device_from_db(row.try_get("id")?) else {
+        return Ok(None);
+    };
+    let Ok(username) = Username::parse(row.try_get::<&str, _>("username")?) else {
+        return Ok(None);
+    };
+    let acked = u64_from_db(row.try_get("acked_seq")?);
+    let max_seq = row
+        .try_get::<Option<i64>, _>("max_seq")?
+        .map(u64_from_db)
+        .unwrap_or(0);
+    Ok(Some((
+        id,
+        Device {
+            username,
+            next_seq: acked.max(max_seq) + 1,
+            revoked: row.try_get::<i64, _>("revoked")? != 0,
+        },
+    )))
+}
+
+/// Deletes what no queue references any more and expired idempotency keys.
+/// Group state (epoch, GroupInfo) lives in `groups`, never in `messages`.
+pub async fn cleanup(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM idempotency WHERE created_at < ?")
+        .bind(now_ms() - IDEMPOTENCY_TTL_MS)
+        .execute(pool)
+        .await?;
+    sqlx::query(
+        "DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m \
+         WHERE NOT EXISTS (SELECT 1 FROM queue q WHERE q.message_id = m.id) LIMIT 10000)",
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}

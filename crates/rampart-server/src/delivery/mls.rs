@@ -1,0 +1,85 @@
+//! What the delivery service can check in MLS framing without any keys:
+//! wire format, content type, group id and epoch. Done in the connection task
+//! (not the actor) so parsing cost is spread over connections.
+
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::{ContentType, MlsMessageBodyIn, MlsMessageIn, ProtocolMessage};
+use rampart_proto::ErrorCode;
+use rampart_proto::GroupId;
+use rampart_proto::frame::{CommitBundle, DeliveryKind, SendMessage};
+
+/// A request the server refuses before storing anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: &'static str,
+}
+
+fn malformed(message: &'static str) -> Refusal {
+    Refusal {
+        code: ErrorCode::MalformedMls,
+        message,
+    }
+}
+
+fn protocol_message(bytes: &[u8], group: &GroupId) -> Result<ProtocolMessage, Refusal> {
+    let msg = MlsMessageIn::tls_deserialize_exact(bytes)
+        .map_err(|_| malformed("the payload is not an MLS message"))?
+        .try_into_protocol_message()
+        .map_err(|_| malformed("the payload is not an MLS PublicMessage or PrivateMessage"))?;
+    if msg.group_id().as_slice() != group.as_bytes() {
+        return Err(malformed("the MLS message belongs to another group"));
+    }
+    Ok(msg)
+}
+
+/// A send must be an encrypted application message or a public proposal.
+pub fn check_send(msg: &SendMessage) -> Result<DeliveryKind, Refusal> {
+    match protocol_message(&msg.message, &msg.group)? {
+        ProtocolMessage::PrivateMessage(m) if m.content_type() == ContentType::Application => {
+            Ok(DeliveryKind::Application)
+        }
+        ProtocolMessage::PublicMessage(m) if m.content_type() == ContentType::Proposal => {
+            Ok(DeliveryKind::Proposal)
+        }
+        _ => Err(malformed(
+            "send carries application messages as PrivateMessage or proposals as PublicMessage; commits go in a commit bundle",
+        )),
+    }
+}
+
+/// A commit bundle's commit must be a public commit for the stated group and
+/// epoch, and its Welcome (if any) a Welcome.
+pub fn check_commit(bundle: &CommitBundle) -> Result<(), Refusal> {
+    let ProtocolMessage::PublicMessage(commit) = protocol_message(&bundle.commit, &bundle.group)?
+    else {
+        return Err(malformed("commits must be sent as MLS PublicMessage"));
+    };
+    if commit.content_type() != ContentType::Commit {
+        return Err(malformed("the commit field does not carry a commit"));
+    }
+    if commit.epoch().as_u64() != bundle.epoch {
+        return Err(malformed(
+            "the commit's epoch differs from the bundle's epoch",
+        ));
+    }
+    match (&bundle.welcome, bundle.added.is_empty()) {
+        (Some(welcome), false) => {
+            let parsed = MlsMessageIn::tls_deserialize_exact(welcome.as_slice())
+                .map_err(|_| malformed("the welcome is not an MLS message"))?;
+            if !matches!(parsed.extract(), MlsMessageBodyIn::Welcome(_)) {
+                return Err(malformed("the welcome field does not carry an MLS Welcome"));
+            }
+            Ok(())
+        }
+        (None, true) => Ok(()),
+        (Some(_), true) => Err(Refusal {
+            code: ErrorCode::BadRequest,
+            message: "a welcome was given but no devices are added",
+        }),
+        (None, false) => Err(Refusal {
+            code: ErrorCode::BadRequest,
+            message: "devices are added but no welcome was given",
+        }),
+    }
+}

@@ -1,0 +1,120 @@
+//! The delivery service: one ordered log per group, per-device queues with
+//! increasing sequence numbers, and a WebSocket per device.
+//!
+//! A single actor task ([`actor`]) owns all mutable delivery state and is the
+//! only writer of the delivery tables, so there are no locks: connection
+//! tasks ([`ws`]) send it operations on a channel and await the answers.
+
+pub mod actor;
+pub mod mls;
+pub mod ws;
+
+use bytes::Bytes;
+use rampart_proto::frame::{CommitBundle, DeliveryKind, SendMessage, ServerFrame};
+use rampart_proto::{DeviceId, ErrorCode};
+use tokio::sync::{mpsc, oneshot};
+
+/// An encoded `Deliver` frame on its way to a connection, with its sequence
+/// number so the connection can drop what its backlog already covered.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub seq: u64,
+    pub frame: Bytes,
+}
+
+/// Live pushes a connection may have buffered before the actor gives up on it
+/// (the queue in the database still has everything; the client reconnects).
+pub const CONNECTION_BUFFER: usize = 1024;
+/// Operations waiting for the actor before senders feel back-pressure.
+const OP_QUEUE: usize = 8192;
+
+/// What a connection asks of the actor.
+#[derive(Debug)]
+pub enum Op {
+    /// An application message or proposal whose framing [`mls::check_send`] accepted.
+    Send {
+        device: DeviceId,
+        msg: SendMessage,
+        kind: DeliveryKind,
+        reply: oneshot::Sender<ServerFrame>,
+    },
+    /// A commit bundle whose framing [`mls::check_commit`] accepted.
+    Commit {
+        device: DeviceId,
+        bundle: Box<CommitBundle>,
+        reply: oneshot::Sender<ServerFrame>,
+    },
+    Ack {
+        device: DeviceId,
+        up_to: u64,
+    },
+    /// Registers a connection; answered with the first sequence number that
+    /// will be pushed live (everything below it is read from the database),
+    /// or `None` if the device may not connect.
+    Connect {
+        device: DeviceId,
+        conn_id: u64,
+        sender: mpsc::Sender<Outbound>,
+        reply: oneshot::Sender<Option<u64>>,
+    },
+    Disconnect {
+        device: DeviceId,
+        conn_id: u64,
+    },
+    /// Answered once everything received before it is durable.
+    Flush {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// The connection tasks' handle on the actor.
+#[derive(Clone, Debug)]
+pub struct DeliveryHandle {
+    tx: mpsc::Sender<Op>,
+}
+
+/// The reply a lost actor would have given: nothing was stored.
+pub fn internal_rejection(request_id: u32) -> ServerFrame {
+    ServerFrame::Rejected {
+        request_id,
+        code: ErrorCode::Internal,
+        current_epoch: None,
+        message: "internal server error".into(),
+    }
+}
+
+impl DeliveryHandle {
+    /// Queues an operation; waits only if the actor is far behind.
+    pub async fn submit(&self, op: Op) -> bool {
+        self.tx.send(op).await.is_ok()
+    }
+
+    pub async fn connect(
+        &self,
+        device: DeviceId,
+        conn_id: u64,
+        sender: mpsc::Sender<Outbound>,
+    ) -> Option<u64> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Op::Connect {
+            device,
+            conn_id,
+            sender,
+            reply,
+        })
+        .await;
+        rx.await.ok().flatten()
+    }
+
+    pub async fn disconnect(&self, device: DeviceId, conn_id: u64) {
+        self.submit(Op::Disconnect { device, conn_id }).await;
+    }
+
+    /// Waits until everything submitted so far is committed.
+    pub async fn flush(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.submit(Op::Flush { reply }).await {
+            let _ = rx.await;
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Errors: [`ServerError`] for the operator (startup, serving), [`ApiError`]
+//! for clients. An `ApiError` carries only a safe code and message; internal
+//! causes are logged in the request's span and answered with a bare 500.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use rampart_proto::ErrorCode;
+use rampart_proto::error::ErrorBody;
+use serde::de::DeserializeOwned;
+
+/// Why the server could not start or keep serving.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The data directory could not be created or used.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A schema migration failed.
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// Accepting or serving connections failed.
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+    /// A background task died (a bug).
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// A refused REST request: a stable code and a message safe to show users.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// Overrides the code's usual status (only 503 for "try again later",
+    /// which the proto error codes have no name for).
+    status: Option<StatusCode>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            status: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(ErrorCode::Unauthorized, "a valid session token is required")
+    }
+
+    /// The server is overloaded; the client should retry later.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            status: Some(StatusCode::SERVICE_UNAVAILABLE),
+            ..Self::new(ErrorCode::Internal, message)
+        }
+    }
+
+    /// Logs `cause` (inside the current request span) and hides it from the client.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(%cause, "internal error");
+        Self::new(ErrorCode::Internal, "internal server error")
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status.unwrap_or_else(|| {
+            StatusCode::from_u16(self.code.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        });
+        let body = ErrorBody {
+            code: self.code,
+            message: self.message,
+            current_epoch: None,
+        };
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+/// `axum::Json`, but a body that fails to parse is answered with our
+/// [`ErrorBody`] (`bad_request`, or `too_large` past the body limit). Field
+/// errors that have their own code (usernames) keep it.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(ErrorCode::TooLarge, "request body is too large");
+    }
+    // serde_json's message names the field and position but never echoes values
+    // longer than a token, and our custom deserialisers (usernames, ids) produce
+    // fixed texts, so it is safe to show.
+    let detail = rejection.body_text();
+    if let JsonRejection::JsonDataError(_) = &rejection
+        && detail.contains("usernames are")
+    {
+        return ApiError::new(ErrorCode::InvalidUsername, detail);
+    }
+    ApiError::bad_request(detail)
+}
+
+impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
