@@ -1,0 +1,283 @@
+//! A real server on 127.0.0.1:0 with SQLite in a temp dir, REST over reqwest,
+//! the WebSocket over tokio-tungstenite, and real MLS messages from openmls.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use base64::Engine as _;
+use ed25519_dalek::{Signer as _, SigningKey};
+use futures_util::{SinkExt as _, StreamExt as _};
+use openmls::prelude::tls_codec::Serialize as _;
+use openmls::prelude::*;
+use openmls_basic_credential::SignatureKeyPair;
+use openmls_rust_crypto::OpenMlsRustCrypto;
+use rampart_proto::api::{NewDevice, RegisterRequest, SessionResponse};
+use rampart_proto::frame::{ClientFrame, ServerFrame};
+use rampart_proto::{DeviceId, GroupId, Username};
+use rampart_server::{Registration, Server, ServerConfig};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub first_invite: Option<String>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    join: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(dir: &Path, registration: Registration) -> Self {
+        let config = ServerConfig {
+            data_dir: dir.to_owned(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            registration,
+            ..ServerConfig::default()
+        };
+        let server = Server::open(config).await.unwrap();
+        let first_invite = server.first_invite().map(str::to_owned);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let join = tokio::spawn(async move {
+            server
+                .serve(listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            addr,
+            base: format!("http://{addr}"),
+            first_invite,
+            stop: Some(stop),
+            join: Some(join),
+        }
+    }
+
+    /// Graceful shutdown; returns once the database is closed.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(join) = self.join.take() {
+            tokio::time::timeout(Duration::from_secs(30), join)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+pub struct Account {
+    pub username: Username,
+    pub device: DeviceId,
+    pub token: String,
+    pub identity: SigningKey,
+}
+
+pub fn register_request(
+    name: &str,
+    device: u64,
+    invite: Option<&str>,
+) -> (RegisterRequest, SigningKey) {
+    let identity = SigningKey::generate(&mut rand::rngs::OsRng);
+    let username = Username::parse(name).unwrap();
+    let device_id = DeviceId::new(device).unwrap();
+    let signature_key = vec![device as u8; 32];
+    let cert = identity.sign(&rampart_proto::device_certificate_message(
+        &username,
+        device_id,
+        &signature_key,
+    ));
+    let req = RegisterRequest {
+        username,
+        password: "correct horse battery".into(),
+        invite: invite.map(str::to_owned),
+        identity_key: identity.verifying_key().to_bytes().to_vec(),
+        device: NewDevice {
+            device_id,
+            name: "laptop".into(),
+            signature_key,
+            certificate: cert.to_bytes().to_vec(),
+        },
+    };
+    (req, identity)
+}
+
+pub async fn register(
+    http: &reqwest::Client,
+    server: &TestServer,
+    name: &str,
+    device: u64,
+    invite: Option<&str>,
+) -> Account {
+    let (req, identity) = register_request(name, device, invite);
+    let resp = http
+        .post(server.url("/v1/register"))
+        .json(&req)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let session: SessionResponse = resp.json().await.unwrap();
+    Account {
+        username: session.username,
+        device: session.device_id,
+        token: session.token,
+        identity,
+    }
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub async fn connect(server: &TestServer, token: &str) -> Ws {
+    try_connect(server, Some(token)).await.unwrap()
+}
+
+pub async fn try_connect(
+    server: &TestServer,
+    token: Option<&str>,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut req = format!("ws://{}/v1/ws", server.addr)
+        .into_client_request()
+        .unwrap();
+    if let Some(token) = token {
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+pub async fn send(ws: &mut Ws, frame: &ClientFrame) {
+    ws.send(Message::Binary(frame.encode().into()))
+        .await
+        .unwrap();
+}
+
+/// The next server frame, or `None` if the connection closed.
+pub async fn recv(ws: &mut Ws) -> Option<ServerFrame> {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("timed out waiting for a frame");
+        match msg {
+            Some(Ok(Message::Binary(b))) => return Some(ServerFrame::decode(&b).unwrap()),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+/// Asserts nothing arrives for a short while.
+pub async fn quiet(ws: &mut Ws) {
+    if let Ok(Some(Ok(Message::Binary(b)))) =
+        tokio::time::timeout(Duration::from_millis(300), ws.next()).await
+    {
+        panic!("unexpected frame {:?}", ServerFrame::decode(&b));
+    }
+}
+
+// ---- MLS -------------------------------------------------------------------
+
+pub const CS: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+
+pub struct MlsClient {
+    pub provider: OpenMlsRustCrypto,
+    pub signer: SignatureKeyPair,
+    pub cred: CredentialWithKey,
+}
+
+impl MlsClient {
+    pub fn new(name: &str) -> Self {
+        let provider = OpenMlsRustCrypto::default();
+        let signer = SignatureKeyPair::new(CS.signature_algorithm()).unwrap();
+        signer.store(provider.storage()).unwrap();
+        let cred = CredentialWithKey {
+            credential: BasicCredential::new(name.as_bytes().to_vec()).into(),
+            signature_key: signer.public().into(),
+        };
+        Self {
+            provider,
+            signer,
+            cred,
+        }
+    }
+
+    pub fn key_package(&self) -> KeyPackage {
+        KeyPackage::builder()
+            .build(CS, &self.provider, &self.signer, self.cred.clone())
+            .unwrap()
+            .key_package()
+            .clone()
+    }
+
+    pub fn key_package_bytes(&self) -> Vec<u8> {
+        self.key_package().tls_serialize_detached().unwrap()
+    }
+
+    /// A local group at epoch 0 with handshakes as PublicMessage.
+    pub fn create_group(&self, id: &GroupId) -> MlsGroup {
+        let config = MlsGroupCreateConfig::builder()
+            .ciphersuite(CS)
+            .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .use_ratchet_tree_extension(true)
+            .build();
+        MlsGroup::new_with_group_id(
+            &self.provider,
+            &self.signer,
+            &config,
+            openmls::group::GroupId::from_slice(id.as_bytes()),
+            self.cred.clone(),
+        )
+        .unwrap()
+    }
+
+    /// (commit, welcome) adding `kps`; the commit stays pending.
+    pub fn add(&self, group: &mut MlsGroup, kps: &[KeyPackage]) -> (Vec<u8>, Vec<u8>) {
+        let (commit, welcome, _) = group
+            .add_members(&self.provider, &self.signer, kps)
+            .unwrap();
+        (commit.to_bytes().unwrap(), welcome.to_bytes().unwrap())
+    }
+
+    pub fn self_update(&self, group: &mut MlsGroup) -> Vec<u8> {
+        group
+            .self_update(&self.provider, &self.signer, LeafNodeParameters::default())
+            .unwrap()
+            .commit()
+            .to_bytes()
+            .unwrap()
+    }
+
+    pub fn merge(&self, group: &mut MlsGroup) {
+        group.merge_pending_commit(&self.provider).unwrap();
+    }
+
+    pub fn message(&self, group: &mut MlsGroup, text: &[u8]) -> Vec<u8> {
+        group
+            .create_message(&self.provider, &self.signer, text)
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+    }
+}
