@@ -60,6 +60,7 @@ pub enum Event {
     Dropped { group: GroupId, reason: String },
 }
 
+#[derive(Clone)]
 /// A KeyPackage whose certificate verified and whose owner's identity key
 /// matches the pin (or was pinned now).
 pub struct VerifiedKeyPackage {

@@ -87,10 +87,9 @@ impl ErrorCode {
     /// The HTTP status a REST response with this code carries.
     pub fn http_status(self) -> u16 {
         match self {
-            Self::BadRequest
-            | Self::InvalidUsername
-            | Self::WeakPassword
-            | Self::MalformedMls => 400,
+            Self::BadRequest | Self::InvalidUsername | Self::WeakPassword | Self::MalformedMls => {
+                400
+            }
             Self::Unauthorized | Self::BadCredentials => 401,
             Self::Forbidden | Self::NotMember | Self::InvalidInvite => 403,
             Self::NotFound | Self::NoKeyPackage => 404,

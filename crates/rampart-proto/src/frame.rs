@@ -105,7 +105,12 @@ impl DeliveryKind {
             2 => Self::Proposal,
             3 => Self::Commit,
             4 => Self::Welcome,
-            _ => return Err(DecodeError::UnknownTag { what: "delivery kind", tag }),
+            _ => {
+                return Err(DecodeError::UnknownTag {
+                    what: "delivery kind",
+                    tag,
+                });
+            }
         })
     }
 }
@@ -148,9 +153,14 @@ pub enum ServerFrame {
         message: String,
     },
     /// Every delivery queued when the connection opened has been sent.
-    BacklogDone { up_to: u64 },
+    BacklogDone {
+        up_to: u64,
+    },
     /// The connection is being closed for this reason.
-    Error { code: ErrorCode, message: String },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 const T_SEND: u8 = 1;
@@ -218,13 +228,23 @@ impl ClientFrame {
                     2 => Some(Create::Direct {
                         peer: read_username(&mut r, "peer")?,
                     }),
-                    tag => return Err(DecodeError::UnknownTag { what: "create", tag }),
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "create",
+                            tag,
+                        });
+                    }
                 };
                 let commit = r.bytes("commit", MAX_HANDSHAKE_BYTES)?.to_vec();
                 let welcome = match r.u8("welcome flag")? {
                     0 => None,
                     1 => Some(r.bytes("welcome", MAX_HANDSHAKE_BYTES)?.to_vec()),
-                    tag => return Err(DecodeError::UnknownTag { what: "welcome flag", tag }),
+                    tag => {
+                        return Err(DecodeError::UnknownTag {
+                            what: "welcome flag",
+                            tag,
+                        });
+                    }
                 };
                 let group_info = r.bytes("group info", MAX_HANDSHAKE_BYTES)?.to_vec();
                 let added = read_devices(&mut r, "added devices")?;
@@ -245,7 +265,12 @@ impl ClientFrame {
             T_ACK => ClientFrame::Ack {
                 up_to: r.u64("ack")?,
             },
-            tag => return Err(DecodeError::UnknownTag { what: "client frame", tag }),
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "client frame",
+                    tag,
+                });
+            }
         };
         r.finish()?;
         Ok(frame)
@@ -302,6 +327,7 @@ impl ClientFrame {
 impl Delivery {
     /// Encodes a `Deliver` frame without building a [`ServerFrame`] first, so
     /// the server can fan one stored payload out without cloning it.
+    #[allow(clippy::too_many_arguments)]
     pub fn encode_frame(
         seq: u64,
         group: &GroupId,
@@ -369,7 +395,12 @@ impl ServerFrame {
                 code: ErrorCode::from_u16(r.u16("error code")?),
                 message: r.string("message", MAX_ERROR_MESSAGE_LEN)?.to_owned(),
             },
-            tag => return Err(DecodeError::UnknownTag { what: "server frame", tag }),
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    what: "server frame",
+                    tag,
+                });
+            }
         };
         r.finish()?;
         Ok(frame)
@@ -549,13 +580,19 @@ mod tests {
         bytes.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(matches!(
             ClientFrame::decode(&bytes),
-            Err(DecodeError::TooLong { field: "message", .. })
+            Err(DecodeError::TooLong {
+                field: "message",
+                ..
+            })
         ));
     }
 
     #[test]
     fn wrong_version_trailing_bytes_and_unknown_tags_are_refused() {
-        assert_eq!(ClientFrame::decode(&[2, T_ACK]), Err(DecodeError::Version(2)));
+        assert_eq!(
+            ClientFrame::decode(&[2, T_ACK]),
+            Err(DecodeError::Version(2))
+        );
         let mut ack = ClientFrame::Ack { up_to: 1 }.encode();
         ack.push(0);
         assert_eq!(ClientFrame::decode(&ack), Err(DecodeError::Trailing(1)));

@@ -41,7 +41,8 @@ impl Username {
         let first_ok = chars
             .next()
             .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+        let rest_ok =
+            chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
         if first_ok && rest_ok {
             Ok(Self(lower))
         } else {
@@ -250,7 +251,15 @@ mod tests {
     fn usernames_fold_case_and_reject_bad_characters() {
         assert_eq!(Username::parse("Alice").map(|u| u.0), Ok("alice".into()));
         assert_eq!(Username::parse("@bob_1").map(|u| u.0), Ok("bob_1".into()));
-        for bad in ["ab", "-abc", "a b c", "al/ice", "ålice", &"x".repeat(33), ""] {
+        for bad in [
+            "ab",
+            "-abc",
+            "a b c",
+            "al/ice",
+            "ålice",
+            &"x".repeat(33),
+            "",
+        ] {
             assert_eq!(Username::parse(bad), Err(IdError::Username), "{bad:?}");
         }
     }

@@ -1,0 +1,1058 @@
+//! [`Client`]: one device's profile, session and conversations.
+
+use crate::error::ClientError;
+use crate::now_millis;
+use crate::store::{HistoryEntry, Store};
+use crate::transport::{Http, Socket};
+use rampart_core::content::Body;
+use rampart_core::{
+    Conversation, ConversationState, DeviceCredential, Engine, Event, IdentityKey, PendingCommit,
+    StoredMessage, VerifiedKeyPackage,
+};
+use rampart_proto::api::{
+    ClaimRequest, ClaimResponse, KeyPackageCount, LoginRequest, NewDevice, RegisterRequest,
+    SessionResponse, UploadKeyPackages, WhoAmI,
+};
+use rampart_proto::frame::{ClientFrame, Create, Delivery, SendMessage, ServerFrame};
+use rampart_proto::{DeviceId, ErrorCode, GroupId, GroupKind, IdempotencyKey, Username};
+use rand::RngCore as _;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// KeyPackages uploaded at a time, and the level below which we top up.
+const KEY_PACKAGE_BATCH: usize = 40;
+const KEY_PACKAGE_LOW_WATER: u32 = 10;
+/// How often a device refreshes its leaf in each group.
+const SELF_UPDATE_INTERVAL_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Attempts at a commit that keeps losing epoch races.
+const COMMIT_ATTEMPTS: usize = 8;
+/// How long to wait for the server before giving up.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+const META_SERVER: &str = "server";
+const META_USERNAME: &str = "username";
+const META_DEVICE: &str = "device_id";
+const META_IDENTITY: &str = "identity_secret";
+const META_SIGNER: &str = "signer_public";
+const META_TOKEN: &str = "token";
+
+/// Whom to talk to: `@user` (1:1) or `#group`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    User(Username),
+    Group(String),
+}
+
+impl Target {
+    pub fn parse(s: &str) -> Result<Self, ClientError> {
+        if let Some(name) = s.strip_prefix('#') {
+            if name.is_empty() {
+                return Err(ClientError::Usage("a group target is #NAME".into()));
+            }
+            Ok(Target::Group(name.to_owned()))
+        } else {
+            Username::parse(s)
+                .map(Target::User)
+                .map_err(|e| ClientError::Usage(format!("{s:?} is neither @user nor #group: {e}")))
+        }
+    }
+}
+
+/// What `register` needs.
+pub struct Registration<'a> {
+    pub server: &'a str,
+    pub username: &'a str,
+    pub password: &'a str,
+    pub invite: Option<&'a str>,
+    pub device_name: &'a str,
+}
+
+/// A conversation as listed by `group list`.
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupSummary {
+    pub group_id: GroupId,
+    pub kind: &'static str,
+    pub name: String,
+    pub state: &'static str,
+    pub members: Vec<Username>,
+}
+
+enum CommitOutcome {
+    Accepted,
+    /// Our creating commit lost: the group exists already.
+    AlreadyExists,
+}
+
+/// One device: its encrypted profile, its session and its live connection.
+pub struct Client {
+    dir: PathBuf,
+    store: Store,
+    engine: Engine,
+    username: Username,
+    device: DeviceId,
+    http: Http,
+    socket: Option<Socket>,
+    /// Deliveries that arrived while a request was in flight; applied after
+    /// the reply so our own commit is merged before anything built on it.
+    deferred: VecDeque<Delivery>,
+    /// Highest sequence number applied and not yet acknowledged.
+    unacked: Option<u64>,
+    next_request: u32,
+    events: Vec<Event>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Client({} {} at {})",
+            self.username,
+            self.device,
+            self.dir.display()
+        )
+    }
+}
+
+fn text_meta(store: &Store, key: &str) -> Result<String, ClientError> {
+    let raw = store
+        .app()
+        .meta(key)?
+        .ok_or_else(|| ClientError::Profile(format!("profile is missing {key}")))?;
+    String::from_utf8(raw)
+        .map_err(|_| ClientError::Profile(format!("profile has a malformed {key}")))
+}
+
+impl Client {
+    /// Creates an account, this device, and a new encrypted profile in `dir`.
+    pub async fn register(
+        dir: &Path,
+        passphrase: &str,
+        reg: Registration<'_>,
+    ) -> Result<Self, ClientError> {
+        if Store::exists(dir) {
+            return Err(ClientError::Profile(format!(
+                "{} already holds a profile; use another --profile",
+                dir.display()
+            )));
+        }
+        let username =
+            Username::parse(reg.username).map_err(|e| ClientError::Usage(e.to_string()))?;
+        let identity = IdentityKey::generate();
+        let signer = Engine::generate_signer()?;
+        let device = loop {
+            if let Some(d) = DeviceId::new(rand::rngs::OsRng.next_u64()) {
+                break d;
+            }
+        };
+        let signature_key = signer.public().to_vec();
+        let certificate = identity.certify(&username, device, &signature_key);
+        let http = Http::new(reg.server, None)?;
+        // The server first: if it refuses (bad invite, name taken) no profile is left behind.
+        let session: SessionResponse = http
+            .post(
+                "/v1/register",
+                &RegisterRequest {
+                    username: username.clone(),
+                    password: reg.password.to_owned(),
+                    invite: reg.invite.map(str::to_owned),
+                    identity_key: identity.public().to_vec(),
+                    device: NewDevice {
+                        device_id: device,
+                        name: reg.device_name.to_owned(),
+                        signature_key: signature_key.clone(),
+                        certificate: certificate.to_vec(),
+                    },
+                },
+            )
+            .await?;
+        let mut store = Store::create(dir, passphrase)?;
+        store.transact(|provider, app| {
+            Engine::store_signer(&signer, provider)?;
+            app.set_meta(META_SERVER, http.base().as_bytes())?;
+            app.set_meta(META_USERNAME, username.as_str().as_bytes())?;
+            app.set_meta(META_DEVICE, device.to_string().as_bytes())?;
+            app.set_meta(META_IDENTITY, identity.dangerous_secret_bytes().as_slice())?;
+            app.set_meta(META_SIGNER, &signature_key)?;
+            app.set_meta(META_TOKEN, session.token.as_bytes())?;
+            rampart_core::AppStore::pin_identity(app, &username, &identity.public())
+                .map_err(ClientError::store)?;
+            Ok(())
+        })?;
+        let credential = DeviceCredential {
+            user: username.clone(),
+            device,
+            identity_key: identity.public(),
+            certificate,
+        };
+        let mut client = Self::assemble(
+            dir,
+            store,
+            Engine::new(credential, signer),
+            Some(session.token),
+        )?;
+        client.replenish_key_packages(true).await?;
+        Ok(client)
+    }
+
+    /// Opens the profile in `dir`.
+    pub fn open(dir: &Path, passphrase: &str) -> Result<Self, ClientError> {
+        let store = Store::open(dir, passphrase)?;
+        let username = Username::parse(&text_meta(&store, META_USERNAME)?)
+            .map_err(|_| ClientError::Profile("malformed username".into()))?;
+        let device = DeviceId::parse(&text_meta(&store, META_DEVICE)?)
+            .map_err(|_| ClientError::Profile("malformed device id".into()))?;
+        let secret: [u8; 32] = store
+            .app()
+            .meta(META_IDENTITY)?
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| ClientError::Profile("identity key missing".into()))?;
+        let identity = IdentityKey::from_secret(&secret);
+        let signer_public = store
+            .app()
+            .meta(META_SIGNER)?
+            .ok_or_else(|| ClientError::Profile("device key missing".into()))?;
+        let signer = Engine::load_signer(&signer_public, &store.provider())?;
+        let credential = DeviceCredential {
+            certificate: identity.certify(&username, device, &signer_public),
+            user: username,
+            device,
+            identity_key: identity.public(),
+        };
+        let token = store
+            .app()
+            .meta(META_TOKEN)?
+            .and_then(|t| String::from_utf8(t).ok());
+        Self::assemble(dir, store, Engine::new(credential, signer), token)
+    }
+
+    fn assemble(
+        dir: &Path,
+        store: Store,
+        engine: Engine,
+        token: Option<String>,
+    ) -> Result<Self, ClientError> {
+        let server = text_meta(&store, META_SERVER)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            http: Http::new(&server, token)?,
+            username: engine.user().clone(),
+            device: engine.device(),
+            engine,
+            store,
+            socket: None,
+            deferred: VecDeque::new(),
+            unacked: None,
+            next_request: 1,
+            events: vec![],
+        })
+    }
+
+    pub fn username(&self) -> &Username {
+        &self.username
+    }
+
+    pub fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    pub fn server(&self) -> &str {
+        self.http.base()
+    }
+
+    pub fn is_logged_in(&self) -> bool {
+        self.store.app().meta(META_TOKEN).ok().flatten().is_some()
+    }
+
+    /// Logs this device in again (after `logout` or an expired session).
+    pub async fn login(&mut self, password: &str) -> Result<(), ClientError> {
+        let http = Http::new(self.http.base(), None)?;
+        let session: SessionResponse = http
+            .post(
+                "/v1/login",
+                &LoginRequest {
+                    username: self.username.clone(),
+                    password: password.to_owned(),
+                    device_id: self.device,
+                },
+            )
+            .await?;
+        self.store
+            .app()
+            .set_meta(META_TOKEN, session.token.as_bytes())?;
+        self.http = Http::new(self.http.base(), Some(session.token))?;
+        Ok(())
+    }
+
+    /// Ends the session on the server and forgets the token.
+    pub async fn logout(&mut self) -> Result<(), ClientError> {
+        if let Some(socket) = self.socket.take() {
+            socket.close().await;
+        }
+        let result: Result<serde_json::Value, ClientError> =
+            self.http.post("/v1/logout", &serde_json::json!({})).await;
+        self.store.app().delete_meta(META_TOKEN)?;
+        self.http = Http::new(self.http.base(), None)?;
+        match result {
+            Ok(_) => Ok(()),
+            // Already logged out on the server: the local token is gone too now.
+            Err(e) if e.code() == Some(ErrorCode::Unauthorized) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What the server says about this session.
+    pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
+        self.http.get("/v1/me").await
+    }
+
+    fn next_id(&mut self) -> u32 {
+        self.next_request = self.next_request.wrapping_add(1).max(1);
+        self.next_request
+    }
+
+    /// Events gathered since the last call.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    // ---- connection and delivery -------------------------------------------------
+
+    /// Connects (if needed) and applies the whole backlog.
+    pub async fn connect(&mut self) -> Result<(), ClientError> {
+        if self.socket.is_some() {
+            return Ok(());
+        }
+        self.socket = Some(self.http.websocket().await?);
+        loop {
+            match self.read_frame().await? {
+                ServerFrame::Deliver(d) => self.apply(d)?,
+                ServerFrame::BacklogDone { .. } => break,
+                _ => {}
+            }
+        }
+        self.flush_ack().await
+    }
+
+    async fn read_frame(&mut self) -> Result<ServerFrame, ClientError> {
+        let socket = self.socket.as_mut().ok_or(ClientError::NotLoggedIn)?;
+        let frame = tokio::time::timeout(REPLY_TIMEOUT, socket.next())
+            .await
+            .map_err(|_| ClientError::Timeout("waiting for the server"))??;
+        match frame {
+            Some(ServerFrame::Error { code, message }) => {
+                self.socket = None;
+                Err(ClientError::Server {
+                    code,
+                    message,
+                    current_epoch: None,
+                })
+            }
+            Some(frame) => Ok(frame),
+            None => {
+                self.socket = None;
+                Err(ClientError::Protocol(
+                    "the server closed the connection".into(),
+                ))
+            }
+        }
+    }
+
+    /// Applies one delivery in one transaction.
+    fn apply(&mut self, delivery: Delivery) -> Result<(), ClientError> {
+        let now = now_millis();
+        let engine = &self.engine;
+        let events = self
+            .store
+            .transact(|p, app| Ok(engine.receive(p, app, &delivery, now)?))?;
+        for event in &events {
+            if let Event::Dropped { reason, .. } = event {
+                tracing::debug!(seq = delivery.seq, %reason, "delivery dropped");
+            }
+        }
+        self.events.extend(events);
+        self.unacked = Some(delivery.seq);
+        Ok(())
+    }
+
+    async fn flush_ack(&mut self) -> Result<(), ClientError> {
+        if let (Some(up_to), Some(socket)) = (self.unacked, self.socket.as_mut()) {
+            socket.send(&ClientFrame::Ack { up_to }).await?;
+            self.unacked = None;
+        }
+        Ok(())
+    }
+
+    async fn apply_deferred(&mut self) -> Result<(), ClientError> {
+        while let Some(d) = self.deferred.pop_front() {
+            self.apply(d)?;
+        }
+        self.flush_ack().await
+    }
+
+    /// Sends a request and waits for its answer; deliveries arriving meanwhile
+    /// are deferred until the caller has handled the answer.
+    async fn request(
+        &mut self,
+        frame: ClientFrame,
+        request_id: u32,
+    ) -> Result<ServerFrame, ClientError> {
+        self.connect().await?;
+        self.socket
+            .as_mut()
+            .ok_or(ClientError::NotLoggedIn)?
+            .send(&frame)
+            .await?;
+        loop {
+            match self.read_frame().await? {
+                ServerFrame::Deliver(d) => self.deferred.push_back(d),
+                reply @ (ServerFrame::Accepted { request_id: r, .. }
+                | ServerFrame::Rejected { request_id: r, .. })
+                    if r == request_id =>
+                {
+                    return Ok(reply);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Waits for and applies the next live delivery; returns the events it caused.
+    pub async fn next_events(&mut self) -> Result<Vec<Event>, ClientError> {
+        self.connect().await?;
+        if !self.deferred.is_empty() {
+            self.apply_deferred().await?;
+        } else {
+            let socket = self.socket.as_mut().ok_or(ClientError::NotLoggedIn)?;
+            match socket.next().await? {
+                Some(ServerFrame::Deliver(d)) => {
+                    self.apply(d)?;
+                    self.flush_ack().await?;
+                }
+                Some(ServerFrame::Error { code, message }) => {
+                    self.socket = None;
+                    return Err(ClientError::Server {
+                        code,
+                        message,
+                        current_epoch: None,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    self.socket = None;
+                    return Err(ClientError::Protocol(
+                        "the server closed the connection".into(),
+                    ));
+                }
+            }
+        }
+        self.housekeeping().await?;
+        Ok(self.take_events())
+    }
+
+    /// Fetches and applies everything pending, does due housekeeping
+    /// (commits for members who left, self-updates, KeyPackages), and returns
+    /// what happened.
+    pub async fn sync(&mut self) -> Result<Vec<Event>, ClientError> {
+        self.connect().await?;
+        self.apply_deferred().await?;
+        self.housekeeping().await?;
+        self.replenish_key_packages(false).await?;
+        Ok(self.take_events())
+    }
+
+    async fn housekeeping(&mut self) -> Result<(), ClientError> {
+        // Someone asked to leave: commit it (all members try; the first wins).
+        let queued: Vec<GroupId> = self
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ProposalQueued { group } => Some(*group),
+                _ => None,
+            })
+            .collect();
+        for group in queued {
+            let engine = &self.engine;
+            let has_pending = self
+                .store
+                .transact(|p, app| Ok(engine.commit_pending(p, app, &group)?.is_some()));
+            // commit_pending above staged a commit only to see if one is due;
+            // discard it and let run_commit build and send it properly.
+            let _ = self
+                .store
+                .transact(|p, app| Ok(engine.commit_rejected(p, app, &group)?));
+            if has_pending? {
+                let result = self
+                    .run_commit(group, |engine, p, app| {
+                        engine
+                            .commit_pending(p, app, &group)?
+                            .ok_or(ClientError::Usage("nothing to commit".into()))
+                    })
+                    .await;
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "committing a pending leave failed; another member may have done it");
+                }
+            }
+        }
+        // Periodic self-update (post-compromise security heals only through commits).
+        let now = now_millis();
+        let due: Vec<GroupId> = self
+            .store
+            .app()
+            .conversations()?
+            .into_iter()
+            .filter(|c| {
+                c.state == ConversationState::Active
+                    && now.saturating_sub(c.last_self_update) > SELF_UPDATE_INTERVAL_MS
+            })
+            .map(|c| c.group)
+            .collect();
+        for group in due {
+            if let Err(e) = self
+                .run_commit(group, |engine, p, app| {
+                    Ok(engine.self_update(p, app, &group)?)
+                })
+                .await
+            {
+                tracing::debug!(error = %e, "self-update failed; will retry at next sync");
+            }
+        }
+        Ok(())
+    }
+
+    async fn replenish_key_packages(&mut self, force: bool) -> Result<(), ClientError> {
+        let count: KeyPackageCount = self.http.get("/v1/key-packages/count").await?;
+        if !force && count.count >= KEY_PACKAGE_LOW_WATER && count.has_last_resort {
+            return Ok(());
+        }
+        let engine = &self.engine;
+        let (key_packages, last_resort) = self.store.transact(|p, _| {
+            let batch = engine.key_packages(p, KEY_PACKAGE_BATCH, false)?;
+            let last = if count.has_last_resort {
+                None
+            } else {
+                engine.key_packages(p, 1, true)?.pop()
+            };
+            Ok((batch, last))
+        })?;
+        let _: KeyPackageCount = self
+            .http
+            .post(
+                "/v1/key-packages",
+                &UploadKeyPackages {
+                    key_packages,
+                    last_resort,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    // ---- commits -----------------------------------------------------------------
+
+    /// Builds a commit, sends it, and merges it once accepted. A commit that
+    /// lost an epoch race is discarded, the winner's commit applied, and the
+    /// change rebuilt on the new epoch — invisibly to the user.
+    async fn run_commit<F>(
+        &mut self,
+        group: GroupId,
+        build: F,
+    ) -> Result<CommitOutcome, ClientError>
+    where
+        F: Fn(
+            &Engine,
+            &rampart_core::Provider<crate::store::MlsStorage<'_>>,
+            &crate::store::AppDb<'_>,
+        ) -> Result<PendingCommit, ClientError>,
+    {
+        for _ in 0..COMMIT_ATTEMPTS {
+            let engine = &self.engine;
+            let pending = self.store.transact(|p, app| build(engine, p, app))?;
+            let request_id = self.next_id();
+            let mut bundle = pending.bundle.clone();
+            bundle.request_id = request_id;
+            let is_create = bundle.create.is_some();
+            let reply = self.request(ClientFrame::Commit(bundle), request_id).await;
+            let reply = match reply {
+                Ok(r) => r,
+                Err(e) => {
+                    // Unknown outcome: drop our staged commit; the next sync shows what happened.
+                    let engine = &self.engine;
+                    let _ = self
+                        .store
+                        .transact(|p, app| Ok(engine.commit_rejected(p, app, &group)?));
+                    return Err(e);
+                }
+            };
+            let engine = &self.engine;
+            match reply {
+                ServerFrame::Accepted { .. } => {
+                    let now = now_millis();
+                    let events = self
+                        .store
+                        .transact(|p, app| Ok(engine.commit_accepted(p, app, &pending, now)?))?;
+                    self.events.extend(events);
+                    self.apply_deferred().await?;
+                    return Ok(CommitOutcome::Accepted);
+                }
+                ServerFrame::Rejected {
+                    code,
+                    current_epoch,
+                    message,
+                    ..
+                } => {
+                    self.store
+                        .transact(|p, app| Ok(engine.commit_rejected(p, app, &group)?))?;
+                    self.apply_deferred().await?;
+                    match (code, current_epoch) {
+                        (ErrorCode::Conflict, _) if is_create => {
+                            return Ok(CommitOutcome::AlreadyExists);
+                        }
+                        (ErrorCode::StaleEpoch, Some(epoch)) if is_create && epoch > 0 => {
+                            return Ok(CommitOutcome::AlreadyExists);
+                        }
+                        (ErrorCode::StaleEpoch, Some(epoch)) => self.catch_up(group, epoch).await?,
+                        _ => {
+                            return Err(ClientError::Server {
+                                code,
+                                message,
+                                current_epoch,
+                            });
+                        }
+                    }
+                }
+                _ => return Err(ClientError::Protocol("unexpected reply to a commit".into())),
+            }
+        }
+        Err(ClientError::Timeout(
+            "retrying a commit that keeps losing to concurrent changes",
+        ))
+    }
+
+    /// Applies deliveries until `group` reaches `epoch`.
+    async fn catch_up(&mut self, group: GroupId, epoch: u64) -> Result<(), ClientError> {
+        let deadline = tokio::time::Instant::now() + REPLY_TIMEOUT;
+        loop {
+            let current = self.engine.epoch(&self.store.provider(), &group)?;
+            if current.is_none_or(|e| e >= epoch) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(ClientError::Timeout("catching up with the group"));
+            }
+            if let ServerFrame::Deliver(d) = self.read_frame().await? {
+                self.apply(d)?;
+                self.flush_ack().await?;
+            }
+        }
+    }
+
+    /// Waits until this device is an active member of `group` (a Welcome arrived).
+    async fn wait_for_membership(&mut self, group: GroupId) -> Result<(), ClientError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            self.apply_deferred().await?;
+            if self.is_active(&group)? {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(ClientError::Usage(
+                    "that conversation exists but this device is not in it; ask a member to add you".into(),
+                ));
+            }
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if let Ok(frame) = tokio::time::timeout(remaining, self.read_frame()).await
+                && let ServerFrame::Deliver(d) = frame?
+            {
+                self.apply(d)?;
+                self.flush_ack().await?;
+            }
+        }
+    }
+
+    fn is_active(&self, group: &GroupId) -> Result<bool, ClientError> {
+        Ok(
+            rampart_core::AppStore::conversation(&self.store.app(), group)
+                .map_err(ClientError::store)?
+                .is_some_and(|c| c.state == ConversationState::Active)
+                && self.engine.epoch(&self.store.provider(), group)?.is_some(),
+        )
+    }
+
+    /// Claims and verifies one KeyPackage for every device of `users` (except this one).
+    async fn claim(&mut self, users: &[Username]) -> Result<Vec<VerifiedKeyPackage>, ClientError> {
+        let claimed: ClaimResponse = self
+            .http
+            .post(
+                "/v1/key-packages/claim",
+                &ClaimRequest {
+                    users: users.to_vec(),
+                },
+            )
+            .await?;
+        let engine = &self.engine;
+        let mut verified = vec![];
+        for user in &claimed.users {
+            if user.key_packages.is_empty() && user.username != self.username {
+                return Err(ClientError::Usage(format!(
+                    "@{} has no device that can be added right now (no KeyPackages left); ask them to run `rampart sync`",
+                    user.username
+                )));
+            }
+            for kp in &user.key_packages {
+                let v = self.store.transact(|p, app| {
+                    Ok(engine.verify_key_package(
+                        p,
+                        app,
+                        &user.username,
+                        kp.device_id,
+                        &kp.key_package,
+                    )?)
+                })?;
+                verified.push(v);
+            }
+        }
+        Ok(verified)
+    }
+
+    // ---- conversations -----------------------------------------------------------
+
+    /// Resolves a target to a conversation, creating the 1:1 group if needed.
+    async fn conversation_for(&mut self, target: &Target) -> Result<GroupId, ClientError> {
+        match target {
+            Target::Group(name) => self.resolve_group(name),
+            Target::User(peer) => {
+                if *peer == self.username {
+                    return Err(ClientError::Usage(
+                        "you cannot start a 1:1 conversation with yourself".into(),
+                    ));
+                }
+                let group = GroupId::direct(&self.username, peer);
+                self.connect().await?;
+                self.apply_deferred().await?;
+                if self.is_active(&group)? {
+                    return Ok(group);
+                }
+                let members = self.claim(&[peer.clone(), self.username.clone()]).await?;
+                let peer2 = peer.clone();
+                let now = now_millis();
+                let outcome = self
+                    .run_commit(group, move |engine, p, app| {
+                        Ok(engine.create_group(
+                            p,
+                            app,
+                            group,
+                            Create::Direct {
+                                peer: peer2.clone(),
+                            },
+                            None,
+                            members.clone(),
+                            now,
+                        )?)
+                    })
+                    .await?;
+                if let CommitOutcome::AlreadyExists = outcome {
+                    self.wait_for_membership(group).await?;
+                }
+                Ok(group)
+            }
+        }
+    }
+
+    /// Finds a group by display name (or id prefix).
+    fn resolve_group(&self, name: &str) -> Result<GroupId, ClientError> {
+        let conversations = self.store.app().conversations()?;
+        let matches: Vec<&Conversation> = conversations
+            .iter()
+            .filter(|c| c.kind == GroupKind::Group && c.state != ConversationState::Pending)
+            .filter(|c| {
+                c.name.as_deref() == Some(name)
+                    || (name.len() >= 6 && c.group.to_string().starts_with(name))
+            })
+            .collect();
+        let active: Vec<&&Conversation> = matches
+            .iter()
+            .filter(|c| c.state == ConversationState::Active)
+            .collect();
+        match (active.as_slice(), matches.as_slice()) {
+            ([one], _) => Ok(one.group),
+            ([], [one]) => Ok(one.group),
+            ([], []) => Err(ClientError::Usage(format!(
+                "no group named #{name} on this device; `rampart group list` shows yours (run `rampart sync` first if you were just added)"
+            ))),
+            _ => Err(ClientError::Usage(format!(
+                "several groups are named #{name}; use an id prefix from `rampart group list`"
+            ))),
+        }
+    }
+
+    async fn send_body(
+        &mut self,
+        group: GroupId,
+        body: Body,
+    ) -> Result<StoredMessage, ClientError> {
+        let engine = &self.engine;
+        let now = now_millis();
+        let (stored, message) = self
+            .store
+            .transact(|p, app| Ok(engine.send(p, app, &group, body, now)?))?;
+        let request_id = self.next_id();
+        let mut key = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        let frame = ClientFrame::Send(SendMessage {
+            request_id,
+            key: IdempotencyKey(key),
+            group,
+            message,
+        });
+        let reply = self.request(frame, request_id).await?;
+        self.apply_deferred().await?;
+        match reply {
+            ServerFrame::Accepted { .. } => Ok(stored),
+            ServerFrame::Rejected {
+                code,
+                message,
+                current_epoch,
+                ..
+            } => Err(ClientError::Server {
+                code,
+                message,
+                current_epoch,
+            }),
+            _ => Err(ClientError::Protocol("unexpected reply to a send".into())),
+        }
+    }
+
+    /// Encrypts a text for `target` without sending it: the group and the MLS
+    /// bytes. For load generators (`rampart bench`), which replay it raw.
+    pub async fn prepare_text(
+        &mut self,
+        target: &Target,
+        text: &str,
+    ) -> Result<(GroupId, Vec<u8>), ClientError> {
+        let group = self.conversation_for(target).await?;
+        let engine = &self.engine;
+        let now = now_millis();
+        let (_, message) = self.store.transact(|p, app| {
+            Ok(engine.send(p, app, &group, Body::Text(text.to_owned()), now)?)
+        })?;
+        Ok((group, message))
+    }
+
+    /// The REST client of this session (for raw WebSockets in benchmarks).
+    pub fn http(&self) -> &Http {
+        &self.http
+    }
+
+    /// Sends a text message to `@user` or `#group`.
+    pub async fn send_text(
+        &mut self,
+        target: &Target,
+        text: &str,
+    ) -> Result<StoredMessage, ClientError> {
+        let group = self.conversation_for(target).await?;
+        self.send_body(group, Body::Text(text.to_owned())).await
+    }
+
+    /// Creates a named group with `members` (all their devices, and this user's other devices).
+    pub async fn create_group(
+        &mut self,
+        name: &str,
+        members: &[Username],
+    ) -> Result<GroupId, ClientError> {
+        if name.is_empty()
+            || name.len() > rampart_core::content::MAX_GROUP_NAME_LEN
+            || name.starts_with('#')
+        {
+            return Err(ClientError::Usage(
+                "group names are 1-64 bytes and do not start with '#'".into(),
+            ));
+        }
+        self.connect().await?;
+        let mut users: Vec<Username> = members
+            .iter()
+            .filter(|u| **u != self.username)
+            .cloned()
+            .collect();
+        users.sort();
+        users.dedup();
+        users.push(self.username.clone());
+        let kps = self.claim(&users).await?;
+        let mut random = [0u8; 31];
+        rand::rngs::OsRng.fill_bytes(&mut random);
+        let group = GroupId::new_group(random);
+        let name_owned = name.to_owned();
+        let now = now_millis();
+        self.run_commit(group, move |engine, p, app| {
+            Ok(engine.create_group(
+                p,
+                app,
+                group,
+                Create::Group,
+                Some(name_owned.clone()),
+                kps.clone(),
+                now,
+            )?)
+        })
+        .await?;
+        self.send_body(group, Body::GroupName(name.to_owned()))
+            .await?;
+        Ok(group)
+    }
+
+    /// Adds every device of `user` to the group.
+    pub async fn add_member(
+        &mut self,
+        group_name: &str,
+        user: &Username,
+    ) -> Result<(), ClientError> {
+        self.connect().await?;
+        let group = self.resolve_group(group_name)?;
+        let members = self.members(&group)?;
+        if members.iter().any(|(u, _)| u == user) {
+            return Err(ClientError::Usage(format!(
+                "@{user} is already a member of #{group_name}"
+            )));
+        }
+        let kps = self.claim(std::slice::from_ref(user)).await?;
+        self.run_commit(group, move |engine, p, app| {
+            Ok(engine.add_members(p, app, &group, kps.clone())?)
+        })
+        .await?;
+        let name = rampart_core::AppStore::conversation(&self.store.app(), &group)
+            .map_err(ClientError::store)?
+            .and_then(|c| c.name);
+        if let Some(name) = name {
+            self.send_body(group, Body::GroupName(name)).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes every device of `user` from the group.
+    pub async fn remove_member(
+        &mut self,
+        group_name: &str,
+        user: &Username,
+    ) -> Result<(), ClientError> {
+        self.connect().await?;
+        let group = self.resolve_group(group_name)?;
+        let users = vec![user.clone()];
+        self.run_commit(group, move |engine, p, app| {
+            Ok(engine.remove_users(p, app, &group, &users)?)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Leaves the group: this device proposes its removal, which the next
+    /// member to sync commits. Nothing more can be sent or read here.
+    pub async fn leave_group(&mut self, group_name: &str) -> Result<(), ClientError> {
+        self.connect().await?;
+        let group = self.resolve_group(group_name)?;
+        let engine = &self.engine;
+        let proposal = self
+            .store
+            .transact(|p, app| Ok(engine.leave(p, app, &group)?))?;
+        let request_id = self.next_id();
+        let mut key = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        let frame = ClientFrame::Send(SendMessage {
+            request_id,
+            key: IdempotencyKey(key),
+            group,
+            message: proposal,
+        });
+        match self.request(frame, request_id).await? {
+            ServerFrame::Accepted { .. } => {
+                self.apply_deferred().await?;
+                Ok(())
+            }
+            ServerFrame::Rejected { code, message, .. } => Err(ClientError::Server {
+                code,
+                message,
+                current_epoch: None,
+            }),
+            _ => Err(ClientError::Protocol("unexpected reply".into())),
+        }
+    }
+
+    /// (user, device) of each member of a conversation, as MLS says.
+    pub fn members(&self, group: &GroupId) -> Result<Vec<(Username, DeviceId)>, ClientError> {
+        Ok(self.engine.member_devices(&self.store.provider(), group)?)
+    }
+
+    /// Members of a group named `name`.
+    pub fn group_members(&self, name: &str) -> Result<Vec<(Username, DeviceId)>, ClientError> {
+        let group = self.resolve_group(name)?;
+        self.members(&group)
+    }
+
+    /// This device's conversations.
+    pub fn groups(&self) -> Result<Vec<GroupSummary>, ClientError> {
+        let mut out = vec![];
+        for c in self.store.app().conversations()? {
+            if c.state == ConversationState::Pending {
+                continue;
+            }
+            let mut members: Vec<Username> = match self.members(&c.group) {
+                Ok(m) => m.into_iter().map(|(u, _)| u).collect(),
+                Err(_) => vec![],
+            };
+            members.dedup();
+            out.push(GroupSummary {
+                group_id: c.group,
+                kind: match c.kind {
+                    GroupKind::Group => "group",
+                    GroupKind::Direct => "direct",
+                },
+                name: match (&c.name, &c.peer) {
+                    (_, Some(peer)) => format!("@{peer}"),
+                    (Some(n), None) => format!("#{n}"),
+                    (None, None) => format!("#{}", c.group.short()),
+                },
+                state: match c.state {
+                    ConversationState::Active => "active",
+                    ConversationState::Left => "left",
+                    ConversationState::Pending => "pending",
+                },
+                members,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Display name of a conversation: `@peer` or `#name`.
+    pub fn conversation_label(&self, group: &GroupId) -> String {
+        match rampart_core::AppStore::conversation(&self.store.app(), group) {
+            Ok(Some(c)) => match (c.peer, c.name) {
+                (Some(peer), _) => format!("@{peer}"),
+                (None, Some(name)) => format!("#{name}"),
+                (None, None) => format!("#{}", group.short()),
+            },
+            _ => format!("#{}", group.short()),
+        }
+    }
+
+    /// Messages: unread ones (marking them read), or all with `all`.
+    pub fn inbox(&self, all: bool) -> Result<Vec<HistoryEntry>, ClientError> {
+        self.store.app().history(None, all, true)
+    }
+
+    /// The history of one conversation.
+    pub async fn history(
+        &mut self,
+        target: &Target,
+    ) -> Result<(GroupId, Vec<HistoryEntry>), ClientError> {
+        let group = self.conversation_for(target).await?;
+        Ok((group, self.store.app().history(Some(&group), true, true)?))
+    }
+
+    /// Closes the connection politely.
+    pub async fn close(mut self) {
+        let _ = self.flush_ack().await;
+        if let Some(socket) = self.socket.take() {
+            socket.close().await;
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Errors of the native client. Messages say what to do next; none carries a
+//! secret, a token or message text.
+
+use rampart_proto::ErrorCode;
+use std::path::PathBuf;
+
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error("no profile in {0}; run `rampart register` first, or pass --profile")]
+    NoProfile(PathBuf),
+    #[error("wrong passphrase for this profile")]
+    WrongPassphrase,
+    #[error("profile: {0}")]
+    Profile(String),
+    #[error("not logged in; run `rampart login`")]
+    NotLoggedIn,
+    #[error("local store: {0}")]
+    Store(#[source] Source),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot reach the server: {0}")]
+    Network(#[source] Source),
+    #[error("server refused ({code}): {message}")]
+    Server {
+        code: ErrorCode,
+        message: String,
+        current_epoch: Option<u64>,
+    },
+    #[error("the server sent something this client cannot read: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Core(#[from] rampart_core::CoreError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("timed out {0}")]
+    Timeout(&'static str),
+}
+
+impl ClientError {
+    pub(crate) fn store<E: std::error::Error + Send + Sync + 'static>(e: E) -> Self {
+        ClientError::Store(Box::new(e))
+    }
+
+    pub(crate) fn io(what: &'static str, source: std::io::Error) -> Self {
+        ClientError::Io { what, source }
+    }
+
+    pub(crate) fn network<E: std::error::Error + Send + Sync + 'static>(e: E) -> Self {
+        ClientError::Network(Box::new(e))
+    }
+
+    /// The server's error code, if the server refused.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! The profile's encrypted store: one SQLCipher database holding OpenMLS state
+//! (through `openmls_sqlite_storage`) and the app's own tables, so one
+//! transaction covers both and a crash never leaves a torn group.
+//!
+//! The database key is derived from the passphrase with Argon2id; the salt and
+//! parameters sit beside it in `kdf.json` (not secret). Without the passphrase
+//! no message, key or token in the profile is readable. `secure_delete` makes
+//! SQLite overwrite deleted content, so forward secrecy is not undone by stale
+//! pages.
+
+use crate::error::ClientError;
+use openmls_sqlite_storage::{Codec, SqliteStorageProvider};
+use rampart_core::content::Body;
+use rampart_core::{AppStore, Conversation, ConversationState, MessageId, Provider, StoredMessage};
+use rampart_proto::{DeviceId, GroupId, GroupKind, Username};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use zeroize::Zeroizing;
+
+/// OpenMLS values are serialised with serde_json (self-describing, as 0.9 requires).
+#[derive(Default)]
+pub struct JsonCodec;
+
+impl Codec for JsonCodec {
+    type Error = serde_json::Error;
+
+    fn to_vec<T: Serialize>(value: &T) -> Result<Vec<u8>, Self::Error> {
+        serde_json::to_vec(value)
+    }
+
+    fn from_slice<T: serde::de::DeserializeOwned>(slice: &[u8]) -> Result<T, Self::Error> {
+        serde_json::from_slice(slice)
+    }
+}
+
+/// The OpenMLS storage of one transaction.
+pub type MlsStorage<'a> = SqliteStorageProvider<JsonCodec, &'a Connection>;
+
+#[derive(Serialize, Deserialize)]
+struct KdfParams {
+    version: u32,
+    salt: String,
+    m_cost_kib: u32,
+    t_cost: u32,
+    p_cost: u32,
+}
+
+const DB_FILE: &str = "profile.db";
+const KDF_FILE: &str = "kdf.json";
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS conversations (
+    group_id BLOB PRIMARY KEY,
+    kind INTEGER NOT NULL,
+    name TEXT,
+    peer TEXT,
+    state INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_self_update INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id BLOB NOT NULL,
+    id BLOB NOT NULL,
+    sender TEXT NOT NULL,
+    sender_device INTEGER NOT NULL,
+    sent_at INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    outgoing INTEGER NOT NULL,
+    unread INTEGER NOT NULL,
+    UNIQUE (group_id, id)
+);
+CREATE TABLE IF NOT EXISTS pins (username TEXT PRIMARY KEY, identity_key BLOB NOT NULL);
+"#;
+
+/// An open, unlocked profile database.
+pub struct Store {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store(..)")
+    }
+}
+
+fn derive_key(passphrase: &str, params: &KdfParams) -> Result<Zeroizing<[u8; 32]>, ClientError> {
+    let salt = hex::decode(&params.salt)
+        .map_err(|_| ClientError::Profile("kdf.json has a malformed salt".into()))?;
+    let argon = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(params.m_cost_kib, params.t_cost, params.p_cost, Some(32))
+            .map_err(|_| ClientError::Profile("kdf.json has invalid parameters".into()))?,
+    );
+    let mut key = Zeroizing::new([0u8; 32]);
+    argon
+        .hash_password_into(passphrase.as_bytes(), &salt, key.as_mut())
+        .map_err(|_| ClientError::Profile("key derivation failed".into()))?;
+    Ok(key)
+}
+
+impl Store {
+    /// Whether `dir` holds a profile.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(DB_FILE).exists()
+    }
+
+    /// Creates a new profile in `dir` (which must not hold one).
+    pub fn create(dir: &Path, passphrase: &str) -> Result<Self, ClientError> {
+        if Self::exists(dir) {
+            return Err(ClientError::Profile(format!(
+                "{} already holds a profile; use another --profile",
+                dir.display()
+            )));
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ClientError::io("creating the profile directory", e))?;
+        restrict_permissions(dir);
+        let mut salt = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut salt);
+        let params = KdfParams {
+            version: 1,
+            salt: hex::encode(salt),
+            // OWASP's Argon2id minimum (19 MiB, 2 passes): an unlock costs tens of ms.
+            m_cost_kib: 19_456,
+            t_cost: 2,
+            p_cost: 1,
+        };
+        let json =
+            serde_json::to_vec_pretty(&params).map_err(|_| ClientError::Profile("kdf".into()))?;
+        std::fs::write(dir.join(KDF_FILE), json)
+            .map_err(|e| ClientError::io("writing kdf.json", e))?;
+        Self::open_with(dir, passphrase, &params)
+    }
+
+    /// Opens and unlocks an existing profile.
+    pub fn open(dir: &Path, passphrase: &str) -> Result<Self, ClientError> {
+        if !Self::exists(dir) {
+            return Err(ClientError::NoProfile(dir.to_path_buf()));
+        }
+        let raw = std::fs::read(dir.join(KDF_FILE))
+            .map_err(|e| ClientError::io("reading kdf.json", e))?;
+        let params: KdfParams = serde_json::from_slice(&raw)
+            .map_err(|_| ClientError::Profile("kdf.json is malformed".into()))?;
+        Self::open_with(dir, passphrase, &params)
+    }
+
+    fn open_with(dir: &Path, passphrase: &str, params: &KdfParams) -> Result<Self, ClientError> {
+        let key = derive_key(passphrase, params)?;
+        let mut conn = Connection::open(dir.join(DB_FILE)).map_err(ClientError::store)?;
+        let pragma = Zeroizing::new(format!("x'{}'", hex::encode(key.as_ref())));
+        conn.pragma_update(None, "key", pragma.as_str())
+            .map_err(ClientError::store)?;
+        // The first read fails if the key is wrong.
+        if conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .is_err()
+        {
+            return Err(ClientError::WrongPassphrase);
+        }
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA secure_delete = ON; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(ClientError::store)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(ClientError::store)?;
+        conn.execute_batch(SCHEMA).map_err(ClientError::store)?;
+        SqliteStorageProvider::<JsonCodec, &mut Connection>::new(&mut conn)
+            .run_migrations()
+            .map_err(|e| ClientError::Profile(format!("migrating OpenMLS storage: {e}")))?;
+        Ok(Self { conn })
+    }
+
+    /// Runs `f` in one transaction with an MLS provider and the app store;
+    /// commits if `f` succeeds, rolls back otherwise.
+    pub fn transact<T>(
+        &mut self,
+        f: impl FnOnce(&Provider<MlsStorage<'_>>, &AppDb<'_>) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        let tx = self.conn.transaction().map_err(ClientError::store)?;
+        let out = {
+            let provider = Provider::new(MlsStorage::new(&tx));
+            f(&provider, &AppDb(&tx))?
+        };
+        tx.commit().map_err(ClientError::store)?;
+        Ok(out)
+    }
+
+    /// Read-only access outside a transaction.
+    pub fn app(&self) -> AppDb<'_> {
+        AppDb(&self.conn)
+    }
+
+    /// A provider for reads outside a transaction.
+    pub fn provider(&self) -> Provider<MlsStorage<'_>> {
+        Provider::new(MlsStorage::new(&self.conn))
+    }
+}
+
+#[cfg(unix)]
+fn restrict_permissions(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_dir: &Path) {}
+
+/// The app tables on one connection or transaction.
+pub struct AppDb<'a>(&'a Connection);
+
+fn kind_to_i64(kind: GroupKind) -> i64 {
+    match kind {
+        GroupKind::Group => 0,
+        GroupKind::Direct => 1,
+    }
+}
+
+fn state_to_i64(state: ConversationState) -> i64 {
+    match state {
+        ConversationState::Pending => 0,
+        ConversationState::Active => 1,
+        ConversationState::Left => 2,
+    }
+}
+
+fn row_to_conversation(row: &rusqlite::Row<'_>) -> rusqlite::Result<Conversation> {
+    let group: Vec<u8> = row.get(0)?;
+    let group = GroupId::from_slice(&group).map_err(|_| rusqlite::Error::InvalidQuery)?;
+    let peer: Option<String> = row.get(3)?;
+    Ok(Conversation {
+        group,
+        kind: if row.get::<_, i64>(1)? == 1 {
+            GroupKind::Direct
+        } else {
+            GroupKind::Group
+        },
+        name: row.get(2)?,
+        peer: peer.and_then(|p| Username::parse(&p).ok()),
+        state: match row.get::<_, i64>(4)? {
+            0 => ConversationState::Pending,
+            1 => ConversationState::Active,
+            _ => ConversationState::Left,
+        },
+        created_at: row.get::<_, i64>(5)? as u64,
+        last_self_update: row.get::<_, i64>(6)? as u64,
+    })
+}
+
+/// A message row as the history shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HistoryEntry {
+    pub group: GroupId,
+    pub id: String,
+    pub sender: Username,
+    pub sent_at: u64,
+    pub received_at: u64,
+    pub text: String,
+    pub outgoing: bool,
+    pub unread: bool,
+}
+
+const CONVERSATION_COLUMNS: &str =
+    "group_id, kind, name, peer, state, created_at, last_self_update";
+
+impl AppDb<'_> {
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        self.0
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(ClientError::store)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), ClientError> {
+        self.0
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map(|_| ())
+            .map_err(ClientError::store)
+    }
+
+    pub fn delete_meta(&self, key: &str) -> Result<(), ClientError> {
+        self.0
+            .execute("DELETE FROM meta WHERE key = ?1", [key])
+            .map(|_| ())
+            .map_err(ClientError::store)
+    }
+
+    pub fn conversations(&self) -> Result<Vec<Conversation>, ClientError> {
+        let mut stmt = self
+            .0
+            .prepare(&format!(
+                "SELECT {CONVERSATION_COLUMNS} FROM conversations ORDER BY created_at"
+            ))
+            .map_err(ClientError::store)?;
+        let rows = stmt
+            .query_map([], row_to_conversation)
+            .map_err(ClientError::store)?;
+        rows.collect::<Result<_, _>>().map_err(ClientError::store)
+    }
+
+    /// Messages in arrival order; only unread ones unless `all`. Marks them read
+    /// when `mark_read`.
+    pub fn history(
+        &self,
+        group: Option<&GroupId>,
+        all: bool,
+        mark_read: bool,
+    ) -> Result<Vec<HistoryEntry>, ClientError> {
+        let mut sql = String::from(
+            "SELECT group_id, id, sender, sent_at, received_at, body, outgoing, unread, seq FROM messages WHERE 1=1",
+        );
+        if group.is_some() {
+            sql.push_str(" AND group_id = ?1");
+        }
+        if !all {
+            sql.push_str(" AND unread = 1");
+        }
+        sql.push_str(" ORDER BY seq");
+        let mut stmt = self.0.prepare(&sql).map_err(ClientError::store)?;
+        let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(HistoryEntry, i64)> {
+            let g: Vec<u8> = r.get(0)?;
+            let id: Vec<u8> = r.get(1)?;
+            let sender: String = r.get(2)?;
+            Ok((
+                HistoryEntry {
+                    group: GroupId::from_slice(&g).map_err(|_| rusqlite::Error::InvalidQuery)?,
+                    id: hex::encode(id),
+                    sender: Username::parse(&sender).map_err(|_| rusqlite::Error::InvalidQuery)?,
+                    sent_at: r.get::<_, i64>(3)? as u64,
+                    received_at: r.get::<_, i64>(4)? as u64,
+                    text: r.get(5)?,
+                    outgoing: r.get::<_, i64>(6)? != 0,
+                    unread: r.get::<_, i64>(7)? != 0,
+                },
+                r.get(8)?,
+            ))
+        };
+        let rows: Vec<(HistoryEntry, i64)> = match group {
+            Some(g) => stmt.query_map([g.as_bytes().as_slice()], map),
+            None => stmt.query_map([], map),
+        }
+        .map_err(ClientError::store)?
+        .collect::<Result<_, _>>()
+        .map_err(ClientError::store)?;
+        if mark_read && let Some(last) = rows.iter().map(|(_, seq)| *seq).max() {
+            match group {
+                Some(g) => self.0.execute(
+                    "UPDATE messages SET unread = 0 WHERE unread = 1 AND seq <= ?1 AND group_id = ?2",
+                    params![last, g.as_bytes().as_slice()],
+                ),
+                None => self.0.execute("UPDATE messages SET unread = 0 WHERE unread = 1 AND seq <= ?1", [last]),
+            }
+            .map_err(ClientError::store)?;
+        }
+        Ok(rows.into_iter().map(|(e, _)| e).collect())
+    }
+}
+
+impl AppStore for AppDb<'_> {
+    type Error = rusqlite::Error;
+
+    fn conversation(&self, group: &GroupId) -> Result<Option<Conversation>, Self::Error> {
+        self.0
+            .query_row(
+                &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE group_id = ?1"),
+                [group.as_bytes().as_slice()],
+                row_to_conversation,
+            )
+            .optional()
+    }
+
+    fn put_conversation(&self, c: &Conversation) -> Result<(), Self::Error> {
+        self.0.execute(
+            "INSERT INTO conversations (group_id, kind, name, peer, state, created_at, last_self_update)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(group_id) DO UPDATE SET kind = excluded.kind, name = excluded.name, peer = excluded.peer,
+               state = excluded.state, last_self_update = excluded.last_self_update",
+            params![
+                c.group.as_bytes().as_slice(),
+                kind_to_i64(c.kind),
+                c.name,
+                c.peer.as_ref().map(|p| p.as_str().to_owned()),
+                state_to_i64(c.state),
+                c.created_at as i64,
+                c.last_self_update as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn delete_conversation(&self, group: &GroupId) -> Result<(), Self::Error> {
+        self.0.execute(
+            "DELETE FROM conversations WHERE group_id = ?1",
+            [group.as_bytes().as_slice()],
+        )?;
+        Ok(())
+    }
+
+    fn insert_message(&self, m: &StoredMessage) -> Result<bool, Self::Error> {
+        let Body::Text(text) = &m.body else {
+            return Ok(false);
+        };
+        let n = self.0.execute(
+            "INSERT OR IGNORE INTO messages (group_id, id, sender, sender_device, sent_at, received_at, body, outgoing, unread)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                m.group.as_bytes().as_slice(),
+                m.id.0.as_slice(),
+                m.sender.as_str(),
+                m.sender_device.get() as i64,
+                m.sent_at as i64,
+                m.received_at as i64,
+                text,
+                m.outgoing as i64,
+                (!m.outgoing) as i64
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn pinned_identity(&self, user: &Username) -> Result<Option<[u8; 32]>, Self::Error> {
+        let key: Option<Vec<u8>> = self
+            .0
+            .query_row(
+                "SELECT identity_key FROM pins WHERE username = ?1",
+                [user.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(key.and_then(|k| k.try_into().ok()))
+    }
+
+    fn pin_identity(&self, user: &Username, key: &[u8; 32]) -> Result<(), Self::Error> {
+        self.0.execute(
+            "INSERT OR IGNORE INTO pins (username, identity_key) VALUES (?1, ?2)",
+            params![user.as_str(), key.as_slice()],
+        )?;
+        Ok(())
+    }
+}
+
+/// Parses a device id stored as i64.
+pub fn device_from_i64(n: i64) -> Option<DeviceId> {
+    DeviceId::new(n as u64)
+}
+
+/// Hex form of a message id, as shown to users.
+pub fn message_id_hex(id: &MessageId) -> String {
+    id.to_string()
+}
