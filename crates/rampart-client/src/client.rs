@@ -455,6 +455,12 @@ impl Client {
     /// (commits for members who left, self-updates, KeyPackages), and returns
     /// what happened.
     pub async fn sync(&mut self) -> Result<Vec<Event>, ClientError> {
+        // Reconnect: the server then sends everything still queued, followed by
+        // BacklogDone, which is how we know we have seen all that is pending.
+        self.apply_deferred().await?;
+        if let Some(socket) = self.socket.take() {
+            socket.close().await;
+        }
         self.connect().await?;
         self.apply_deferred().await?;
         self.housekeeping().await?;

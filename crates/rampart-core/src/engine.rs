@@ -23,6 +23,7 @@ use rampart_proto::frame::{CommitBundle, Create, Delivery, DeliveryKind};
 use rampart_proto::limits::{MAX_GROUP_DEVICES, MAX_TEXT_LEN};
 use rampart_proto::{DeviceId, GroupId, GroupKind, IdempotencyKey, Millis, Username};
 use rand::RngCore as _;
+use std::ops::Not as _;
 
 /// MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519 (0x0001).
 pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
@@ -320,6 +321,7 @@ impl Engine {
     /// Creates a conversation with the given members' devices. For a 1:1
     /// conversation pass `Create::Direct` and the id from [`GroupId::direct`].
     /// The group exists locally as `Pending` until the server accepts.
+    #[allow(clippy::too_many_arguments)]
     pub fn create_group<S, A>(
         &self,
         provider: &Provider<S>,
@@ -356,6 +358,15 @@ impl Engine {
         if members.len() + 1 > MAX_GROUP_DEVICES {
             return Err(CoreError::Invalid("too many devices for one group"));
         }
+        if let Some(peer) = &peer
+            && members
+                .iter()
+                .any(|m| m.user != self.user && m.user != *peer)
+        {
+            return Err(CoreError::Invalid(
+                "a 1:1 conversation holds only its two people",
+            ));
+        }
         let mut mls = MlsGroup::new_with_group_id(
             provider,
             &self.signer,
@@ -389,10 +400,6 @@ impl Engine {
                 commit,
                 None,
                 group_info,
-                vec![],
-                vec![],
-                vec![],
-                vec![],
             );
         }
         self.add_to(provider, &mut mls, group, Some(create), members)
@@ -447,9 +454,6 @@ impl Engine {
         S: StorageProvider<CURRENT_VERSION>,
         S::Error: Send + Sync + 'static,
     {
-        let devices: Vec<DeviceId> = members.iter().map(|m| m.device).collect();
-        let mut users: Vec<Username> = members.iter().map(|m| m.user.clone()).collect();
-        users.dedup();
         let kps: Vec<KeyPackage> = members.into_iter().map(|m| m.key_package).collect();
         let (commit, welcome, group_info) = mls
             .add_members(provider, &self.signer, &kps)
@@ -462,13 +466,13 @@ impl Engine {
             commit,
             Some(welcome),
             group_info,
-            devices,
-            vec![],
-            users,
-            vec![],
         )
     }
 
+    /// Packs our staged commit for the server. Added and removed devices are
+    /// read from the commit OpenMLS actually built (which also sweeps in any
+    /// queued proposals), never from what the caller asked for, so the
+    /// server's routing always matches the MLS group.
     #[allow(clippy::too_many_arguments)]
     fn bundle<S>(
         &self,
@@ -479,14 +483,47 @@ impl Engine {
         commit: MlsMessageOut,
         welcome: Option<MlsMessageOut>,
         group_info: Option<openmls::messages::group_info::GroupInfo>,
-        added: Vec<DeviceId>,
-        removed: Vec<DeviceId>,
-        added_users: Vec<Username>,
-        removed_users: Vec<Username>,
     ) -> Result<PendingCommit, CoreError>
     where
         S: StorageProvider<CURRENT_VERSION>,
     {
+        let staged = mls
+            .pending_commit()
+            .ok_or(CoreError::Invalid("no staged commit to send"))?;
+        let mut added = vec![];
+        let mut added_users = vec![];
+        for add in staged.add_proposals() {
+            let cred =
+                device_credential_of(add.add_proposal().key_package().leaf_node().credential())?;
+            if !added.contains(&cred.device) {
+                added.push(cred.device);
+            }
+            if !added_users.contains(&cred.user) {
+                added_users.push(cred.user);
+            }
+        }
+        let members = Self::members(mls);
+        let mut removed = vec![];
+        let mut removed_users = vec![];
+        for r in staged.remove_proposals() {
+            let idx = r.remove_proposal().removed();
+            if let Some((_, c)) = members.iter().find(|(i, _)| *i == idx) {
+                if !removed.contains(&c.device) {
+                    removed.push(c.device);
+                }
+                if !removed_users.contains(&c.user) {
+                    removed_users.push(c.user.clone());
+                }
+            }
+        }
+        // Users who keep another device in the group have not left it.
+        removed_users.retain(|u| {
+            members
+                .iter()
+                .any(|(_, c)| &c.user == u && !removed.contains(&c.device))
+                .not()
+        });
+        let welcome = if added.is_empty() { None } else { welcome };
         let group_info = match group_info {
             Some(gi) => serialize(&MlsMessageOut::from(gi), "group info")?,
             None => serialize(
@@ -544,22 +581,7 @@ impl Engine {
         let (commit, welcome, group_info) = mls
             .remove_members(provider, &self.signer, &leaves)
             .map_err(CoreError::mls("remove members"))?;
-        let devices = targets.iter().map(|(_, c)| c.device).collect();
-        let mut removed_users: Vec<Username> = targets.into_iter().map(|(_, c)| c.user).collect();
-        removed_users.dedup();
-        self.bundle(
-            provider,
-            &mls,
-            *group,
-            None,
-            commit,
-            welcome,
-            group_info,
-            vec![],
-            devices,
-            vec![],
-            removed_users,
-        )
+        self.bundle(provider, &mls, *group, None, commit, welcome, group_info)
     }
 
     /// Commits the proposals other members queued (e.g. someone leaving).
@@ -578,34 +600,11 @@ impl Engine {
         if !mls.is_active() || mls.pending_proposals().next().is_none() {
             return Ok(None);
         }
-        let members = Self::members(&mls);
-        let mut removed = vec![];
-        let mut removed_users = vec![];
-        for p in mls.pending_proposals() {
-            if let Proposal::Remove(r) = p.proposal()
-                && let Some((_, c)) = members.iter().find(|(i, _)| *i == r.removed())
-            {
-                removed.push(c.device);
-                removed_users.push(c.user.clone());
-            }
-        }
         let (commit, welcome, group_info) = mls
             .commit_to_pending_proposals(provider, &self.signer)
             .map_err(CoreError::mls("commit pending proposals"))?;
-        self.bundle(
-            provider,
-            &mls,
-            *group,
-            None,
-            commit,
-            welcome,
-            group_info,
-            vec![],
-            removed,
-            vec![],
-            removed_users,
-        )
-        .map(Some)
+        self.bundle(provider, &mls, *group, None, commit, welcome, group_info)
+            .map(Some)
     }
 
     /// Refreshes this device's leaf keys (post-compromise security heals only
@@ -630,19 +629,7 @@ impl Engine {
             .self_update(provider, &self.signer, LeafNodeParameters::default())
             .map_err(CoreError::mls("self update"))?
             .into_contents();
-        self.bundle(
-            provider,
-            &mls,
-            *group,
-            None,
-            commit,
-            None,
-            group_info,
-            vec![],
-            vec![],
-            vec![],
-            vec![],
-        )
+        self.bundle(provider, &mls, *group, None, commit, None, group_info)
     }
 
     /// Proposes to remove this device from a conversation. Another member's
@@ -867,7 +854,13 @@ impl Engine {
         A: AppStore,
     {
         let group = delivery.group;
-        if Self::load_group(provider, &group).is_ok_and(|g| g.is_active()) {
+        // Our own creation of this group may still be pending: it lost the race,
+        // and this Welcome is the winner's. Then the Welcome replaces it.
+        let pending_creation = app
+            .conversation(&group)
+            .map_err(CoreError::store)?
+            .is_some_and(|c| c.state == ConversationState::Pending);
+        if !pending_creation && Self::load_group(provider, &group).is_ok_and(|g| g.is_active()) {
             return Err(CoreError::Invalid(
                 "welcome for a group this device is already in",
             ));
@@ -877,6 +870,11 @@ impl Engine {
         let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
             return Err(CoreError::Malformed("welcome"));
         };
+        // A pending creation that lost the race, or an old membership we were
+        // removed from, is replaced by the group this Welcome describes.
+        if let Ok(mut old) = Self::load_group(provider, &group) {
+            old.delete(provider.storage()).map_err(CoreError::store)?;
+        }
         let staged = StagedWelcome::new_from_welcome(provider, &join_config(), welcome, None)
             .map_err(CoreError::mls("welcome"))?;
         if staged.group_context().group_id().as_slice() != group.as_bytes() {
@@ -915,11 +913,6 @@ impl Engine {
             }
             GroupKind::Group => None,
         };
-        // A previous membership (we were removed and are re-added) is replaced.
-        if let Ok(old) = Self::load_group(provider, &group) {
-            let mut old = old;
-            old.delete(provider.storage()).map_err(CoreError::store)?;
-        }
         staged
             .into_group(provider)
             .map_err(CoreError::mls("join"))?;
@@ -1026,6 +1019,12 @@ impl Engine {
                 );
                 if !is_self_remove {
                     return Err(CoreError::Invalid("only leave proposals are accepted"));
+                }
+                let already_queued = mls.pending_proposals().any(|p| {
+                    matches!((p.proposal(), proposal.proposal()), (Proposal::Remove(a), Proposal::Remove(b)) if a.removed() == b.removed())
+                });
+                if already_queued {
+                    return Err(CoreError::Invalid("duplicate proposal"));
                 }
                 mls.store_pending_proposal(provider.storage(), *proposal)
                     .map_err(CoreError::store)?;

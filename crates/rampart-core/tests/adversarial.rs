@@ -158,7 +158,6 @@ fn welcome_to_a_direct_conversation_with_a_third_person_is_refused() {
 }
 
 #[test]
-#[ignore = "engine bug: create_group(Create::Direct) accepts devices of a third user (see report)"]
 fn direct_creation_refuses_a_third_person_locally() {
     let alice = Device::new("alice", 0xa1);
     let bob = Device::new("bob", 0xb1);

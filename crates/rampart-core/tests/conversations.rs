@@ -435,7 +435,6 @@ fn simultaneous_direct_creation_converges() {
 /// deliveries in order hands the Welcome to the engine while bob's own
 /// pending creation still exists.
 #[test]
-#[ignore = "engine bug: a Welcome applied while our own creation is still Pending is dropped for good; rampart-client defers deliveries during a commit, so only reachable e.g. after a crash mid-commit (see report)"]
 fn simultaneous_direct_creation_welcome_before_rejection() {
     let mut ds = Ds::new(8);
     let mut alice = Device::new("alice", 0xa1);
@@ -541,7 +540,6 @@ fn every_delivery_twice() {
 
 /// The server delivers at least once, so a leave proposal can arrive twice.
 #[test]
-#[ignore = "engine bug: a duplicated leave proposal is queued twice and commit_pending lists the device twice in `removed` (see report)"]
 fn duplicated_leave_proposal_is_committed_once() {
     let mut ds = Ds::new(10);
     let mut alice = Device::new("alice", 0xa1);
@@ -641,7 +639,6 @@ fn application_messages_delayed_past_a_commit_still_decrypt() {
 /// queued bob's leave and then refreshes its leaf removes bob; the bundle must
 /// say so, or the server keeps bob as a member.
 #[test]
-#[ignore = "engine bug: self_update/add_members/remove_users sweep queued leave proposals into the commit without listing them in `removed` (see report)"]
 fn commit_sweeping_a_queued_leave_reports_the_removal() {
     let mut ds = Ds::new(13);
     let mut alice = Device::new("alice", 0xa1);
