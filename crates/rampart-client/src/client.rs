@@ -954,7 +954,9 @@ impl Client {
     /// Leaves the group: this device proposes its removal, which the next
     /// member to sync commits. Nothing more can be sent or read here.
     pub async fn leave_group(&mut self, group_name: &str) -> Result<(), ClientError> {
-        self.connect().await?;
+        // A proposal is only valid in the current epoch and, unlike a commit,
+        // is not checked against it by the server: catch up fully first.
+        self.sync().await?;
         let group = self.resolve_group(group_name)?;
         let engine = &self.engine;
         let proposal = self

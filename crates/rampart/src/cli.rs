@@ -1,0 +1,588 @@
+//! Command-line interface. Every client command works on one profile
+//! directory and prints text for people or, with `--json`, one JSON document
+//! for scripts.
+
+use crate::{bench, demo, server_cmd};
+use anyhow::Context as _;
+use rampart_client::{Client, ClientError, Event, HistoryEntry, Registration, Target};
+use rampart_proto::Username;
+use serde_json::json;
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+
+/// Rampart: an end-to-end encrypted messenger for organisations.
+///
+/// Secrets come from a prompt, or from RAMPART_PASSWORD (account password) and
+/// RAMPART_PASSPHRASE (the passphrase that encrypts your local profile).
+#[derive(clap::Parser, Debug)]
+#[command(name = "rampart", version, propagate_version = true)]
+pub struct Args {
+    /// Profile directory holding this device's encrypted state.
+    #[arg(long, global = true, env = "RAMPART_PROFILE")]
+    profile: Option<PathBuf>,
+    /// Print JSON for scripts instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Run the server.
+    Server(server_cmd::ServerArgs),
+    /// Server administration.
+    #[command(subcommand)]
+    Admin(server_cmd::AdminCommand),
+    /// Create an account and this device's profile.
+    Register {
+        /// Server URL, e.g. http://127.0.0.1:8448
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        username: String,
+        /// Invite code (required unless the server's registration is open).
+        #[arg(long)]
+        invite: Option<String>,
+        /// A name for this device, shown to you in device lists.
+        #[arg(long, default_value = "cli")]
+        device_name: String,
+    },
+    /// Log this profile's device in again (after logout).
+    Login {
+        /// Server URL (defaults to the profile's).
+        #[arg(long)]
+        server: Option<String>,
+        /// Username (defaults to the profile's).
+        #[arg(long)]
+        username: Option<String>,
+    },
+    /// End this device's session.
+    Logout,
+    /// Show the account and device of this profile.
+    Whoami,
+    /// Send a text message to @USER or #GROUP.
+    Send {
+        /// @user or '#group' (quote # in shells).
+        target: String,
+        /// The message; `-` reads it from standard input.
+        text: String,
+    },
+    /// Groups: create, add, remove, leave, list, members.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Fetch and process everything pending, then exit.
+    Sync,
+    /// Print messages (unread ones, or all with --all).
+    Inbox {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Chat interactively with @USER or #GROUP: live messages, type to send.
+    Chat { target: String },
+    /// Start a throwaway server and walk three users through 1:1 and group chat.
+    Demo,
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum GroupCommand {
+    /// Create a group.
+    Create {
+        name: String,
+        /// Comma-separated usernames.
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<String>,
+    },
+    /// Add a user (all their devices).
+    Add { name: String, user: String },
+    /// Remove a user (all their devices).
+    Remove { name: String, user: String },
+    /// Leave a group.
+    Leave { name: String },
+    /// List this device's conversations.
+    List,
+    /// List the members of a group.
+    Members { name: String },
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum BenchCommand {
+    /// Relay throughput and latency over real WebSockets to a real server.
+    Relay(bench::RelayArgs),
+}
+
+fn default_profile() -> PathBuf {
+    dirs::data_dir()
+        .map(|d| d.join("rampart").join("profile"))
+        .unwrap_or_else(|| PathBuf::from(".rampart-profile"))
+}
+
+/// A secret from the environment or a prompt.
+fn secret(env: &str, prompt: &str, confirm: bool) -> anyhow::Result<String> {
+    if let Ok(v) = std::env::var(env) {
+        return Ok(v);
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("no terminal to ask for the {prompt}; set {env}");
+    }
+    let first = rpassword::prompt_password(format!("{prompt}: "))?;
+    if confirm {
+        let again = rpassword::prompt_password(format!("{prompt} (again): "))?;
+        if again != first {
+            anyhow::bail!("the two entries differ");
+        }
+    }
+    Ok(first)
+}
+
+fn open(profile: &Path) -> anyhow::Result<Client> {
+    if !rampart_client::store::Store::exists(profile) {
+        return Err(ClientError::NoProfile(profile.to_path_buf()).into());
+    }
+    let passphrase = secret("RAMPART_PASSPHRASE", "profile passphrase", false)?;
+    Ok(Client::open(profile, &passphrase)?)
+}
+
+fn parse_user(s: &str) -> anyhow::Result<Username> {
+    Username::parse(s).map_err(|e| anyhow::anyhow!("{s:?}: {e}"))
+}
+
+fn time(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    // UTC hh:mm:ss and the date; no time-zone database needed.
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn print_entries(client: &Client, entries: &[HistoryEntry], json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let list: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                json!({
+                    "conversation": client.conversation_label(&e.group),
+                    "group_id": e.group.to_string(),
+                    "id": e.id,
+                    "sender": e.sender.as_str(),
+                    "sent_at": e.sent_at,
+                    "received_at": e.received_at,
+                    "text": e.text,
+                    "outgoing": e.outgoing,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::Value::Array(list))?;
+    } else if entries.is_empty() {
+        writeln!(out, "no new messages")?;
+    } else {
+        for e in entries {
+            writeln!(
+                out,
+                "[{}] {} {}: {}",
+                time(e.sent_at),
+                client.conversation_label(&e.group),
+                e.sender,
+                e.text
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A line for an event, or nothing for quiet ones.
+fn describe(client: &Client, event: &Event) -> Option<String> {
+    Some(match event {
+        Event::Message(m) => match &m.body {
+            rampart_core::content::Body::Text(t) => format!(
+                "[{}] {} {}: {}",
+                time(m.sent_at),
+                client.conversation_label(&m.group),
+                m.sender,
+                t
+            ),
+            rampart_core::content::Body::GroupName(_) => return None,
+        },
+        Event::Joined { group, by } => {
+            format!("* @{by} added you to {}", client.conversation_label(group))
+        }
+        Event::MembersChanged {
+            group,
+            added,
+            removed,
+        } => {
+            let mut parts = vec![];
+            if !added.is_empty() {
+                parts.push(format!("added {}", list_users(added)));
+            }
+            if !removed.is_empty() {
+                parts.push(format!("removed {}", list_users(removed)));
+            }
+            format!(
+                "* {}: {}",
+                client.conversation_label(group),
+                parts.join(", ")
+            )
+        }
+        Event::Renamed { group, name } => format!("* {} is now called #{name}", group.short()),
+        Event::Removed { group } => format!(
+            "* you are no longer a member of {}",
+            client.conversation_label(group)
+        ),
+        Event::IdentityChanged { user, group } => format!(
+            "!!! WARNING: the identity key of @{user} CHANGED (in {}). Their devices were refused. \
+             This can mean an attack; verify with them in person before trusting them again.",
+            client.conversation_label(group)
+        ),
+        Event::ProposalQueued { .. } | Event::Dropped { .. } => return None,
+    })
+}
+
+fn list_users(users: &[Username]) -> String {
+    users
+        .iter()
+        .map(|u| format!("@{u}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn print_events(client: &Client, events: &[Event], json: bool) {
+    if json {
+        return;
+    }
+    for e in events {
+        if let Some(line) = describe(client, e) {
+            println!("{line}");
+        }
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let json = args.json;
+    let profile = args.profile.clone().unwrap_or_else(default_profile);
+    match args.command {
+        Command::Server(a) => server_cmd::serve(a).await,
+        Command::Admin(a) => server_cmd::admin(a, json).await,
+        Command::Demo => demo::run().await,
+        Command::Bench(BenchCommand::Relay(a)) => bench::relay(a).await,
+        Command::Register {
+            server,
+            username,
+            invite,
+            device_name,
+        } => {
+            if rampart_client::store::Store::exists(&profile) {
+                anyhow::bail!(
+                    "{} already holds a profile; pass another --profile",
+                    profile.display()
+                );
+            }
+            let password = secret("RAMPART_PASSWORD", "account password", true)?;
+            let passphrase = secret("RAMPART_PASSPHRASE", "new profile passphrase", true)?;
+            let client = Client::register(
+                &profile,
+                &passphrase,
+                Registration {
+                    server: &server,
+                    username: &username,
+                    password: &password,
+                    invite: invite.as_deref(),
+                    device_name: &device_name,
+                },
+            )
+            .await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"username": client.username().as_str(), "device_id": client.device().to_string(), "profile": profile})
+                );
+            } else {
+                println!(
+                    "registered @{} (device {}); profile in {}",
+                    client.username(),
+                    client.device(),
+                    profile.display()
+                );
+            }
+            client.close().await;
+            Ok(())
+        }
+        Command::Login { server, username } => {
+            if !rampart_client::store::Store::exists(&profile) {
+                anyhow::bail!(
+                    "no profile in {}. Logging in a brand-new device needs device linking (coming with account security); \
+                     on this device run `rampart register`, or pass the --profile you registered with",
+                    profile.display()
+                );
+            }
+            let mut client = open(&profile)?;
+            if let Some(u) = username
+                && parse_user(&u)? != *client.username()
+            {
+                anyhow::bail!("this profile belongs to @{}, not @{u}", client.username());
+            }
+            if let Some(s) = server
+                && s.trim_end_matches('/') != client.server()
+            {
+                anyhow::bail!("this profile belongs to {}, not {s}", client.server());
+            }
+            let password = secret("RAMPART_PASSWORD", "account password", false)?;
+            client.login(&password).await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"username": client.username().as_str(), "logged_in": true})
+                );
+            } else {
+                println!("logged in as @{}", client.username());
+            }
+            Ok(())
+        }
+        Command::Logout => {
+            let mut client = open(&profile)?;
+            client.logout().await?;
+            if json {
+                println!("{}", json!({"logged_out": true}));
+            } else {
+                println!("logged out");
+            }
+            Ok(())
+        }
+        Command::Whoami => {
+            let client = open(&profile)?;
+            let logged_in = client.is_logged_in();
+            let server_view = if logged_in {
+                client.whoami().await.ok()
+            } else {
+                None
+            };
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "username": client.username().as_str(),
+                        "device_id": client.device().to_string(),
+                        "server": client.server(),
+                        "logged_in": logged_in,
+                        "session_valid": server_view.is_some(),
+                        "role": server_view.as_ref().map(|w| w.role),
+                    })
+                );
+            } else {
+                println!(
+                    "@{} on {} (device {})",
+                    client.username(),
+                    client.server(),
+                    client.device()
+                );
+                match server_view {
+                    Some(w) => println!("session valid; role {:?}", w.role),
+                    None if logged_in => {
+                        println!("session not accepted by the server; run `rampart login`")
+                    }
+                    None => println!("logged out; run `rampart login`"),
+                }
+            }
+            Ok(())
+        }
+        Command::Send { target, text } => {
+            let target = Target::parse(&target)?;
+            let text = if text == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+                s.trim_end_matches('\n').to_owned()
+            } else {
+                text
+            };
+            let mut client = open(&profile)?;
+            let sent = client.send_text(&target, &text).await?;
+            let events = client.take_events();
+            print_events(&client, &events, json);
+            if json {
+                println!(
+                    "{}",
+                    json!({"id": sent.id.to_string(), "group_id": sent.group.to_string(), "sent_at": sent.sent_at})
+                );
+            } else {
+                println!("sent to {}", client.conversation_label(&sent.group));
+            }
+            client.close().await;
+            Ok(())
+        }
+        Command::Group(g) => group(&profile, g, json).await,
+        Command::Sync => {
+            let mut client = open(&profile)?;
+            let events = client.sync().await?;
+            print_events(&client, &events, json);
+            let messages = events
+                .iter()
+                .filter(|e| matches!(e, Event::Message(_)))
+                .count();
+            if json {
+                println!(
+                    "{}",
+                    json!({"new_messages": messages, "events": events.len()})
+                );
+            } else {
+                println!("synced: {messages} new message(s)");
+            }
+            client.close().await;
+            Ok(())
+        }
+        Command::Inbox { all } => {
+            let client = open(&profile)?;
+            let entries = client.inbox(all)?;
+            print_entries(&client, &entries, json)
+        }
+        Command::Chat { target } => chat(&profile, &target).await,
+    }
+}
+
+async fn group(profile: &Path, command: GroupCommand, json: bool) -> anyhow::Result<()> {
+    let mut client = open(profile)?;
+    // Apply what is pending first so names and memberships are current.
+    client.sync().await?;
+    match command {
+        GroupCommand::Create { name, members } => {
+            let members = members
+                .iter()
+                .map(|m| parse_user(m))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let group = client.create_group(&name, &members).await?;
+            if json {
+                println!("{}", json!({"group_id": group.to_string(), "name": name}));
+            } else {
+                println!("created #{name} ({})", group.short());
+            }
+        }
+        GroupCommand::Add { name, user } => {
+            let user = parse_user(&user)?;
+            client.add_member(&name, &user).await?;
+            if json {
+                println!("{}", json!({"added": user.as_str(), "group": name}));
+            } else {
+                println!("added @{user} to #{name}");
+            }
+        }
+        GroupCommand::Remove { name, user } => {
+            let user = parse_user(&user)?;
+            client.remove_member(&name, &user).await?;
+            if json {
+                println!("{}", json!({"removed": user.as_str(), "group": name}));
+            } else {
+                println!("removed @{user} from #{name}");
+            }
+        }
+        GroupCommand::Leave { name } => {
+            client.leave_group(&name).await?;
+            if json {
+                println!("{}", json!({"left": name}));
+            } else {
+                println!("left #{name}");
+            }
+        }
+        GroupCommand::List => {
+            let groups = client.groups()?;
+            if json {
+                println!("{}", serde_json::to_string(&groups)?);
+            } else if groups.is_empty() {
+                println!("no conversations yet");
+            } else {
+                for g in groups {
+                    println!(
+                        "{:<24} {:<6} {:<7} {}",
+                        g.name,
+                        g.kind,
+                        g.state,
+                        list_users(&g.members)
+                    );
+                }
+            }
+        }
+        GroupCommand::Members { name } => {
+            let members = client.group_members(&name)?;
+            if json {
+                let list: Vec<_> = members
+                    .iter()
+                    .map(|(u, d)| json!({"username": u.as_str(), "device_id": d.to_string()}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for (u, d) in members {
+                    println!("@{u} (device {d})");
+                }
+            }
+        }
+    }
+    client.close().await;
+    Ok(())
+}
+
+async fn chat(profile: &Path, target: &str) -> anyhow::Result<()> {
+    let target = Target::parse(target)?;
+    let mut client = open(profile)?;
+    client.sync().await?;
+    let (group, history) = client
+        .history(&target)
+        .await
+        .context("opening the conversation")?;
+    let label = client.conversation_label(&group);
+    for e in history.iter().rev().take(20).rev() {
+        println!("[{}] {}: {}", time(e.sent_at), e.sender, e.text);
+    }
+    eprintln!("— chatting in {label}; type a message and press Enter, Ctrl-D to quit —");
+    // Lines from stdin arrive on a channel fed by a blocking thread.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        tokio::select! {
+            line = rx.recv() => {
+                let Some(line) = line else { break };
+                let line = line.trim();
+                if line.is_empty() { continue; }
+                client.send_text(&target, line).await?;
+                for e in client.take_events() {
+                    if let Some(l) = describe(&client, &e) { println!("{l}"); }
+                }
+            }
+            events = client.next_events() => {
+                for e in events? {
+                    if let Some(l) = describe(&client, &e) { println!("{l}"); }
+                }
+            }
+        }
+    }
+    client.close().await;
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Shared set-up: a real server on 127.0.0.1 with a real SQLite data directory,
+//! and real clients with encrypted profiles. Nothing is mocked.
+
+#![allow(dead_code)]
+
+use rampart_client::{Client, Registration, Target};
+use rampart_server::{Server, ServerConfig};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const PASSPHRASE: &str = "test profile passphrase";
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server on `data`, on `addr` (port 0 for any).
+    pub async fn start(data: &Path, addr: SocketAddr) -> Self {
+        let config = ServerConfig {
+            data_dir: data.to_path_buf(),
+            listen: addr,
+            registration: rampart_server::Registration::Open,
+            ..ServerConfig::default()
+        };
+        let server = Server::open(config).await.expect("server opens");
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = server
+                .serve(listener, async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Self {
+            addr,
+            data: data.to_path_buf(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Graceful stop; waits until the server has shut down.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(20), t).await;
+        }
+    }
+}
+
+pub async fn register(server: &TestServer, root: &Path, name: &str) -> Client {
+    Client::register(
+        &root.join(name),
+        PASSPHRASE,
+        Registration {
+            server: &server.url(),
+            username: name,
+            password: PASSWORD,
+            invite: None,
+            device_name: "test",
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("register {name}: {e}"))
+}
+
+pub fn user(name: &str) -> Target {
+    Target::parse(&format!("@{name}")).expect("user target")
+}
+
+pub fn group(name: &str) -> Target {
+    Target::parse(&format!("#{name}")).expect("group target")
+}
+
+/// Syncs and returns the texts received, as "sender: text".
+pub async fn received(client: &mut Client) -> Vec<String> {
+    client.sync().await.expect("sync");
+    client
+        .inbox(false)
+        .expect("inbox")
+        .into_iter()
+        .filter(|e| !e.outgoing)
+        .map(|e| format!("{}: {}", e.sender, e.text))
+        .collect()
+}
+
+/// Every file below `dir`, read whole.
+pub fn all_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                out.push((path, bytes));
+            }
+        }
+    }
+    out
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
