@@ -7,7 +7,7 @@ use rampart_proto::ErrorCode;
 use support::*;
 
 fn loopback() -> std::net::SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,7 @@
 //! Shared set-up: a real server on 127.0.0.1 with a real SQLite data directory,
 //! and real clients with encrypted profiles. Nothing is mocked.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use rampart_client::{Client, Registration, Target};
 use rampart_server::{Server, ServerConfig};
