@@ -1,0 +1,254 @@
+//! The real `rampart` binary in temp directories: server with invites, the
+//! client commands with --json, and a server killed with SIGKILL losing nothing
+//! it had acknowledged.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rampart");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `rampart server`; returns the child and, on a first start, the owner invite.
+fn start_server(data: &Path, port: u16) -> (Child, Option<String>) {
+    let mut child = Command::new(BIN)
+        .args([
+            "server",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut invite = None;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("--invite ").nth(1) {
+                invite = Some(rest.trim().to_owned());
+            }
+            if line.contains("listening on") || invite.is_some() {
+                let _ = tx.send(invite.clone());
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut invite = None;
+    while Instant::now() < deadline {
+        if let Ok(i) = rx.recv_timeout(Duration::from_millis(100)) {
+            invite = invite.or(i);
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            // Give the first-start invite line a moment to be printed.
+            if let Ok(i) = rx.recv_timeout(Duration::from_millis(300)) {
+                invite = invite.or(i);
+            }
+            return (child, invite);
+        }
+    }
+    panic!("server did not start");
+}
+
+fn rampart(profile: &Path, args: &[&str], password: &str) -> Output {
+    Command::new(BIN)
+        .arg("--profile")
+        .arg(profile)
+        .args(args)
+        .env("RAMPART_PASSWORD", password)
+        .env("RAMPART_PASSPHRASE", "cli test passphrase")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn cli_round_trip_with_invites_and_a_sigkilled_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let (mut server, invite) = start_server(&data, port);
+    let invite = invite.expect("first start prints an owner invite");
+    let alice = tmp.path().join("alice");
+    let bob = tmp.path().join("bob");
+
+    // Registration needs an invite, and each invite works once.
+    let out = rampart(
+        &bob,
+        &["register", "--server", &url, "--username", "bob"],
+        "bob-password-123",
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invite"),
+        "{:?}",
+        out
+    );
+    assert!(
+        !bob.join("profile.db").exists(),
+        "a refused registration leaves no profile behind"
+    );
+    ok(rampart(
+        &alice,
+        &[
+            "register",
+            "--server",
+            &url,
+            "--username",
+            "alice",
+            "--invite",
+            &invite,
+        ],
+        "alice-password-1",
+    ));
+    let out = rampart(
+        &bob,
+        &[
+            "register",
+            "--server",
+            &url,
+            "--username",
+            "bob",
+            "--invite",
+            &invite,
+        ],
+        "bob-password-123",
+    );
+    assert!(!out.status.success(), "an invite is single-use");
+    let admin = Command::new(BIN)
+        .args(["admin", "invite", "--data", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let bob_invite = ok(admin).trim().to_owned();
+    ok(rampart(
+        &bob,
+        &[
+            "register",
+            "--server",
+            &url,
+            "--username",
+            "bob",
+            "--invite",
+            &bob_invite,
+        ],
+        "bob-password-123",
+    ));
+
+    let who: serde_json::Value =
+        serde_json::from_str(&ok(rampart(&alice, &["--json", "whoami"], ""))).unwrap();
+    assert_eq!(who["username"], "alice");
+    assert_eq!(who["session_valid"], true);
+    assert_eq!(who["role"], "owner");
+
+    // Alice sends; the server acknowledged it, then dies by SIGKILL.
+    let sent: serde_json::Value = serde_json::from_str(&ok(rampart(
+        &alice,
+        &["--json", "send", "@bob", "survives a crash"],
+        "",
+    )))
+    .unwrap();
+    assert!(sent["id"].is_string());
+    server.kill().unwrap(); // SIGKILL on Unix
+    server.wait().unwrap();
+
+    let (mut server, invite) = start_server(&data, port);
+    assert!(
+        invite.is_none(),
+        "only the very first start prints an owner invite"
+    );
+    let synced: serde_json::Value =
+        serde_json::from_str(&ok(rampart(&bob, &["--json", "sync"], ""))).unwrap();
+    assert_eq!(synced["new_messages"], 1);
+    let inbox: serde_json::Value =
+        serde_json::from_str(&ok(rampart(&bob, &["--json", "inbox", "--all"], ""))).unwrap();
+    assert_eq!(inbox[0]["text"], "survives a crash");
+    assert_eq!(inbox[0]["sender"], "alice");
+    assert_eq!(inbox[0]["conversation"], "@alice");
+
+    // Groups through the CLI.
+    ok(rampart(
+        &alice,
+        &["group", "create", "ops", "--members", "bob"],
+        "",
+    ));
+    ok(rampart(&alice, &["send", "#ops", "group hello"], ""));
+    ok(rampart(&bob, &["sync"], ""));
+    let text = ok(rampart(&bob, &["inbox"], ""));
+    assert!(text.contains("#ops alice: group hello"), "{text}");
+    let members: serde_json::Value = serde_json::from_str(&ok(rampart(
+        &bob,
+        &["--json", "group", "members", "ops"],
+        "",
+    )))
+    .unwrap();
+    assert_eq!(members.as_array().map(|a| a.len()), Some(2));
+
+    // Logout ends the session; login brings it back.
+    ok(rampart(&bob, &["logout"], ""));
+    let out = rampart(&bob, &["sync"], "");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("login"),
+        "{:?}",
+        out
+    );
+    ok(rampart(&bob, &["login"], "bob-password-123"));
+    ok(rampart(&bob, &["sync"], ""));
+
+    // A wrong passphrase is a clean error that reveals nothing.
+    let out = Command::new(BIN)
+        .args(["--profile", alice.to_str().unwrap(), "inbox"])
+        .env("RAMPART_PASSPHRASE", "not the passphrase")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wrong passphrase"), "{err}");
+    assert!(!err.contains("not the passphrase"));
+
+    // Plain HTTP on a public address is refused with advice.
+    let out = Command::new(BIN)
+        .args([
+            "server",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--tls-cert"),
+        "{:?}",
+        out
+    );
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
