@@ -252,3 +252,15 @@ fn cli_round_trip_with_invites_and_a_sigkilled_server() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[test]
+fn demo_runs_and_the_server_never_sees_plaintext() {
+    let out = Command::new(BIN).arg("demo").output().unwrap();
+    let text = ok(out);
+    assert!(
+        text.contains("@bob reads in @alice: @alice says \"the launch code is 0000\""),
+        "{text}"
+    );
+    assert!(text.contains("carol's new messages: 0"), "{text}");
+    assert!(!text.contains("YES"), "plaintext found on disk:\n{text}");
+}
