@@ -158,10 +158,17 @@ impl Server {
             let _ = shutdown_tx.send(true);
         };
         let served = match &self.tls {
-            None => axum::serve(listener, router)
-                .with_graceful_shutdown(signal)
-                .await
-                .map_err(ServerError::from),
+            // Small frames must leave at once: without TCP_NODELAY, Nagle's
+            // algorithm and delayed ACKs add ~40 ms to a lone message.
+            None => axum::serve(
+                axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                }),
+                router,
+            )
+            .with_graceful_shutdown(signal)
+            .await
+            .map_err(ServerError::from),
             Some(config) => tls::serve(listener, router, config.clone(), signal).await,
         };
         let _ = self.shutdown_tx.send(true);
