@@ -19,8 +19,25 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts `rampart server`; returns the child and, on a first start, the owner invite.
-fn start_server(data: &Path, port: u16) -> (Child, Option<String>) {
+/// A server process that is killed (SIGKILL) and reaped when dropped, so a
+/// failing test never leaves one behind.
+struct ServerProcess(Child);
+
+impl ServerProcess {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts `rampart server`; returns the process and, on a first start, the owner invite.
+fn start_server(data: &Path, port: u16) -> (ServerProcess, Option<String>) {
     let mut child = Command::new(BIN)
         .args([
             "server",
@@ -34,6 +51,7 @@ fn start_server(data: &Path, port: u16) -> (Child, Option<String>) {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
+    let child = ServerProcess(child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut invite = None;
@@ -173,8 +191,7 @@ fn cli_round_trip_with_invites_and_a_sigkilled_server() {
     )))
     .unwrap();
     assert!(sent["id"].is_string());
-    server.kill().unwrap(); // SIGKILL on Unix
-    server.wait().unwrap();
+    server.kill(); // SIGKILL on Unix
 
     let (mut server, invite) = start_server(&data, port);
     assert!(
@@ -249,8 +266,7 @@ fn cli_round_trip_with_invites_and_a_sigkilled_server() {
         out
     );
 
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
 }
 
 #[test]
