@@ -280,3 +280,99 @@ fn demo_runs_and_the_server_never_sees_plaintext() {
     assert!(text.contains("carol's new messages: 0"), "{text}");
     assert!(!text.contains("YES"), "plaintext found on disk:\n{text}");
 }
+
+/// A self-signed certificate for 127.0.0.1 made with the `openssl` command
+/// (`.ci/run` installs it); `None` when it is not installed here.
+fn self_signed_cert(dir: &Path) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    status.success().then_some((cert, key))
+}
+
+#[test]
+fn server_serves_https_with_the_given_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((cert, key)) = self_signed_cert(tmp.path()) else {
+        eprintln!("SKIPPED: the `openssl` command is not installed (.ci/run installs it)");
+        return;
+    };
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args([
+            "server",
+            "--data",
+            tmp.path().join("data").to_str().unwrap(),
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = ServerProcess(child);
+    let pem = std::fs::read(&cert).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match client
+                .get(format!("https://127.0.0.1:{port}/health"))
+                .send()
+                .await
+            {
+                Ok(resp) => {
+                    assert_eq!(resp.status(), 200);
+                    let body: serde_json::Value = resp.json().await.unwrap();
+                    assert_eq!(body["status"], "ok");
+                    break;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("https /health failed: {e}"),
+            }
+        }
+        // Plain HTTP to the TLS port gets no answer.
+        let plain = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .await;
+        assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
+    });
+}
