@@ -479,16 +479,10 @@ impl Client {
             })
             .collect();
         for group in queued {
-            let engine = &self.engine;
-            let has_pending = self
-                .store
-                .transact(|p, app| Ok(engine.commit_pending(p, app, &group)?.is_some()));
-            // commit_pending above staged a commit only to see if one is due;
-            // discard it and let run_commit build and send it properly.
-            let _ = self
-                .store
-                .transact(|p, app| Ok(engine.commit_rejected(p, app, &group)?));
-            if has_pending? {
+            if self
+                .engine
+                .has_pending_proposals(&self.store.provider(), &group)?
+            {
                 let result = self
                     .run_commit(group, |engine, p, app| {
                         engine

@@ -584,6 +584,21 @@ impl Engine {
         self.bundle(provider, &mls, *group, None, commit, welcome, group_info)
     }
 
+    /// Whether other members queued proposals (e.g. a leave) that some member
+    /// must commit.
+    pub fn has_pending_proposals<S>(
+        &self,
+        provider: &Provider<S>,
+        group: &GroupId,
+    ) -> Result<bool, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+    {
+        let mls = Self::load_group(provider, group)?;
+        Ok(mls.is_active() && mls.pending_proposals().next().is_some())
+    }
+
     /// Commits the proposals other members queued (e.g. someone leaving).
     pub fn commit_pending<S, A>(
         &self,

@@ -505,10 +505,7 @@ impl BenchServer {
                     };
                     let opened = async {
                         let server = Server::open(config).await?;
-                        let sock = tokio::net::TcpSocket::new_v4()?;
-                        sock.set_nodelay(true)?;
-                        sock.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
-                        let listener = sock.listen(1024)?;
+                        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                         let addr = listener.local_addr()?;
                         anyhow::Ok((server, listener, addr))
                     };
