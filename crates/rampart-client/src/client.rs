@@ -797,6 +797,13 @@ impl Client {
         let (stored, message) = self
             .store
             .transact(|p, app| Ok(engine.send(p, app, &group, body, now)?))?;
+        self.send_mls(group, message).await?;
+        Ok(stored)
+    }
+
+    /// Sends one MLS message (application or proposal) and waits until the
+    /// server stored it durably.
+    async fn send_mls(&mut self, group: GroupId, message: Vec<u8>) -> Result<(), ClientError> {
         let request_id = self.next_id();
         let mut key = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut key);
@@ -809,7 +816,7 @@ impl Client {
         let reply = self.request(frame, request_id).await?;
         self.apply_deferred().await?;
         match reply {
-            ServerFrame::Accepted { .. } => Ok(stored),
+            ServerFrame::Accepted { .. } => Ok(()),
             ServerFrame::Rejected {
                 code,
                 message,
@@ -956,27 +963,7 @@ impl Client {
         let proposal = self
             .store
             .transact(|p, app| Ok(engine.leave(p, app, &group)?))?;
-        let request_id = self.next_id();
-        let mut key = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut key);
-        let frame = ClientFrame::Send(SendMessage {
-            request_id,
-            key: IdempotencyKey(key),
-            group,
-            message: proposal,
-        });
-        match self.request(frame, request_id).await? {
-            ServerFrame::Accepted { .. } => {
-                self.apply_deferred().await?;
-                Ok(())
-            }
-            ServerFrame::Rejected { code, message, .. } => Err(ClientError::Server {
-                code,
-                message,
-                current_epoch: None,
-            }),
-            _ => Err(ClientError::Protocol("unexpected reply".into())),
-        }
+        self.send_mls(group, proposal).await
     }
 
     /// (user, device) of each member of a conversation, as MLS says.
