@@ -447,7 +447,7 @@ impl Client {
                 }
             }
         }
-        self.housekeeping().await?;
+        self.commit_queued_leaves().await?;
         Ok(self.take_events())
     }
 
@@ -463,13 +463,15 @@ impl Client {
         }
         self.connect().await?;
         self.apply_deferred().await?;
-        self.housekeeping().await?;
+        self.commit_queued_leaves().await?;
+        self.self_update_due().await?;
         self.replenish_key_packages(false).await?;
         Ok(self.take_events())
     }
 
-    async fn housekeeping(&mut self) -> Result<(), ClientError> {
-        // Someone asked to leave: commit it (all members try; the first wins).
+    /// Someone asked to leave: commit it (all members try; the first wins).
+    /// Cheap when nothing is queued, so it runs after every live delivery.
+    async fn commit_queued_leaves(&mut self) -> Result<(), ClientError> {
         let queued: Vec<GroupId> = self
             .events
             .iter()
@@ -495,7 +497,12 @@ impl Client {
                 }
             }
         }
-        // Periodic self-update (post-compromise security heals only through commits).
+        Ok(())
+    }
+
+    /// Periodic self-update (post-compromise security heals only through
+    /// commits). Reads every conversation, so it runs at sync, not per message.
+    async fn self_update_due(&mut self) -> Result<(), ClientError> {
         let now = now_millis();
         let due: Vec<GroupId> = self
             .store

@@ -57,12 +57,7 @@ async fn three_users_chat_one_to_one_and_in_a_group() {
         received(&mut carol).await.is_empty(),
         "a removed member must not read later messages"
     );
-    let members: Vec<String> = bob
-        .group_members("team")
-        .unwrap()
-        .into_iter()
-        .map(|(u, _)| u.to_string())
-        .collect();
+    let members = member_names(&bob, "team");
     assert_eq!(members, vec!["alice", "bob"]);
     let err = carol
         .send_text(&group("team"), "still here?")
@@ -85,22 +80,12 @@ async fn three_users_chat_one_to_one_and_in_a_group() {
         .unwrap();
     assert_eq!(received(&mut carol).await, vec!["alice: after bob left"]);
     let bob_got = received(&mut bob).await;
-    let alice_sees: Vec<String> = alice
-        .group_members("team")
-        .unwrap()
-        .into_iter()
-        .map(|(u, _)| u.to_string())
-        .collect();
+    let alice_sees = member_names(&alice, "team");
     assert!(
         bob_got.is_empty(),
         "bob left and must not read later messages: {bob_got:?}; alice sees {alice_sees:?}"
     );
-    let members: Vec<String> = alice
-        .group_members("team")
-        .unwrap()
-        .into_iter()
-        .map(|(u, _)| u.to_string())
-        .collect();
+    let members = member_names(&alice, "team");
     assert_eq!(members, vec!["alice", "carol"]);
     server.stop().await;
 }
@@ -162,12 +147,7 @@ async fn concurrent_commits_both_land() {
     bob.sync().await.unwrap();
     carol.sync().await.unwrap();
     for client in [&alice, &bob, &carol] {
-        let mut members: Vec<String> = client
-            .group_members("team")
-            .unwrap()
-            .into_iter()
-            .map(|(u, _)| u.to_string())
-            .collect();
+        let mut members = member_names(client, "team");
         members.sort();
         assert_eq!(
             members,

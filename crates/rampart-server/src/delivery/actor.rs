@@ -361,6 +361,15 @@ impl Actor {
             .push((device_to_db(device), key.0, u64_to_db(epoch)));
     }
 
+    /// The username of a sending device; an unknown device is treated like a
+    /// non-member so the answer leaks nothing.
+    async fn sender_name(&mut self, device: DeviceId) -> Result<Username, Rejection> {
+        self.device(device)
+            .await?
+            .map(|d| d.username.clone())
+            .ok_or_else(not_member)
+    }
+
     async fn send(
         &mut self,
         batch: &mut Batch,
@@ -371,11 +380,7 @@ impl Actor {
         if let Some(epoch) = self.duplicate(device, msg.key) {
             return Ok((epoch, true));
         }
-        let sender = self
-            .device(device)
-            .await?
-            .map(|d| d.username.clone())
-            .ok_or_else(not_member)?;
+        let sender = self.sender_name(device).await?;
         let group = self.groups.get(&msg.group).ok_or_else(not_member)?;
         if !group.members.contains(&device) {
             return Err(not_member());
@@ -414,11 +419,7 @@ impl Actor {
         if let Some(epoch) = self.duplicate(device, bundle.key) {
             return Ok((epoch, true));
         }
-        let sender = self
-            .device(device)
-            .await?
-            .map(|d| d.username.clone())
-            .ok_or_else(not_member)?;
+        let sender = self.sender_name(device).await?;
         let group_id = bundle.group;
 
         // Who is in the group now, creating it if this commit says so.

@@ -117,3 +117,13 @@ pub fn all_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// Usernames of a group's member devices, in leaf order.
+pub fn member_names(client: &Client, group: &str) -> Vec<String> {
+    client
+        .group_members(group)
+        .expect("group members")
+        .into_iter()
+        .map(|(u, _)| u.to_string())
+        .collect()
+}
