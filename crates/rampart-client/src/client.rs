@@ -275,6 +275,7 @@ impl Client {
                     username: self.username.clone(),
                     password: password.to_owned(),
                     device_id: self.device,
+                    totp: None,
                 },
             )
             .await?;
@@ -695,6 +696,7 @@ impl Client {
                 "/v1/key-packages/claim",
                 &ClaimRequest {
                     users: users.to_vec(),
+                    devices: None,
                 },
             )
             .await?;

@@ -15,9 +15,24 @@
 //! | `GET /v1/groups` | – | [`GroupList`] |
 //! | `GET /v1/groups/{group_id}` | – | [`GroupState`] (members only) |
 //! | `GET /v1/ws` | WebSocket upgrade | frames of [`crate::frame`] |
+//! | `GET /v1/2fa` | – | [`TwoFactorStatus`] |
+//! | `POST /v1/2fa/setup` | [`TotpSetupRequest`] | [`TotpSetup`] (not active yet) |
+//! | `POST /v1/2fa/activate` | [`TotpCode`] | [`RecoveryCodes`] |
+//! | `POST /v1/2fa/disable` | [`TotpDisable`] | `204` |
+//! | `POST /v1/2fa/recovery-codes` | [`TotpCode`] | [`RecoveryCodes`] |
+//! | `POST /v1/password` | [`PasswordChange`] | `204` (other sessions revoked) |
+//! | `GET /v1/devices` | – | [`DeviceList`] |
+//! | `POST /v1/devices/{device_id}/revoke` | – | `204` |
+//! | `GET /v1/security-events` | – | [`SecurityEventList`] (own account) |
+//! | `POST /v1/link` | [`LinkStart`] (no session) | [`LinkTicket`] |
+//! | `GET /v1/link/{link_id}` | – | [`LinkRequest`] |
+//! | `POST /v1/link/{link_id}/approve` | [`LinkApproval`] | `204` |
+//! | `POST /v1/link/{link_id}/poll` | [`LinkPoll`] (no session) | [`LinkStatus`] |
 //!
-//! Every request but `/health`, register and login needs
-//! `Authorization: Bearer <token>`. Errors are [`crate::error::ErrorBody`].
+//! Every request but `/health`, register, login, link start and link poll needs
+//! `Authorization: Bearer <token>`. Errors are [`crate::error::ErrorBody`];
+//! login, the 2FA routes and registration answer `429` with `Retry-After`
+//! after repeated failures.
 
 use crate::{DeviceId, GroupId, Millis, Username};
 use serde::{Deserialize, Serialize};
@@ -104,6 +119,10 @@ pub struct LoginRequest {
     pub username: Username,
     pub password: String,
     pub device_id: DeviceId,
+    /// A current TOTP code or an unused recovery code; required when the
+    /// account has two-factor authentication (else `two_factor_required`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<String>,
 }
 
 impl std::fmt::Debug for LoginRequest {
@@ -112,8 +131,228 @@ impl std::fmt::Debug for LoginRequest {
             .field("username", &self.username)
             .field("password", &"<redacted>")
             .field("device_id", &self.device_id)
+            .field("totp", &self.totp.as_ref().map(|_| "<redacted>"))
             .finish()
     }
+}
+
+/// Writes `<redacted>` for every field: for bodies that are all secrets.
+macro_rules! redacted_debug {
+    ($name:ident) => {
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!(stringify!($name), "(<redacted>)"))
+            }
+        }
+    };
+}
+
+/// `GET /v1/2fa`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TwoFactorStatus {
+    pub enabled: bool,
+    /// Unused recovery codes left (0 when disabled).
+    pub recovery_codes_left: u32,
+}
+
+/// `POST /v1/2fa/setup`: starts enrolment; the password proves it is the
+/// account holder at the keyboard, not just a stolen session.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TotpSetupRequest {
+    pub password: String,
+}
+redacted_debug!(TotpSetupRequest);
+
+/// A new TOTP secret (RFC 6238: SHA-1, 6 digits, 30 s). Not active until a
+/// code computed from it is sent to `/v1/2fa/activate`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TotpSetup {
+    /// Base32 (RFC 4648, no padding), as authenticator apps expect.
+    pub secret: String,
+    /// `otpauth://totp/Rampart:<user>?secret=…&issuer=Rampart&…`, for a QR code.
+    pub otpauth_uri: String,
+}
+redacted_debug!(TotpSetup);
+
+/// A current TOTP code (6 digits).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TotpCode {
+    pub code: String,
+}
+redacted_debug!(TotpCode);
+
+/// `POST /v1/2fa/disable`: needs both factors.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TotpDisable {
+    pub password: String,
+    /// A current TOTP code or an unused recovery code.
+    pub code: String,
+}
+redacted_debug!(TotpDisable);
+
+/// Single-use recovery codes, shown once; the server keeps only their hashes.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct RecoveryCodes {
+    pub codes: Vec<String>,
+}
+redacted_debug!(RecoveryCodes);
+
+/// `POST /v1/password`: all other sessions are revoked on success.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PasswordChange {
+    pub old_password: String,
+    pub new_password: String,
+    /// Required when the account has two-factor authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<String>,
+}
+redacted_debug!(PasswordChange);
+
+/// One device of the caller's account, as `GET /v1/devices` lists it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccountDevice {
+    pub device_id: DeviceId,
+    pub name: String,
+    pub created_at: Millis,
+    pub last_seen: Millis,
+    /// The device whose session made this request.
+    pub current: bool,
+    #[serde(with = "b64")]
+    pub signature_key: Vec<u8>,
+    /// Clients check it against their own identity key: a device the server
+    /// lists without a valid certificate was not added by the user.
+    #[serde(with = "b64")]
+    pub certificate: Vec<u8>,
+}
+
+/// `GET /v1/devices`: live (not revoked) devices of the caller's account.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeviceList {
+    pub devices: Vec<AccountDevice>,
+}
+
+/// What kind of security event happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SecurityEventKind {
+    Registered,
+    LoginSucceeded,
+    LoginFailed,
+    TwoFactorFailed,
+    Locked,
+    TwoFactorEnabled,
+    TwoFactorDisabled,
+    RecoveryCodesRegenerated,
+    RecoveryCodeUsed,
+    PasswordChanged,
+    DeviceAdded,
+    DeviceRevoked,
+    SessionExpired,
+}
+
+/// One entry of the security event table (never a password, code or token).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SecurityEvent {
+    pub at: Millis,
+    pub kind: SecurityEventKind,
+    /// The device the event is about, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<DeviceId>,
+    /// The client address, as the server saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+}
+
+/// `GET /v1/security-events`: the caller's account, newest first.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SecurityEventList {
+    pub events: Vec<SecurityEvent>,
+}
+
+/// `POST /v1/link`: a new device asks to join an existing account. It has
+/// no session and no certificate yet; an existing device of the account
+/// approves it with the code the new device shows (see `rampart-core::link`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LinkStart {
+    pub device_id: DeviceId,
+    pub name: String,
+    #[serde(with = "b64")]
+    pub signature_key: Vec<u8>,
+    /// X25519 public key the approver encrypts the identity key to.
+    #[serde(with = "b64")]
+    pub ephemeral_key: Vec<u8>,
+    /// HMAC, keyed by the secret in the code, over the fields above: the
+    /// approver checks it, so the server cannot swap in its own keys.
+    #[serde(with = "b64")]
+    pub mac: Vec<u8>,
+}
+
+/// Answer to [`LinkStart`]. The request expires after ten minutes.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct LinkTicket {
+    /// Public half of the code shown to the user.
+    pub link_id: String,
+    /// Lets only this new device collect the result.
+    pub poll_secret: String,
+    pub expires_at: Millis,
+}
+redacted_debug!(LinkTicket);
+
+/// `GET /v1/link/{link_id}`: the pending request, for the approving device.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LinkRequest {
+    pub device_id: DeviceId,
+    pub name: String,
+    #[serde(with = "b64")]
+    pub signature_key: Vec<u8>,
+    #[serde(with = "b64")]
+    pub ephemeral_key: Vec<u8>,
+    #[serde(with = "b64")]
+    pub mac: Vec<u8>,
+    pub expires_at: Millis,
+}
+
+/// `POST /v1/link/{link_id}/approve`, by a device of the account: the new
+/// device's certificate (which the server checks against the account's
+/// identity key) and the identity key sealed to the new device.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LinkApproval {
+    #[serde(with = "b64")]
+    pub certificate: Vec<u8>,
+    /// The approver's X25519 public key for this transfer.
+    #[serde(with = "b64")]
+    pub ephemeral_key: Vec<u8>,
+    /// Encrypted for the new device; opaque to the server.
+    #[serde(with = "b64")]
+    pub sealed: Vec<u8>,
+}
+
+/// `POST /v1/link/{link_id}/poll`, by the new device.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct LinkPoll {
+    pub poll_secret: String,
+}
+redacted_debug!(LinkPoll);
+
+/// Answer to [`LinkPoll`]: `approved` is empty until an existing device
+/// approved. The result is handed out once, then deleted.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LinkStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved: Option<LinkResult>,
+}
+
+/// An approved link: the new device's session and the sealed identity.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LinkResult {
+    pub session: SessionResponse,
+    #[serde(with = "b64")]
+    pub certificate: Vec<u8>,
+    #[serde(with = "b64")]
+    pub ephemeral_key: Vec<u8>,
+    #[serde(with = "b64")]
+    pub sealed: Vec<u8>,
 }
 
 /// Organisation role of an account.
@@ -216,6 +455,10 @@ pub struct KeyPackageCount {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClaimRequest {
     pub users: Vec<Username>,
+    /// When given, only these devices (of the named users) are claimed: used to
+    /// add one newly linked device without using up its siblings' packages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<DeviceId>>,
 }
 
 /// One claimed KeyPackage.

@@ -38,6 +38,12 @@ pub enum ErrorCode {
     NoKeyPackage,
     /// The server failed; details are in its log, not here.
     Internal,
+    /// The password was right but the account has two-factor authentication:
+    /// send a current TOTP code or a recovery code too.
+    TwoFactorRequired,
+    /// Too many attempts; the body's `retry_after` (and the `Retry-After`
+    /// header) says how many seconds to wait.
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -59,6 +65,8 @@ impl ErrorCode {
             Self::MalformedMls => 13,
             Self::NoKeyPackage => 14,
             Self::Internal => 15,
+            Self::TwoFactorRequired => 16,
+            Self::RateLimited => 17,
         }
     }
 
@@ -80,6 +88,8 @@ impl ErrorCode {
             12 => Self::NotMember,
             13 => Self::MalformedMls,
             14 => Self::NoKeyPackage,
+            16 => Self::TwoFactorRequired,
+            17 => Self::RateLimited,
             _ => Self::Internal,
         }
     }
@@ -90,11 +100,12 @@ impl ErrorCode {
             Self::BadRequest | Self::InvalidUsername | Self::WeakPassword | Self::MalformedMls => {
                 400
             }
-            Self::Unauthorized | Self::BadCredentials => 401,
+            Self::Unauthorized | Self::BadCredentials | Self::TwoFactorRequired => 401,
             Self::Forbidden | Self::NotMember | Self::InvalidInvite => 403,
             Self::NotFound | Self::NoKeyPackage => 404,
             Self::Conflict | Self::StaleEpoch => 409,
             Self::TooLarge => 413,
+            Self::RateLimited => 429,
             Self::Internal => 500,
         }
     }
@@ -119,6 +130,8 @@ impl std::fmt::Display for ErrorCode {
             Self::MalformedMls => "malformed_mls",
             Self::NoKeyPackage => "no_key_package",
             Self::Internal => "internal",
+            Self::TwoFactorRequired => "two_factor_required",
+            Self::RateLimited => "rate_limited",
         };
         f.write_str(name)
     }
@@ -133,6 +146,9 @@ pub struct ErrorBody {
     /// For `stale_epoch`: the group's current epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_epoch: Option<u64>,
+    /// For `rate_limited`: seconds until the next attempt is allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 #[cfg(test)]
@@ -141,7 +157,7 @@ mod tests {
 
     #[test]
     fn numeric_codes_round_trip() {
-        for n in 1..=15u16 {
+        for n in 1..=17u16 {
             assert_eq!(ErrorCode::from_u16(n).to_u16(), n);
         }
         assert_eq!(ErrorCode::from_u16(999), ErrorCode::Internal);
@@ -149,7 +165,7 @@ mod tests {
 
     #[test]
     fn display_matches_serde_name() {
-        for n in 1..=15u16 {
+        for n in 1..=17u16 {
             let code = ErrorCode::from_u16(n);
             let json = serde_json::to_string(&code).unwrap_or_default();
             assert_eq!(json, format!("\"{code}\""));

@@ -6,16 +6,25 @@ pub const MIN_USERNAME_LEN: usize = 3;
 pub const MAX_USERNAME_LEN: usize = 32;
 /// Longest device name shown to the user.
 pub const MAX_DEVICE_NAME_LEN: usize = 64;
-/// Shortest password accepted at registration.
-pub const MIN_PASSWORD_LEN: usize = 8;
+/// Shortest password accepted (in characters).
+pub const MIN_PASSWORD_LEN: usize = 12;
 /// Longest password: Argon2 cost grows with input, so cap it.
 pub const MAX_PASSWORD_LEN: usize = 1024;
 /// Longest invite code.
 pub const MAX_INVITE_LEN: usize = 128;
+/// Longest second-factor input: a 6-digit TOTP code or a recovery code.
+pub const MAX_TOTP_INPUT_LEN: usize = 32;
+/// Longest device-link code or poll secret.
+pub const MAX_LINK_CODE_LEN: usize = 64;
+/// Security events returned by one listing.
+pub const MAX_SECURITY_EVENTS: usize = 200;
 /// Ed25519 public keys.
 pub const PUBLIC_KEY_LEN: usize = 32;
 /// Ed25519 signatures.
 pub const SIGNATURE_LEN: usize = 64;
+
+/// A sealed identity transfer of device linking (username and identity secret, encrypted).
+pub const MAX_LINK_SEALED_BYTES: usize = 1024;
 
 /// One serialised MLS KeyPackage (ciphersuite 0x0001 packages are ~300 bytes plus
 /// our credential; post-quantum ones ~2.7 KB).
