@@ -4,7 +4,9 @@
 //!
 //! Rules this module enforces (DESIGN.md, Cryptography):
 //! - every leaf's device certificate is verified, and its identity key pinned on
-//!   first use, before a Welcome is accepted or a commit merged;
+//!   first use, before a Welcome is accepted or a commit merged; a changed key
+//!   is reported ([`Event::IdentityChanged`]) and, for a contact the user had
+//!   verified, blocks sending until they confirm again (see [`crate::trust`]);
 //! - a 1:1 group may only contain devices of its two users;
 //! - our own commits are merged only after the server accepted them
 //!   ([`Engine::commit_accepted`]); a rejected one is discarded
@@ -15,6 +17,7 @@ use crate::error::CoreError;
 use crate::identity::DeviceCredential;
 use crate::provider::Provider;
 use crate::store::{AppStore, Conversation, ConversationState, MessageId, StoredMessage};
+use crate::trust::{self, Observed};
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
@@ -54,19 +57,27 @@ pub enum Event {
     /// A member proposed to leave; some member must commit it
     /// ([`Engine::commit_pending`]).
     ProposalQueued { group: GroupId },
-    /// A user's identity key changed; their devices were refused. Loud warning.
-    IdentityChanged { user: Username, group: GroupId },
+    /// A contact's identity key changed (a loud warning). If the user had
+    /// verified them, sending to them is blocked until they confirm again.
+    IdentityChanged {
+        user: Username,
+        group: GroupId,
+        was_verified: bool,
+    },
     /// A delivery was not applied (duplicate, unknown group, too old, invalid).
     /// Safe to acknowledge: retrying would fail the same way.
     Dropped { group: GroupId, reason: String },
 }
 
 #[derive(Clone)]
-/// A KeyPackage whose certificate verified and whose owner's identity key
-/// matches the pin (or was pinned now).
+/// A KeyPackage whose certificate verified against its account's identity
+/// key, which is pinned (now, if this is the first contact).
 pub struct VerifiedKeyPackage {
     pub user: Username,
     pub device: DeviceId,
+    /// The account's identity key differs from the pinned one (the user was
+    /// never verified, so it is accepted; show the warning).
+    pub identity_changed: bool,
     key_package: KeyPackage,
 }
 
@@ -234,36 +245,41 @@ impl Engine {
             .collect()
     }
 
-    /// Checks a leaf: its certificate must verify and its identity key must
-    /// equal the pinned one (pinned now if this is the first contact).
+    /// Checks a leaf: its certificate must verify against its identity key,
+    /// which is pinned on first contact. A changed key is recorded in the pin
+    /// and reported in `events`.
     fn check_leaf<A: AppStore>(
         &self,
         app: &A,
         credential: &Credential,
         signature_key: &[u8],
+        group: GroupId,
+        events: &mut Vec<Event>,
     ) -> Result<DeviceCredential, CoreError> {
         let cred = device_credential_of(credential)?;
         cred.verify(signature_key)?;
-        match app.pinned_identity(&cred.user).map_err(CoreError::store)? {
-            Some(pinned) if pinned != cred.identity_key => {
-                Err(CoreError::IdentityChanged(cred.user))
-            }
-            Some(_) => Ok(cred),
-            None => {
-                app.pin_identity(&cred.user, &cred.identity_key)
-                    .map_err(CoreError::store)?;
-                Ok(cred)
-            }
+        if let Observed::Changed { was_verified } =
+            trust::observe(app, &cred.user, &cred.identity_key)?
+        {
+            events.push(Event::IdentityChanged {
+                user: cred.user.clone(),
+                group,
+                was_verified,
+            });
         }
+        Ok(cred)
     }
 
     /// Validates a claimed KeyPackage: MLS signature, ciphersuite, our device
-    /// certificate, the identity pin, and that it belongs to `device` of `user`.
+    /// certificate, that it belongs to `device` of `user` and is certified by
+    /// `account_key` (the identity key the directory gives for `user`), and the
+    /// identity pin: a key that changed after the user verified it is refused.
     pub fn verify_key_package<S, A>(
         &self,
         provider: &Provider<S>,
         app: &A,
         user: &Username,
+        account_key: &[u8; 32],
         device: DeviceId,
         bytes: &[u8],
     ) -> Result<VerifiedKeyPackage, CoreError>
@@ -280,13 +296,33 @@ impl Engine {
             return Err(CoreError::Malformed("key package ciphersuite"));
         }
         let leaf = key_package.leaf_node();
-        let cred = self.check_leaf(app, leaf.credential(), leaf.signature_key().as_slice())?;
+        let cred = device_credential_of(leaf.credential())?;
+        cred.verify(leaf.signature_key().as_slice())?;
         if &cred.user != user || cred.device != device {
             return Err(CoreError::WrongKeyPackage { expected: device });
         }
+        // One account, one identity key: a device certified by another key was
+        // not made by the account's owner, whatever the server says.
+        if cred.identity_key != *account_key {
+            return Err(CoreError::ForeignDevice(cred.user));
+        }
+        let identity_changed = match trust::observe(app, &cred.user, &cred.identity_key)? {
+            Observed::Changed { was_verified: true } => {
+                return Err(CoreError::VerificationRequired(cred.user));
+            }
+            Observed::Changed { was_verified: false } => true,
+            Observed::Same | Observed::Pinned => {
+                let pin = app.identity_pin(&cred.user).map_err(CoreError::store)?;
+                if pin.is_some_and(|p| p.trust == trust::Trust::Broken) {
+                    return Err(CoreError::VerificationRequired(cred.user));
+                }
+                false
+            }
+        };
         Ok(VerifiedKeyPackage {
             user: cred.user,
             device,
+            identity_changed,
             key_package,
         })
     }
@@ -503,6 +539,8 @@ impl Engine {
             }
         }
         let members = Self::members(mls);
+        // A user who was in already only gained a device (a linked one).
+        added_users.retain(|u| !members.iter().any(|(_, c)| &c.user == u));
         let mut removed = vec![];
         let mut removed_users = vec![];
         for r in staged.remove_proposals() {
@@ -582,6 +620,42 @@ impl Engine {
             .remove_members(provider, &self.signer, &leaves)
             .map_err(CoreError::mls("remove members"))?;
         self.bundle(provider, &mls, *group, None, commit, welcome, group_info)
+    }
+
+    /// Removes the given devices (e.g. one of our own, just revoked) from a
+    /// conversation. `Ok(None)` if none of them is in it.
+    pub fn remove_devices<S, A>(
+        &self,
+        provider: &Provider<S>,
+        _app: &A,
+        group: &GroupId,
+        devices: &[DeviceId],
+    ) -> Result<Option<PendingCommit>, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+        A: AppStore,
+    {
+        let mut mls = Self::load_group(provider, group)?;
+        if !mls.is_active() {
+            return Err(CoreError::NotMember(*group));
+        }
+        if devices.contains(&self.device) {
+            return Err(CoreError::Invalid("to remove this device, leave the group"));
+        }
+        let leaves: Vec<LeafNodeIndex> = Self::members(&mls)
+            .into_iter()
+            .filter(|(_, c)| devices.contains(&c.device))
+            .map(|(i, _)| i)
+            .collect();
+        if leaves.is_empty() {
+            return Ok(None);
+        }
+        let (commit, welcome, group_info) = mls
+            .remove_members(provider, &self.signer, &leaves)
+            .map_err(CoreError::mls("remove devices"))?;
+        self.bundle(provider, &mls, *group, None, commit, welcome, group_info)
+            .map(Some)
     }
 
     /// Whether other members queued proposals (e.g. a leave) that some member
@@ -798,6 +872,14 @@ impl Engine {
         if !mls.is_active() {
             return Err(CoreError::NotMember(*group));
         }
+        let broken = app.broken_pins().map_err(CoreError::store)?;
+        if !broken.is_empty()
+            && let Some((_, c)) = Self::members(&mls)
+                .into_iter()
+                .find(|(_, c)| broken.contains(&c.user))
+        {
+            return Err(CoreError::VerificationRequired(c.user));
+        }
         let message = AppMessage {
             id: new_message_id(),
             sent_at: now,
@@ -846,9 +928,6 @@ impl Engine {
         match result {
             Ok(events) => Ok(events),
             Err(CoreError::Store(e)) => Err(CoreError::Store(e)),
-            Err(CoreError::IdentityChanged(user)) => {
-                Ok(vec![Event::IdentityChanged { user, group }])
-            }
             Err(e) => Ok(vec![Event::Dropped {
                 group,
                 reason: e.to_string(),
@@ -899,8 +978,15 @@ impl Engine {
             return Err(CoreError::Malformed("welcome ciphersuite"));
         }
         let mut users = vec![];
+        let mut events = vec![];
         for member in staged.members() {
-            let cred = self.check_leaf(app, &member.credential, &member.signature_key)?;
+            let cred = self.check_leaf(
+                app,
+                &member.credential,
+                &member.signature_key,
+                group,
+                &mut events,
+            )?;
             if !users.contains(&cred.user) {
                 users.push(cred.user);
             }
@@ -946,7 +1032,8 @@ impl Engine {
             last_self_update: 0,
         })
         .map_err(CoreError::store)?;
-        Ok(vec![Event::Joined { group, by: sender }])
+        events.insert(0, Event::Joined { group, by: sender });
+        Ok(events)
     }
 
     fn receive_protocol<S, A>(
@@ -1047,10 +1134,16 @@ impl Engine {
             }
             ProcessedMessageContent::StagedCommitMessage(staged) => {
                 let mut added = vec![];
+                let mut events = vec![];
                 for add in staged.add_proposals() {
                     let leaf = add.add_proposal().key_package().leaf_node();
-                    let cred =
-                        self.check_leaf(app, leaf.credential(), leaf.signature_key().as_slice())?;
+                    let cred = self.check_leaf(
+                        app,
+                        leaf.credential(),
+                        leaf.signature_key().as_slice(),
+                        group,
+                        &mut events,
+                    )?;
                     if group.kind() == GroupKind::Direct
                         && GroupId::direct(&cred.user, &sender.user) != group
                         && GroupId::direct(&cred.user, &self.user) != group
@@ -1065,11 +1158,22 @@ impl Engine {
                 }
                 for update in staged.update_proposals() {
                     let leaf = update.update_proposal().leaf_node();
-                    self.check_leaf(app, leaf.credential(), leaf.signature_key().as_slice())?;
+                    self.check_leaf(
+                        app,
+                        leaf.credential(),
+                        leaf.signature_key().as_slice(),
+                        group,
+                        &mut events,
+                    )?;
                 }
                 if let Some(leaf) = staged.update_path_leaf_node() {
-                    let cred =
-                        self.check_leaf(app, leaf.credential(), leaf.signature_key().as_slice())?;
+                    let cred = self.check_leaf(
+                        app,
+                        leaf.credential(),
+                        leaf.signature_key().as_slice(),
+                        group,
+                        &mut events,
+                    )?;
                     if cred.device != sender.device || cred.user != sender.user {
                         return Err(CoreError::Invalid(
                             "commit changes the committer's identity",
@@ -1094,7 +1198,8 @@ impl Engine {
                         c.state = ConversationState::Left;
                         app.put_conversation(&c).map_err(CoreError::store)?;
                     }
-                    return Ok(vec![Event::Removed { group }]);
+                    events.push(Event::Removed { group });
+                    return Ok(events);
                 }
                 // Users who still have another device in the group did not leave.
                 let still: Vec<Username> = Self::members(&mls)
@@ -1102,15 +1207,15 @@ impl Engine {
                     .map(|(_, c)| c.user)
                     .collect();
                 removed.retain(|u| !still.contains(u));
-                if added.is_empty() && removed.is_empty() {
-                    Ok(vec![])
-                } else {
-                    Ok(vec![Event::MembersChanged {
+                added.retain(|u| !members_before.iter().any(|(_, c)| &c.user == u));
+                if !added.is_empty() || !removed.is_empty() {
+                    events.push(Event::MembersChanged {
                         group,
                         added,
                         removed,
-                    }])
+                    });
                 }
+                Ok(events)
             }
             ProcessedMessageContent::ExternalJoinProposalMessage(_) => {
                 Err(CoreError::Invalid("external joins are not accepted"))

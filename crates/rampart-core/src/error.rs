@@ -28,18 +28,25 @@ pub enum CoreError {
     /// A leaf's device certificate is missing, malformed or does not verify.
     #[error("device certificate of {user} is invalid: {reason}")]
     BadCertificate { user: String, reason: &'static str },
-    /// A user's identity key differs from the one pinned on first contact.
-    /// Never accepted silently.
+    /// A contact's identity key changed after the user verified it: nothing is
+    /// sent to them until the user compares safety numbers and confirms.
     #[error(
-        "the identity key of @{0} changed since you first talked; refusing their devices until you verify them again"
+        "the identity key of @{0} changed after you verified it; compare safety numbers with `rampart verify @{0}`, then confirm with `rampart verify @{0} --confirm`"
     )]
-    IdentityChanged(Username),
+    VerificationRequired(Username),
     /// A KeyPackage or message from a peer could not be parsed.
     #[error("malformed {0} from a peer")]
     Malformed(&'static str),
+    /// A device presents another identity key than its account: not made by
+    /// the account's owner (a device injected by the server, or a forgery).
+    #[error("a device of @{0} is not certified by the account's identity key; refusing it")]
+    ForeignDevice(Username),
     /// A KeyPackage belongs to someone else than the directory said.
     #[error("key package for {expected} carries the credential of another device")]
     WrongKeyPackage { expected: DeviceId },
+    /// Device linking failed (wrong code, tampered request or approval).
+    #[error("device link: {0}")]
+    Link(&'static str),
     /// Caller error: e.g. removing a device that is not in the group.
     #[error("{0}")]
     Invalid(&'static str),

@@ -18,11 +18,14 @@ pub mod content;
 pub mod engine;
 pub mod error;
 pub mod identity;
+pub mod link;
 pub mod provider;
 pub mod store;
+pub mod trust;
 
 pub use engine::{CIPHERSUITE, Engine, Event, PendingCommit, VerifiedKeyPackage};
 pub use error::CoreError;
 pub use identity::{DeviceCredential, IdentityKey};
 pub use provider::Provider;
 pub use store::{AppStore, Conversation, ConversationState, MessageId, StoredMessage};
+pub use trust::{IdentityPin, SafetyNumber, Trust};

@@ -3,6 +3,7 @@
 //! implements [`AppStore`] on the same transaction it gives OpenMLS.
 
 use crate::content::Body;
+use crate::trust::IdentityPin;
 use rampart_proto::{DeviceId, GroupId, GroupKind, Millis, Username};
 
 /// A message's id, chosen at random by its sender.
@@ -73,6 +74,10 @@ pub trait AppStore {
     /// Stores a message; returns `false` (and stores nothing) if its id is
     /// already in this conversation's history.
     fn insert_message(&self, message: &StoredMessage) -> Result<bool, Self::Error>;
-    fn pinned_identity(&self, user: &Username) -> Result<Option<[u8; 32]>, Self::Error>;
-    fn pin_identity(&self, user: &Username, key: &[u8; 32]) -> Result<(), Self::Error>;
+    fn identity_pin(&self, user: &Username) -> Result<Option<IdentityPin>, Self::Error>;
+    /// Inserts or replaces the pin of `user`.
+    fn put_identity_pin(&self, user: &Username, pin: &IdentityPin) -> Result<(), Self::Error>;
+    /// Users whose pin is [`crate::trust::Trust::Broken`] (usually none): read
+    /// once per send, so it must be cheap.
+    fn broken_pins(&self) -> Result<Vec<Username>, Self::Error>;
 }

@@ -8,7 +8,7 @@ use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
 use openmls::prelude::{KeyPackageIn, MlsGroup, ProtocolVersion};
 use openmls_traits::OpenMlsProvider as _;
 use rampart_core::content::Body;
-use rampart_core::{CoreError, DeviceCredential, Engine, Event, IdentityKey};
+use rampart_core::{CoreError, DeviceCredential, Engine, Event, IdentityKey, IdentityPin, Trust};
 use rampart_proto::GroupId;
 use rampart_proto::frame::{Create, Delivery, DeliveryKind};
 use support::*;
@@ -32,24 +32,86 @@ fn key_package_checks() {
     // First contact pins bob's identity key.
     alice.fetch_kp(&bob);
     assert_eq!(
-        alice.app.pins.borrow().get(&bob.user),
-        Some(&bob.identity_public)
+        alice.app.pins.borrow().get(&bob.user).map(|p| p.key),
+        Some(bob.identity_public)
     );
 
-    // Another identity key for bob (a new account, or the server lying).
+    // A device of "bob" certified by another identity key while the
+    // directory still names bob's real key: injected, refused, pin untouched.
     let impostor = Device::new("bob", 0xb2);
     let err = alice
-        .verify_kp(&bob.user, impostor.id, &impostor.key_package())
+        .verify_kp_as(
+            &bob.user,
+            &bob.identity_public,
+            impostor.id,
+            &impostor.key_package(),
+        )
         .unwrap_err();
     assert!(
-        matches!(&err, CoreError::IdentityChanged(u) if *u == bob.user),
+        matches!(&err, CoreError::ForeignDevice(u) if *u == bob.user),
         "{err:?}"
     );
     assert_eq!(
-        alice.app.pins.borrow().get(&bob.user),
-        Some(&bob.identity_public),
+        alice.app.pins.borrow().get(&bob.user).map(|p| p.key),
+        Some(bob.identity_public),
         "the pin is not replaced"
     );
+
+    // The whole account changed keys (a reset, or the server lying about
+    // both). Bob was never verified: accepted, but flagged as changed.
+    let ok = alice
+        .verify_kp_as(
+            &bob.user,
+            &impostor.identity_public,
+            impostor.id,
+            &impostor.key_package(),
+        )
+        .unwrap();
+    assert!(ok.identity_changed);
+    let pin = alice.app.pins.borrow().get(&bob.user).cloned().unwrap();
+    assert_eq!(
+        (pin.key, pin.trust, pin.changed),
+        (impostor.identity_public, Trust::Unverified, true)
+    );
+
+    // Once verified, a change is refused until the user confirms again.
+    alice.app.pins.borrow_mut().insert(
+        bob.user.clone(),
+        IdentityPin {
+            key: bob.identity_public,
+            trust: Trust::Verified,
+            changed: false,
+        },
+    );
+    let err = alice
+        .verify_kp_as(
+            &bob.user,
+            &impostor.identity_public,
+            impostor.id,
+            &impostor.key_package(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, CoreError::VerificationRequired(u) if *u == bob.user),
+        "{err:?}"
+    );
+    assert_eq!(
+        alice.app.pins.borrow().get(&bob.user).map(|p| p.trust),
+        Some(Trust::Broken)
+    );
+    // Still refused on the next attempt, and for the old key's devices too
+    // until confirmed: the contact as a whole is in doubt.
+    assert!(
+        alice
+            .verify_kp_as(
+                &bob.user,
+                &impostor.identity_public,
+                impostor.id,
+                &impostor.key_package()
+            )
+            .is_err()
+    );
+    alice.app.pins.borrow_mut().remove(&bob.user);
 
     // A genuine identity key certifying some other signature key.
     let carol_id = IdentityKey::generate();
@@ -179,13 +241,14 @@ fn direct_creation_refuses_a_third_person_locally() {
 }
 
 #[test]
-fn commit_adding_a_changed_identity_is_refused() {
+fn changed_identity_of_a_verified_contact_blocks_sending() {
     let mut ds = Ds::new(23);
     let mut alice = Device::new("alice", 0xa1);
     let mut carol = Device::new("carol", 0xc1);
     let bob = Device::new("bob", 0xb1);
-    // Alice knows bob's real identity key.
+    // Alice knows bob's real identity key and verified it.
     alice.fetch_kp(&bob);
+    alice.app.pins.borrow_mut().get_mut(&bob.user).unwrap().trust = Trust::Verified;
     let group = group_of(&mut ds, 23, &mut [&mut alice, &mut carol]);
     let epoch = alice.epoch(&group);
 
@@ -198,19 +261,79 @@ fn commit_adding_a_changed_identity_is_refused() {
         .unwrap();
     carol.submit(&mut ds, &pending).unwrap();
     let events = pump(&mut ds, &mut [&mut alice, &mut impostor]);
-    assert_eq!(
-        events[0],
-        vec![Event::IdentityChanged {
+    assert!(
+        events[0].contains(&Event::IdentityChanged {
             user: bob.user.clone(),
-            group
-        }]
+            group,
+            was_verified: true,
+        }),
+        "{:?}",
+        events[0]
     );
-    assert_eq!(alice.epoch(&group), epoch, "the commit was not merged");
-    assert_eq!(alice.members(&group).len(), 2);
-    assert_eq!(
-        alice.app.pins.borrow().get(&bob.user),
-        Some(&bob.identity_public)
+    // The group stays consistent (the commit is merged)...
+    assert_eq!(alice.epoch(&group), epoch.map(|e| e + 1));
+    assert_eq!(alice.members(&group).len(), 3);
+    // ...but alice sends nothing the new key could read until she confirms.
+    let err = alice
+        .engine
+        .send(
+            &alice.provider,
+            &alice.app,
+            &group,
+            Body::Text("secret".into()),
+            ds.now,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, CoreError::VerificationRequired(u) if *u == bob.user),
+        "{err:?}"
     );
+    rampart_core::trust::confirm(&alice.app, &bob.user, &impostor.identity_public).unwrap();
+    alice
+        .engine
+        .send(
+            &alice.provider,
+            &alice.app,
+            &group,
+            Body::Text("after confirming".into()),
+            ds.now,
+        )
+        .unwrap();
+}
+
+#[test]
+fn changed_identity_of_an_unverified_contact_is_a_warning() {
+    let mut ds = Ds::new(25);
+    let mut alice = Device::new("alice", 0xa1);
+    let mut carol = Device::new("carol", 0xc1);
+    let bob = Device::new("bob", 0xb1);
+    alice.fetch_kp(&bob);
+    let group = group_of(&mut ds, 25, &mut [&mut alice, &mut carol]);
+    let mut impostor = Device::new("bob", 0xb2);
+    let kp = carol.fetch_kp(&impostor);
+    let pending = carol
+        .engine
+        .add_members(&carol.provider, &carol.app, &group, vec![kp])
+        .unwrap();
+    carol.submit(&mut ds, &pending).unwrap();
+    let events = pump(&mut ds, &mut [&mut alice, &mut impostor]);
+    assert!(events[0].contains(&Event::IdentityChanged {
+        user: bob.user.clone(),
+        group,
+        was_verified: false,
+    }));
+    let pin = alice.app.pins.borrow().get(&bob.user).cloned().unwrap();
+    assert!(pin.changed && pin.trust == Trust::Unverified);
+    alice
+        .engine
+        .send(
+            &alice.provider,
+            &alice.app,
+            &group,
+            Body::Text("hi".into()),
+            ds.now,
+        )
+        .unwrap();
 }
 
 #[test]

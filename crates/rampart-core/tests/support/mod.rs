@@ -14,13 +14,22 @@ use openmls_memory_storage::MemoryStorage;
 use rampart_core::content::Body;
 use rampart_core::{
     AppStore, Conversation, CoreError, DeviceCredential, Engine, Event, IdentityKey, PendingCommit,
-    Provider, StoredMessage, VerifiedKeyPackage,
+    IdentityPin, Provider, StoredMessage, Trust, VerifiedKeyPackage,
 };
 use rampart_proto::frame::{CommitBundle, Create, Delivery, DeliveryKind};
 use rampart_proto::{DeviceId, GroupId, Millis, Username};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
+
+/// The identity key inside a KeyPackage's credential, if it parses.
+fn identity_in(bytes: &[u8]) -> Option<[u8; 32]> {
+    use openmls::prelude::tls_codec::Deserialize as _;
+    let kp = openmls::prelude::KeyPackageIn::tls_deserialize_exact(bytes).ok()?;
+    let leaf = kp.unverified_credential();
+    let cred = DeviceCredential::decode(leaf.credential.serialized_content()).ok()?;
+    Some(cred.identity_key)
+}
 
 pub fn user(name: &str) -> Username {
     Username::parse(name).expect("valid username")
@@ -40,7 +49,7 @@ pub fn dev(n: u64) -> DeviceId {
 pub struct MemApp {
     pub conversations: RefCell<BTreeMap<GroupId, Conversation>>,
     pub messages: RefCell<BTreeMap<GroupId, Vec<StoredMessage>>>,
-    pub pins: RefCell<BTreeMap<Username, [u8; 32]>>,
+    pub pins: RefCell<BTreeMap<Username, IdentityPin>>,
 }
 
 impl AppStore for MemApp {
@@ -72,13 +81,23 @@ impl AppStore for MemApp {
         Ok(true)
     }
 
-    fn pinned_identity(&self, user: &Username) -> Result<Option<[u8; 32]>, Infallible> {
-        Ok(self.pins.borrow().get(user).copied())
+    fn identity_pin(&self, user: &Username) -> Result<Option<IdentityPin>, Infallible> {
+        Ok(self.pins.borrow().get(user).cloned())
     }
 
-    fn pin_identity(&self, user: &Username, key: &[u8; 32]) -> Result<(), Infallible> {
-        self.pins.borrow_mut().insert(user.clone(), *key);
+    fn put_identity_pin(&self, user: &Username, pin: &IdentityPin) -> Result<(), Infallible> {
+        self.pins.borrow_mut().insert(user.clone(), pin.clone());
         Ok(())
+    }
+
+    fn broken_pins(&self) -> Result<Vec<Username>, Infallible> {
+        Ok(self
+            .pins
+            .borrow()
+            .iter()
+            .filter(|(_, p)| p.trust == Trust::Broken)
+            .map(|(u, _)| u.clone())
+            .collect())
     }
 }
 
@@ -152,15 +171,29 @@ impl Device {
             .remove(0)
     }
 
-    /// Verifies `bytes` as a KeyPackage of `user`/`device` on this device.
+    /// Verifies `bytes` as a KeyPackage of `user`/`device` on this device,
+    /// with a directory that agrees with whatever identity key it carries.
     pub fn verify_kp(
         &self,
         user: &Username,
         device: DeviceId,
         bytes: &[u8],
     ) -> Result<VerifiedKeyPackage, CoreError> {
+        let account_key = identity_in(bytes).unwrap_or([0; 32]);
+        self.verify_kp_as(user, &account_key, device, bytes)
+    }
+
+    /// Verifies `bytes` as a KeyPackage of `user`/`device`, the directory
+    /// saying `user`'s identity key is `account_key`.
+    pub fn verify_kp_as(
+        &self,
+        user: &Username,
+        account_key: &[u8; 32],
+        device: DeviceId,
+        bytes: &[u8],
+    ) -> Result<VerifiedKeyPackage, CoreError> {
         self.engine
-            .verify_key_package(&self.provider, &self.app, user, device, bytes)
+            .verify_key_package(&self.provider, &self.app, user, account_key, device, bytes)
     }
 
     /// Fetches and verifies a fresh KeyPackage of `other`.
