@@ -9,6 +9,7 @@ use rampart_core::{
     Conversation, ConversationState, DeviceCredential, Engine, Event, IdentityKey, PendingCommit,
     StoredMessage, VerifiedKeyPackage,
 };
+pub(crate) const META_KNOWN_DEVICES: &str = "known_devices";
 use rampart_proto::api::{
     ClaimRequest, ClaimResponse, KeyPackageCount, LoginRequest, NewDevice, RegisterRequest,
     SessionResponse, UploadKeyPackages, WhoAmI,
@@ -31,12 +32,12 @@ const COMMIT_ATTEMPTS: usize = 8;
 /// How long to wait for the server before giving up.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
-const META_SERVER: &str = "server";
-const META_USERNAME: &str = "username";
-const META_DEVICE: &str = "device_id";
-const META_IDENTITY: &str = "identity_secret";
-const META_SIGNER: &str = "signer_public";
-const META_TOKEN: &str = "token";
+pub(crate) const META_SERVER: &str = "server";
+pub(crate) const META_USERNAME: &str = "username";
+pub(crate) const META_DEVICE: &str = "device_id";
+pub(crate) const META_IDENTITY: &str = "identity_secret";
+pub(crate) const META_SIGNER: &str = "signer_public";
+pub(crate) const META_TOKEN: &str = "token";
 
 /// Whom to talk to: `@user` (1:1) or `#group`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,7 +80,28 @@ pub struct GroupSummary {
     pub members: Vec<Username>,
 }
 
-enum CommitOutcome {
+/// Something about the account or a contact the user must be told, beyond
+/// conversation events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Alert {
+    /// A device was added to this account (linked) since this device last looked.
+    NewDevice { device_id: DeviceId, name: String },
+    /// The server lists a device of this account that this account's identity
+    /// key never certified: it was not added by the user. Clients refuse it.
+    UncertifiedDevice { device_id: DeviceId, name: String },
+    /// A contact's identity key changed. If they had been verified, nothing
+    /// is sent to them until the user confirms again (`rampart verify`).
+    IdentityChanged { user: Username, was_verified: bool },
+    /// A device of a contact was refused (bad or foreign certificate).
+    RefusedDevice {
+        user: Username,
+        device_id: DeviceId,
+        reason: String,
+    },
+}
+
+pub(crate) enum CommitOutcome {
     Accepted,
     /// Our creating commit lost: the group exists already.
     AlreadyExists,
@@ -87,12 +109,13 @@ enum CommitOutcome {
 
 /// One device: its encrypted profile, its session and its live connection.
 pub struct Client {
-    dir: PathBuf,
-    store: Store,
-    engine: Engine,
-    username: Username,
-    device: DeviceId,
-    http: Http,
+    pub(crate) dir: PathBuf,
+    pub(crate) store: Store,
+    pub(crate) engine: Engine,
+    pub(crate) identity: IdentityKey,
+    pub(crate) username: Username,
+    pub(crate) device: DeviceId,
+    pub(crate) http: Http,
     socket: Option<Socket>,
     /// Deliveries that arrived while a request was in flight; applied after
     /// the reply so our own commit is merged before anything built on it.
@@ -100,7 +123,8 @@ pub struct Client {
     /// Highest sequence number applied and not yet acknowledged.
     unacked: Option<u64>,
     next_request: u32,
-    events: Vec<Event>,
+    pub(crate) events: Vec<Event>,
+    pub(crate) alerts: Vec<Alert>,
 }
 
 impl std::fmt::Debug for Client {
@@ -176,8 +200,8 @@ impl Client {
             app.set_meta(META_IDENTITY, identity.dangerous_secret_bytes().as_slice())?;
             app.set_meta(META_SIGNER, &signature_key)?;
             app.set_meta(META_TOKEN, session.token.as_bytes())?;
-            rampart_core::AppStore::pin_identity(app, &username, &identity.public())
-                .map_err(ClientError::store)?;
+            rampart_core::trust::confirm(app, &username, &identity.public())?;
+            app.set_meta(META_KNOWN_DEVICES, device.to_string().as_bytes())?;
             Ok(())
         })?;
         let credential = DeviceCredential {
@@ -190,6 +214,7 @@ impl Client {
             dir,
             store,
             Engine::new(credential, signer),
+            identity,
             Some(session.token),
         )?;
         client.replenish_key_packages(true).await?;
@@ -224,13 +249,14 @@ impl Client {
             .app()
             .meta(META_TOKEN)?
             .and_then(|t| String::from_utf8(t).ok());
-        Self::assemble(dir, store, Engine::new(credential, signer), token)
+        Self::assemble(dir, store, Engine::new(credential, signer), identity, token)
     }
 
-    fn assemble(
+    pub(crate) fn assemble(
         dir: &Path,
         store: Store,
         engine: Engine,
+        identity: IdentityKey,
         token: Option<String>,
     ) -> Result<Self, ClientError> {
         let server = text_meta(&store, META_SERVER)?;
@@ -240,12 +266,14 @@ impl Client {
             username: engine.user().clone(),
             device: engine.device(),
             engine,
+            identity,
             store,
             socket: None,
             deferred: VecDeque::new(),
             unacked: None,
             next_request: 1,
             events: vec![],
+            alerts: vec![],
         })
     }
 
@@ -266,7 +294,10 @@ impl Client {
     }
 
     /// Logs this device in again (after `logout` or an expired session).
-    pub async fn login(&mut self, password: &str) -> Result<(), ClientError> {
+    /// `totp` is a current code or a recovery code, needed when the account
+    /// has two-factor authentication (else the server answers
+    /// `two_factor_required`).
+    pub async fn login(&mut self, password: &str, totp: Option<&str>) -> Result<(), ClientError> {
         let http = Http::new(self.http.base(), None)?;
         let session: SessionResponse = http
             .post(
@@ -275,7 +306,7 @@ impl Client {
                     username: self.username.clone(),
                     password: password.to_owned(),
                     device_id: self.device,
-                    totp: None,
+                    totp: totp.map(str::to_owned),
                 },
             )
             .await?;
@@ -316,6 +347,11 @@ impl Client {
     /// Events gathered since the last call.
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
+    }
+
+    /// Alerts gathered since the last call (new devices, changed keys).
+    pub fn take_alerts(&mut self) -> Vec<Alert> {
+        std::mem::take(&mut self.alerts)
     }
 
     // ---- connection and delivery -------------------------------------------------
@@ -467,6 +503,7 @@ impl Client {
         self.commit_queued_leaves().await?;
         self.self_update_due().await?;
         self.replenish_key_packages(false).await?;
+        self.check_own_devices().await?;
         Ok(self.take_events())
     }
 
@@ -529,7 +566,7 @@ impl Client {
         Ok(())
     }
 
-    async fn replenish_key_packages(&mut self, force: bool) -> Result<(), ClientError> {
+    pub(crate) async fn replenish_key_packages(&mut self, force: bool) -> Result<(), ClientError> {
         let count: KeyPackageCount = self.http.get("/v1/key-packages/count").await?;
         if !force && count.count >= KEY_PACKAGE_LOW_WATER && count.has_last_resort {
             return Ok(());
@@ -562,7 +599,7 @@ impl Client {
     /// Builds a commit, sends it, and merges it once accepted. A commit that
     /// lost an epoch race is discarded, the winner's commit applied, and the
     /// change rebuilt on the new epoch — invisibly to the user.
-    async fn run_commit<F>(
+    pub(crate) async fn run_commit<F>(
         &mut self,
         group: GroupId,
         build: F,
@@ -679,7 +716,7 @@ impl Client {
         }
     }
 
-    fn is_active(&self, group: &GroupId) -> Result<bool, ClientError> {
+    pub(crate) fn is_active(&self, group: &GroupId) -> Result<bool, ClientError> {
         Ok(
             rampart_core::AppStore::conversation(&self.store.app(), group)
                 .map_err(ClientError::store)?
@@ -688,38 +725,75 @@ impl Client {
         )
     }
 
-    /// Claims and verifies one KeyPackage for every device of `users` (except this one).
-    async fn claim(&mut self, users: &[Username]) -> Result<Vec<VerifiedKeyPackage>, ClientError> {
+    /// Claims and verifies one KeyPackage for every device of `users` (except
+    /// this one), or only for `devices` when given. Devices whose certificate
+    /// does not verify under their account's identity key are skipped with an
+    /// alert: they were not made by their owner.
+    pub(crate) async fn claim(
+        &mut self,
+        users: &[Username],
+        devices: Option<Vec<DeviceId>>,
+    ) -> Result<Vec<VerifiedKeyPackage>, ClientError> {
         let claimed: ClaimResponse = self
             .http
             .post(
                 "/v1/key-packages/claim",
                 &ClaimRequest {
                     users: users.to_vec(),
-                    devices: None,
+                    devices,
                 },
             )
             .await?;
         let engine = &self.engine;
         let mut verified = vec![];
         for user in &claimed.users {
-            if user.key_packages.is_empty() && user.username != self.username {
-                return Err(ClientError::Usage(format!(
-                    "@{} has no device that can be added right now (no KeyPackages left); ask them to run `rampart sync`",
-                    user.username
-                )));
-            }
+            let account_key: [u8; 32] = user.identity_key.as_slice().try_into().map_err(|_| {
+                ClientError::Protocol(format!("the identity key of @{} is malformed", user.username))
+            })?;
+            let mut found = false;
             for kp in &user.key_packages {
-                let v = self.store.transact(|p, app| {
+                let result = self.store.transact(|p, app| {
                     Ok(engine.verify_key_package(
                         p,
                         app,
                         &user.username,
+                        &account_key,
                         kp.device_id,
                         &kp.key_package,
                     )?)
-                })?;
-                verified.push(v);
+                });
+                match result {
+                    Ok(v) => {
+                        if v.identity_changed {
+                            self.alerts.push(Alert::IdentityChanged {
+                                user: user.username.clone(),
+                                was_verified: false,
+                            });
+                        }
+                        found = true;
+                        verified.push(v);
+                    }
+                    Err(ClientError::Core(
+                        e @ (rampart_core::CoreError::ForeignDevice(_)
+                        | rampart_core::CoreError::BadCertificate { .. }
+                        | rampart_core::CoreError::WrongKeyPackage { .. }
+                        | rampart_core::CoreError::Malformed(_)),
+                    )) => {
+                        tracing::warn!(user = %user.username, device = %kp.device_id, "refused a device");
+                        self.alerts.push(Alert::RefusedDevice {
+                            user: user.username.clone(),
+                            device_id: kp.device_id,
+                            reason: e.to_string(),
+                        });
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if !found && user.username != self.username {
+                return Err(ClientError::Usage(format!(
+                    "@{} has no device that can be added right now (no KeyPackages left, or none that verifies); ask them to run `rampart sync`",
+                    user.username
+                )));
             }
         }
         Ok(verified)
@@ -743,7 +817,9 @@ impl Client {
                 if self.is_active(&group)? {
                     return Ok(group);
                 }
-                let members = self.claim(&[peer.clone(), self.username.clone()]).await?;
+                let members = self
+                    .claim(&[peer.clone(), self.username.clone()], None)
+                    .await?;
                 let peer2 = peer.clone();
                 let now = now_millis();
                 let outcome = self
@@ -796,7 +872,7 @@ impl Client {
         }
     }
 
-    async fn send_body(
+    pub(crate) async fn send_body(
         &mut self,
         group: GroupId,
         body: Body,
@@ -894,7 +970,7 @@ impl Client {
         users.sort();
         users.dedup();
         users.push(self.username.clone());
-        let kps = self.claim(&users).await?;
+        let kps = self.claim(&users, None).await?;
         let mut random = [0u8; 31];
         rand::rngs::OsRng.fill_bytes(&mut random);
         let group = GroupId::new_group(random);
@@ -931,7 +1007,7 @@ impl Client {
                 "@{user} is already a member of #{group_name}"
             )));
         }
-        let kps = self.claim(std::slice::from_ref(user)).await?;
+        let kps = self.claim(std::slice::from_ref(user), None).await?;
         self.run_commit(group, move |engine, p, app| {
             Ok(engine.add_members(p, app, &group, kps.clone())?)
         })

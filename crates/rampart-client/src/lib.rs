@@ -14,12 +14,16 @@
 //! # Ok(()) }
 //! ```
 
+mod account;
 mod client;
 mod error;
+mod link;
 pub mod store;
 mod transport;
 
-pub use client::{Client, GroupSummary, Registration, Target};
+pub use account::{DeviceEntry, Revoked, Verification};
+pub use client::{Alert, Client, GroupSummary, Registration, Target};
+pub use link::{Approved, LinkDisplay};
 pub use error::ClientError;
 pub use rampart_core::Event;
 pub use store::HistoryEntry;

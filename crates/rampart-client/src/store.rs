@@ -11,7 +11,10 @@
 use crate::error::ClientError;
 use openmls_sqlite_storage::{Codec, SqliteStorageProvider};
 use rampart_core::content::Body;
-use rampart_core::{AppStore, Conversation, ConversationState, MessageId, Provider, StoredMessage};
+use rampart_core::{
+    AppStore, Conversation, ConversationState, IdentityPin, MessageId, Provider, StoredMessage,
+    Trust,
+};
 use rampart_proto::{DeviceId, GroupId, GroupKind, Username};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -73,8 +76,35 @@ CREATE TABLE IF NOT EXISTS messages (
     unread INTEGER NOT NULL,
     UNIQUE (group_id, id)
 );
-CREATE TABLE IF NOT EXISTS pins (username TEXT PRIMARY KEY, identity_key BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS pins (
+    username TEXT PRIMARY KEY,
+    identity_key BLOB NOT NULL,
+    trust INTEGER NOT NULL DEFAULT 0,
+    changed INTEGER NOT NULL DEFAULT 0
+);
 "#;
+
+/// Profiles made before verification existed have a two-column `pins`.
+const ADD_TRUST_COLUMNS: &str = "
+ALTER TABLE pins ADD COLUMN trust INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE pins ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
+";
+
+fn trust_to_i64(t: Trust) -> i64 {
+    match t {
+        Trust::Unverified => 0,
+        Trust::Verified => 1,
+        Trust::Broken => 2,
+    }
+}
+
+fn trust_from_i64(n: i64) -> Trust {
+    match n {
+        1 => Trust::Verified,
+        2 => Trust::Broken,
+        _ => Trust::Unverified,
+    }
+}
 
 /// An open, unlocked profile database.
 pub struct Store {
@@ -171,6 +201,18 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(ClientError::store)?;
         conn.execute_batch(SCHEMA).map_err(ClientError::store)?;
+        let has_trust: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('pins') WHERE name = 'trust'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(ClientError::store)?
+            > 0;
+        if !has_trust {
+            conn.execute_batch(ADD_TRUST_COLUMNS)
+                .map_err(ClientError::store)?;
+        }
         SqliteStorageProvider::<JsonCodec, &mut Connection>::new(&mut conn)
             .run_migrations()
             .map_err(|e| ClientError::Profile(format!("migrating OpenMLS storage: {e}")))?;
@@ -292,6 +334,25 @@ impl AppDb<'_> {
             .execute("DELETE FROM meta WHERE key = ?1", [key])
             .map(|_| ())
             .map_err(ClientError::store)
+    }
+
+    /// Contacts whose identity key changed and who were not confirmed since.
+    pub fn changed_contacts(&self) -> Result<Vec<(Username, Trust)>, ClientError> {
+        let mut stmt = self
+            .0
+            .prepare("SELECT username, trust FROM pins WHERE changed = 1 ORDER BY username")
+            .map_err(ClientError::store)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(ClientError::store)?;
+        let mut out = vec![];
+        for row in rows {
+            let (name, trust) = row.map_err(ClientError::store)?;
+            if let Ok(u) = Username::parse(&name) {
+                out.push((u, trust_from_i64(trust)));
+            }
+        }
+        Ok(out)
     }
 
     pub fn conversations(&self) -> Result<Vec<Conversation>, ClientError> {
@@ -427,24 +488,51 @@ impl AppStore for AppDb<'_> {
         Ok(n == 1)
     }
 
-    fn pinned_identity(&self, user: &Username) -> Result<Option<[u8; 32]>, Self::Error> {
-        let key: Option<Vec<u8>> = self
+    fn identity_pin(&self, user: &Username) -> Result<Option<IdentityPin>, Self::Error> {
+        let row: Option<(Vec<u8>, i64, i64)> = self
             .0
             .query_row(
-                "SELECT identity_key FROM pins WHERE username = ?1",
+                "SELECT identity_key, trust, changed FROM pins WHERE username = ?1",
                 [user.as_str()],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        Ok(key.and_then(|k| k.try_into().ok()))
+        Ok(row.and_then(|(key, trust, changed)| {
+            Some(IdentityPin {
+                key: key.try_into().ok()?,
+                trust: trust_from_i64(trust),
+                changed: changed != 0,
+            })
+        }))
     }
 
-    fn pin_identity(&self, user: &Username, key: &[u8; 32]) -> Result<(), Self::Error> {
+    fn put_identity_pin(&self, user: &Username, pin: &IdentityPin) -> Result<(), Self::Error> {
         self.0.execute(
-            "INSERT OR IGNORE INTO pins (username, identity_key) VALUES (?1, ?2)",
-            params![user.as_str(), key.as_slice()],
+            "INSERT INTO pins (username, identity_key, trust, changed) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(username) DO UPDATE SET identity_key = excluded.identity_key,
+               trust = excluded.trust, changed = excluded.changed",
+            params![
+                user.as_str(),
+                pin.key.as_slice(),
+                trust_to_i64(pin.trust),
+                pin.changed as i64
+            ],
         )?;
         Ok(())
+    }
+
+    fn broken_pins(&self) -> Result<Vec<Username>, Self::Error> {
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT username FROM pins WHERE trust = 2")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = vec![];
+        for name in rows {
+            if let Ok(u) = Username::parse(&name?) {
+                out.push(u);
+            }
+        }
+        Ok(out)
     }
 }
 
