@@ -1,23 +1,27 @@
-//! Accounts and sessions: registration (with invites), login, logout, and the
-//! bearer-token extractor every other route uses.
+//! Accounts and sessions: registration (with invites), login (with the
+//! second factor), logout, and the bearer-token extractor every other route
+//! uses, which also expires idle sessions.
 
+use crate::attempt::Attempt;
+use crate::client_ip::ClientIp;
 use crate::config::Registration;
-use crate::db::{self, device_to_db, now_ms, sha256};
+use crate::db::{self, device_to_db, sha256};
 use crate::error::{ApiError, ApiJson};
+use crate::password;
+use crate::ratelimit::Action;
+use crate::security_events::{self, Event};
 use crate::state::AppState;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use crate::twofactor::{self, Factor};
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signature, VerifyingKey};
-use rampart_proto::api::{LoginRequest, RegisterRequest, Role, SessionResponse, WhoAmI};
-use rampart_proto::limits::{
-    MAX_DEVICE_NAME_LEN, MAX_INVITE_LEN, MAX_PASSWORD_LEN, MIN_PASSWORD_LEN, PUBLIC_KEY_LEN,
-    SIGNATURE_LEN,
+use rampart_proto::api::{
+    LoginRequest, RegisterRequest, Role, SecurityEventKind, SessionResponse, WhoAmI,
 };
+use rampart_proto::limits::{MAX_DEVICE_NAME_LEN, MAX_INVITE_LEN, PUBLIC_KEY_LEN, SIGNATURE_LEN};
 use rampart_proto::{DeviceId, ErrorCode, Username};
 use rand::RngCore as _;
 use rand::rngs::OsRng;
@@ -27,7 +31,10 @@ use zeroize::Zeroizing;
 /// Sessions touch `last_used` at most this often, so a busy client does not
 /// turn every read into a write.
 const TOUCH_INTERVAL_MS: i64 = 60_000;
-const BAD_CREDENTIALS: &str = "username or password is wrong";
+/// Bytes of a session token (before base64url).
+const TOKEN_BYTES: usize = 32;
+/// Longest `Authorization` token looked at: base64url of [`TOKEN_BYTES`].
+const MAX_TOKEN_CHARS: usize = 64;
 
 /// The authenticated caller of a request: a session token of a live device.
 #[derive(Clone, Debug)]
@@ -36,6 +43,24 @@ pub struct AuthDevice {
     pub username: Username,
     pub device_id: DeviceId,
     pub role: Role,
+    session: SessionHash,
+}
+
+/// SHA-256 of the session token this request presented.
+#[derive(Clone)]
+struct SessionHash(Vec<u8>);
+
+impl std::fmt::Debug for SessionHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionHash(<redacted>)")
+    }
+}
+
+impl AuthDevice {
+    /// The stored hash of the session token of this request.
+    pub(crate) fn session_hash(&self) -> &[u8] {
+        &self.session.0
+    }
 }
 
 pub fn role_to_db(role: Role) -> &'static str {
@@ -46,7 +71,7 @@ pub fn role_to_db(role: Role) -> &'static str {
     }
 }
 
-fn role_from_db(s: &str) -> Role {
+pub fn role_from_db(s: &str) -> Role {
     match s {
         "owner" => Role::Owner,
         "admin" => Role::Admin,
@@ -59,6 +84,7 @@ impl FromRequestParts<AppState> for AuthDevice {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Ok(ip) = ClientIp::from_request_parts(parts, state).await;
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -67,17 +93,21 @@ impl FromRequestParts<AppState> for AuthDevice {
         let token = header
             .strip_prefix("Bearer ")
             .ok_or_else(ApiError::unauthorized)?;
-        authenticate(state, token.trim()).await
+        authenticate(state, token.trim(), ip).await
     }
 }
 
-async fn authenticate(state: &AppState, token: &str) -> Result<AuthDevice, ApiError> {
-    let raw = Zeroizing::new(
-        URL_SAFE_NO_PAD
-            .decode(token)
-            .map_err(|_| ApiError::unauthorized())?,
-    );
-    let token_hash = sha256(&raw);
+/// The stored form of a presented token; `None` if it cannot be one of ours.
+fn token_hash(token: &str) -> Option<Vec<u8>> {
+    if token.len() > MAX_TOKEN_CHARS {
+        return None;
+    }
+    let raw = Zeroizing::new(URL_SAFE_NO_PAD.decode(token).ok()?);
+    (raw.len() == TOKEN_BYTES).then(|| sha256(&raw))
+}
+
+async fn authenticate(state: &AppState, token: &str, ip: ClientIp) -> Result<AuthDevice, ApiError> {
+    let token_hash = token_hash(token).ok_or_else(ApiError::unauthorized)?;
     let row = sqlx::query(
         "SELECT s.last_used, d.id AS device_id, d.revoked, u.id AS user_id, u.username, u.role \
          FROM sessions s JOIN devices d ON d.id = s.device_id JOIN users u ON u.id = d.user_id \
@@ -93,10 +123,29 @@ async fn authenticate(state: &AppState, token: &str) -> Result<AuthDevice, ApiEr
     let device_db: i64 = row.try_get("device_id")?;
     let device_id = db::device_from_db(device_db)
         .ok_or_else(|| ApiError::internal("device id 0 in database"))?;
+    let user_id: i64 = row.try_get("user_id")?;
     let username = Username::parse(row.try_get::<&str, _>("username")?)
         .map_err(|_| ApiError::internal("invalid username in database"))?;
-    let now = now_ms();
-    if now - row.try_get::<i64, _>("last_used")? >= TOUCH_INTERVAL_MS {
+    let now = state.now();
+    let last_used: i64 = row.try_get("last_used")?;
+    if now - last_used > state.session_idle_ms {
+        let mut tx = state.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let deleted = sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
+            .bind(&token_hash)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 1 {
+            let event = Event::new(SecurityEventKind::SessionExpired, Some(user_id), ip)
+                .device(device_id);
+            security_events::record(&mut *tx, now, &event).await?;
+        }
+        tx.commit().await?;
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "the session expired after a long time unused; log in again",
+        ));
+    }
+    if now - last_used >= TOUCH_INTERVAL_MS {
         let mut tx = state.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query("UPDATE sessions SET last_used = ? WHERE token_hash = ?")
             .bind(now)
@@ -111,64 +160,28 @@ async fn authenticate(state: &AppState, token: &str) -> Result<AuthDevice, ApiEr
         tx.commit().await?;
     }
     Ok(AuthDevice {
-        user_id: row.try_get("user_id")?,
+        user_id,
         username,
         device_id,
         role: role_from_db(row.try_get::<&str, _>("role")?),
+        session: SessionHash(token_hash),
     })
-}
-
-/// Argon2id with the OWASP minimum: m = 19 MiB, t = 2, p = 1.
-fn argon2() -> Result<Argon2<'static>, ApiError> {
-    let params = Params::new(19_456, 2, 1, None).map_err(ApiError::internal)?;
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
-}
-
-/// Hashes on the blocking pool: Argon2 takes tens of milliseconds of CPU.
-pub async fn hash_password(password: Zeroizing<String>) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        argon2()?
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(ApiError::internal)
-    })
-    .await
-    .map_err(ApiError::internal)?
-}
-
-async fn verify_password(password: Zeroizing<String>, phc: String) -> Result<bool, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&phc).map_err(ApiError::internal)?;
-        Ok(argon2()?
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
-    })
-    .await
-    .map_err(ApiError::internal)?
-}
-
-/// A hash of a random password, verified against when the username is
-/// unknown so that both failures take the same time.
-pub async fn dummy_hash() -> Result<String, ApiError> {
-    let mut random = [0u8; 24];
-    OsRng.fill_bytes(&mut random);
-    hash_password(Zeroizing::new(hex::encode(random))).await
 }
 
 /// A fresh bearer token: the client gets the token, the database its hash.
 fn new_token() -> (String, Vec<u8>) {
-    let mut raw = Zeroizing::new([0u8; 32]);
+    let mut raw = Zeroizing::new([0u8; TOKEN_BYTES]);
     OsRng.fill_bytes(raw.as_mut());
     (URL_SAFE_NO_PAD.encode(raw.as_ref()), sha256(raw.as_ref()))
 }
 
-async fn insert_session(
+/// Creates a session for a device; returns its token (shown once).
+pub async fn insert_session(
     conn: &mut sqlx::SqliteConnection,
     device: DeviceId,
+    now: i64,
 ) -> Result<String, sqlx::Error> {
     let (token, hash) = new_token();
-    let now = now_ms();
     sqlx::query(
         "INSERT INTO sessions (token_hash, device_id, created_at, last_used) VALUES (?, ?, ?, ?)",
     )
@@ -181,68 +194,79 @@ async fn insert_session(
     Ok(token)
 }
 
-fn check_password_len(password: &str) -> Result<(), ApiError> {
-    let n = password.chars().count();
-    if n < MIN_PASSWORD_LEN || password.len() > MAX_PASSWORD_LEN {
-        return Err(ApiError::new(
-            ErrorCode::WeakPassword,
-            format!("passwords are {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters long"),
-        ));
-    }
-    Ok(())
-}
-
-/// Checks the device certificate: the identity key's signature over
-/// (user, device, signature key). The server refuses to publish a device
-/// whose certificate does not verify, though clients check it again.
-fn check_certificate(req: &RegisterRequest) -> Result<(), ApiError> {
-    let identity: [u8; PUBLIC_KEY_LEN] =
-        req.identity_key.as_slice().try_into().map_err(|_| {
-            ApiError::bad_request("identity_key must be a 32-byte Ed25519 public key")
-        })?;
+/// Checks a device certificate: the identity key's signature over (user,
+/// device, signature key). The server refuses to create a device whose
+/// certificate does not verify, though clients check it again.
+pub fn check_certificate(
+    identity_key: &[u8],
+    username: &Username,
+    device_id: DeviceId,
+    signature_key: &[u8],
+    certificate: &[u8],
+) -> Result<(), ApiError> {
+    let identity: [u8; PUBLIC_KEY_LEN] = identity_key.try_into().map_err(|_| {
+        ApiError::bad_request("identity_key must be a 32-byte Ed25519 public key")
+    })?;
     let identity = VerifyingKey::from_bytes(&identity)
         .map_err(|_| ApiError::bad_request("identity_key is not a valid Ed25519 public key"))?;
-    if req.device.signature_key.len() != PUBLIC_KEY_LEN {
+    if signature_key.len() != PUBLIC_KEY_LEN {
         return Err(ApiError::bad_request(
-            "device.signature_key must be a 32-byte Ed25519 public key",
+            "the device signature_key must be a 32-byte Ed25519 public key",
         ));
     }
-    let signature: [u8; SIGNATURE_LEN] = req
-        .device
-        .certificate
-        .as_slice()
+    let signature: [u8; SIGNATURE_LEN] = certificate
         .try_into()
-        .map_err(|_| ApiError::bad_request("device.certificate must be a 64-byte signature"))?;
-    let message = rampart_proto::device_certificate_message(
-        &req.username,
-        req.device.device_id,
-        &req.device.signature_key,
-    );
+        .map_err(|_| ApiError::bad_request("the device certificate must be a 64-byte signature"))?;
+    let message = rampart_proto::device_certificate_message(username, device_id, signature_key);
     identity
         .verify_strict(&message, &Signature::from_bytes(&signature))
         .map_err(|_| {
             ApiError::new(
                 ErrorCode::Forbidden,
-                "device.certificate is not the identity key's signature over this device",
+                "the device certificate is not the identity key's signature over this device",
             )
         })
+}
+
+/// A device name as people see it: 1 to [`MAX_DEVICE_NAME_LEN`] characters.
+pub fn check_device_name(name: &str) -> Result<(), ApiError> {
+    if name.chars().count() > MAX_DEVICE_NAME_LEN || name.trim().is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "the device name must be 1 to {MAX_DEVICE_NAME_LEN} characters"
+        )));
+    }
+    Ok(())
 }
 
 /// `POST /v1/register`.
 pub async fn register(
     State(state): State<AppState>,
+    ip: ClientIp,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> Result<ApiJson<SessionResponse>, ApiError> {
-    let password = Zeroizing::new(req.password.clone());
-    check_password_len(&password)?;
-    if req.device.name.chars().count() > MAX_DEVICE_NAME_LEN || req.device.name.trim().is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "device.name must be 1 to {MAX_DEVICE_NAME_LEN} characters"
-        )));
-    }
-    check_certificate(&req)?;
+    let password = Zeroizing::new(req.password);
+    // Bad invites count against the address; registrations are throttled
+    // per address whether they succeed or not.
+    let attempt = Attempt::address(ip);
+    attempt.check(&state)?;
+    state
+        .limiter
+        .admit(Action::Register, &ip.key(), state.clock.now_ms())
+        .map_err(ApiError::rate_limited)?;
+    password::check_policy(&password, &req.username)?;
+    check_device_name(&req.device.name)?;
+    check_certificate(
+        &req.identity_key,
+        &req.username,
+        req.device.device_id,
+        &req.device.signature_key,
+        &req.device.certificate,
+    )?;
     let invite_hash = match (state.registration, &req.invite) {
-        (_, Some(code)) if code.len() > MAX_INVITE_LEN => return Err(invalid_invite()),
+        (_, Some(code)) if code.len() > MAX_INVITE_LEN => {
+            attempt.failed(&state, None).await;
+            return Err(invalid_invite());
+        }
         (Registration::Invite, None) => {
             return Err(ApiError::new(
                 ErrorCode::InvalidInvite,
@@ -253,12 +277,12 @@ pub async fn register(
         // Open registration ignores any invite given.
         (Registration::Open, _) => None,
     };
-    let password_hash = hash_password(password).await?;
+    let password_hash = password::hash(password).await?;
 
     // IMMEDIATE: take the write lock up front so the "first user is owner"
     // check and the invite consumption cannot race another registration.
     let mut tx = state.pool.begin_with("BEGIN IMMEDIATE").await?;
-    let now = now_ms();
+    let now = state.now();
     if let Some(hash) = &invite_hash {
         let usable: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM invites WHERE code_hash = ? AND used_by IS NULL AND expires_at > ?",
@@ -268,6 +292,8 @@ pub async fn register(
         .fetch_optional(&mut *tx)
         .await?;
         if usable.is_none() {
+            drop(tx);
+            attempt.failed(&state, None).await;
             return Err(invalid_invite());
         }
     }
@@ -276,15 +302,18 @@ pub async fn register(
         .fetch_optional(&mut *tx)
         .await?;
     if taken.is_some() {
-        return Err(ApiError::new(ErrorCode::Conflict, "that username is taken"));
+        return Err(ApiError::conflict("that username is taken"));
     }
-    let device_taken: Option<i64> = sqlx::query_scalar("SELECT 1 FROM devices WHERE id = ?")
-        .bind(device_to_db(req.device.device_id))
-        .fetch_optional(&mut *tx)
-        .await?;
+    let device_taken: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM devices WHERE id = ?1 UNION ALL \
+         SELECT 1 FROM link_requests WHERE device_id = ?1 AND expires_at > ?2",
+    )
+    .bind(device_to_db(req.device.device_id))
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
     if device_taken.is_some() {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
+        return Err(ApiError::conflict(
             "that device id is already registered; choose another",
         ));
     }
@@ -327,7 +356,11 @@ pub async fn register(
             .execute(&mut *tx)
             .await?;
     }
-    let token = insert_session(&mut tx, req.device.device_id).await?;
+    for kind in [SecurityEventKind::Registered, SecurityEventKind::DeviceAdded] {
+        let event = Event::new(kind, Some(user_id), ip).device(req.device.device_id);
+        security_events::record(&mut *tx, now, &event).await?;
+    }
+    let token = insert_session(&mut tx, req.device.device_id, now).await?;
     tx.commit().await?;
     tracing::info!(username = %req.username, device = %req.device.device_id, ?role, "registered");
     Ok(ApiJson(SessionResponse {
@@ -345,34 +378,49 @@ fn invalid_invite() -> ApiError {
     )
 }
 
-/// `POST /v1/login`.
+/// `POST /v1/login`. The order matters: a locked account or address is
+/// refused before the password is looked at; a wrong password and an
+/// unknown user get the same answer after the same work; the password alone
+/// never yields a session when two-factor authentication is on.
 pub async fn login(
     State(state): State<AppState>,
+    ip: ClientIp,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<ApiJson<SessionResponse>, ApiError> {
-    let password = Zeroizing::new(req.password.clone());
+    let password = Zeroizing::new(req.password);
+    let code = req.totp.map(Zeroizing::new);
+    let attempt = Attempt::account(&req.username, ip);
+    attempt.check(&state)?;
     let row = sqlx::query("SELECT id, password_hash, role FROM users WHERE username = ?")
         .bind(req.username.as_str())
         .fetch_optional(&state.pool)
         .await?;
     let Some(row) = row else {
         // Same work and same answer as a wrong password: no username oracle.
-        let _ = verify_password(password, state.dummy_hash.to_string()).await?;
-        return Err(ApiError::new(ErrorCode::BadCredentials, BAD_CREDENTIALS));
+        let _ = password::verify(password, state.dummy_hash.to_string()).await?;
+        attempt
+            .failed(&state, Some(SecurityEventKind::LoginFailed))
+            .await;
+        return Err(ApiError::bad_credentials());
     };
-    if password.len() > MAX_PASSWORD_LEN
-        || !verify_password(password, row.try_get("password_hash")?).await?
-    {
-        return Err(ApiError::new(ErrorCode::BadCredentials, BAD_CREDENTIALS));
-    }
     let user_id: i64 = row.try_get("id")?;
+    let attempt = attempt.user(user_id);
+    if !password::verify(password, row.try_get("password_hash")?).await? {
+        attempt
+            .failed(&state, Some(SecurityEventKind::LoginFailed))
+            .await;
+        return Err(ApiError::bad_credentials());
+    }
     let role = role_from_db(row.try_get::<&str, _>("role")?);
-    let mut tx = state.pool.begin_with("BEGIN IMMEDIATE").await?;
+    let two_factor = twofactor::is_enabled(&state.pool, user_id).await?;
+    if two_factor && code.is_none() {
+        return Err(twofactor::required());
+    }
     let live: Option<i64> =
         sqlx::query_scalar("SELECT 1 FROM devices WHERE id = ? AND user_id = ? AND revoked = 0")
             .bind(device_to_db(req.device_id))
             .bind(user_id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&state.pool)
             .await?;
     if live.is_none() {
         return Err(ApiError::new(
@@ -380,8 +428,32 @@ pub async fn login(
             "this device is not registered to this account, or was revoked",
         ));
     }
-    let token = insert_session(&mut tx, req.device_id).await?;
+    let factor = match (&code, two_factor) {
+        (Some(code), true) => match twofactor::check(&state, user_id, code, true).await? {
+            Some(factor) => Some(factor),
+            None => {
+                attempt
+                    .failed(&state, Some(SecurityEventKind::TwoFactorFailed))
+                    .await;
+                return Err(ApiError::bad_code());
+            }
+        },
+        // A code sent for an account without 2FA is ignored.
+        _ => None,
+    };
+    let now = state.now();
+    let mut tx = state.pool.begin_with("BEGIN IMMEDIATE").await?;
+    if factor == Some(Factor::Recovery) {
+        let event = Event::new(SecurityEventKind::RecoveryCodeUsed, Some(user_id), ip)
+            .device(req.device_id);
+        security_events::record(&mut *tx, now, &event).await?;
+    }
+    let event =
+        Event::new(SecurityEventKind::LoginSucceeded, Some(user_id), ip).device(req.device_id);
+    security_events::record(&mut *tx, now, &event).await?;
+    let token = insert_session(&mut tx, req.device_id, now).await?;
     tx.commit().await?;
+    attempt.succeeded(&state);
     Ok(ApiJson(SessionResponse {
         token,
         username: req.username,
@@ -393,21 +465,10 @@ pub async fn login(
 /// `POST /v1/logout`: ends the presented session (only that one).
 pub async fn logout(
     State(state): State<AppState>,
-    _auth: AuthDevice,
-    parts: axum::http::HeaderMap,
+    auth: AuthDevice,
 ) -> Result<StatusCode, ApiError> {
-    let token = parts
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(ApiError::unauthorized)?;
-    let raw = Zeroizing::new(
-        URL_SAFE_NO_PAD
-            .decode(token.trim())
-            .map_err(|_| ApiError::unauthorized())?,
-    );
     sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
-        .bind(sha256(&raw))
+        .bind(auth.session_hash())
         .execute(&state.pool)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -420,4 +481,20 @@ pub async fn me(auth: AuthDevice) -> ApiJson<WhoAmI> {
         device_id: auth.device_id,
         role: auth.role,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_shapes() {
+        let (token, hash) = new_token();
+        assert_eq!(token_hash(&token), Some(hash));
+        assert_eq!(token_hash("bogus"), None);
+        assert_eq!(token_hash(""), None);
+        assert_eq!(token_hash(&"A".repeat(10_000)), None);
+        // Valid base64 of the wrong length.
+        assert_eq!(token_hash(&URL_SAFE_NO_PAD.encode([0u8; 16])), None);
+    }
 }

@@ -42,8 +42,60 @@ pub struct ServerConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for TLS.
     pub tls_key: Option<PathBuf>,
-    /// A TLS-terminating proxy is in front, so plain HTTP on a public address is fine.
+    /// A TLS-terminating proxy is in front, so plain HTTP on a public address
+    /// is fine. The client address is then read from the last entry of
+    /// `X-Forwarded-For`, which the proxy must set.
     pub behind_tls_proxy: bool,
+    /// A session unused for this long is refused and deleted.
+    pub session_idle_secs: u64,
+    /// Lockouts and throttles (the `[rate_limits]` TOML section).
+    pub rate_limits: RateLimits,
+}
+
+/// Default for [`ServerConfig::session_idle_secs`]: 30 days.
+pub const DEFAULT_SESSION_IDLE_SECS: u64 = 30 * 24 * 3600;
+
+/// How failed credential checks are throttled. Failures (wrong passwords,
+/// wrong or replayed second-factor codes, bad invites, bad link poll secrets)
+/// are counted per account and per client address. Past the free allowance,
+/// each further failure locks the key for `lock_secs`, doubling with every
+/// failure up to `max_lock_secs`. A success resets the account's count; a
+/// key with no failure for `decay_secs` is forgotten.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    /// Failures an account may have before it is locked.
+    pub account_free_failures: u32,
+    /// Failures one client address may have before it is locked.
+    pub ip_free_failures: u32,
+    /// The first lock, in seconds.
+    pub lock_secs: u64,
+    /// The longest lock, in seconds.
+    pub max_lock_secs: u64,
+    /// Seconds without a failure after which a key's count is forgotten.
+    pub decay_secs: u64,
+    /// Registrations (and device-link requests) one address may start per window.
+    pub registrations_per_ip: u32,
+    /// The registration window, in seconds.
+    pub registration_window_secs: u64,
+    /// Keys (accounts and addresses) tracked at once; the stalest are
+    /// forgotten first when it is full.
+    pub max_tracked_keys: usize,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            account_free_failures: 5,
+            ip_free_failures: 50,
+            lock_secs: 30,
+            max_lock_secs: 3600,
+            decay_secs: 3600,
+            registrations_per_ip: 60,
+            registration_window_secs: 600,
+            max_tracked_keys: 100_000,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -55,6 +107,8 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             behind_tls_proxy: false,
+            session_idle_secs: DEFAULT_SESSION_IDLE_SECS,
+            rate_limits: RateLimits::default(),
         }
     }
 }
@@ -88,6 +142,12 @@ pub enum ConfigError {
     /// Only one half of the TLS key pair was given.
     #[error("--tls-cert and --tls-key go together: add --{0}")]
     TlsHalf(&'static str),
+    /// A numeric setting is out of its range.
+    #[error("{name} {reason}")]
+    OutOfRange {
+        name: &'static str,
+        reason: &'static str,
+    },
 }
 
 impl ServerConfig {
@@ -106,6 +166,7 @@ impl ServerConfig {
     /// Refuses settings that would leak credentials: plain HTTP is for loopback
     /// only, unless TLS is configured or a TLS proxy is declared.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_limits()?;
         match (&self.tls_cert, &self.tls_key) {
             (Some(_), None) => return Err(ConfigError::TlsHalf("tls-key")),
             (None, Some(_)) => return Err(ConfigError::TlsHalf("tls-cert")),
@@ -116,6 +177,37 @@ impl ServerConfig {
             Ok(())
         } else {
             Err(ConfigError::PlainHttpNotLoopback(self.listen))
+        }
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let r = &self.rate_limits;
+        let checks = [
+            (
+                self.session_idle_secs < 60,
+                "session_idle_secs",
+                "must be at least 60",
+            ),
+            (r.lock_secs == 0, "rate_limits.lock_secs", "must be at least 1"),
+            (
+                r.max_lock_secs < r.lock_secs,
+                "rate_limits.max_lock_secs",
+                "must be at least rate_limits.lock_secs",
+            ),
+            (
+                r.registration_window_secs == 0,
+                "rate_limits.registration_window_secs",
+                "must be at least 1",
+            ),
+            (
+                r.max_tracked_keys < 100,
+                "rate_limits.max_tracked_keys",
+                "must be at least 100",
+            ),
+        ];
+        match checks.into_iter().find(|(bad, _, _)| *bad) {
+            Some((_, name, reason)) => Err(ConfigError::OutOfRange { name, reason }),
+            None => Ok(()),
         }
     }
 
@@ -191,5 +283,19 @@ mod tests {
             Some(Registration::Open)
         );
         assert!("closed".parse::<Registration>().is_err());
+    }
+
+    #[test]
+    fn toml_security_settings() {
+        let c: ServerConfig = toml::from_str(
+            "session_idle_secs = 600\n[rate_limits]\naccount_free_failures = 3\n",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(c.session_idle_secs, 600);
+        assert_eq!(c.rate_limits.account_free_failures, 3);
+        assert_eq!(c.rate_limits.ip_free_failures, 50);
+        let d = ServerConfig::default();
+        assert_eq!(d.session_idle_secs, 30 * 24 * 3600);
+        assert!(toml::from_str::<ServerConfig>("[rate_limits]\nbogus = 1").is_err());
     }
 }

@@ -4,7 +4,7 @@
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rampart_proto::ErrorCode;
 use rampart_proto::error::ErrorBody;
@@ -35,6 +35,9 @@ pub enum ServerError {
     /// Accepting or serving connections failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
+    /// The server key (`server.key` in the data directory) is unusable.
+    #[error("server key {0}")]
+    ServerKey(String),
     /// A background task died (a bug).
     #[error("internal: {0}")]
     Internal(String),
@@ -48,6 +51,8 @@ pub struct ApiError {
     /// Overrides the code's usual status (only 503 for "try again later",
     /// which the proto error codes have no name for).
     status: Option<StatusCode>,
+    /// For `rate_limited`: seconds to wait (body field and `Retry-After`).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -56,6 +61,7 @@ impl ApiError {
             code,
             message: message.into(),
             status: None,
+            retry_after: None,
         }
     }
 
@@ -73,6 +79,40 @@ impl ApiError {
             status: Some(StatusCode::SERVICE_UNAVAILABLE),
             ..Self::new(ErrorCode::Internal, message)
         }
+    }
+
+    /// Too many failed attempts: wait `secs` seconds. Answered before any
+    /// credential is checked, so it reveals nothing about them.
+    pub fn rate_limited(secs: u64) -> Self {
+        let secs = secs.max(1);
+        Self {
+            retry_after: Some(secs),
+            ..Self::new(
+                ErrorCode::RateLimited,
+                format!("too many attempts; try again in {secs} s"),
+            )
+        }
+    }
+
+    /// A wrong password (or unknown user: the same words on purpose).
+    pub fn bad_credentials() -> Self {
+        Self::new(ErrorCode::BadCredentials, "username or password is wrong")
+    }
+
+    /// A wrong, expired or replayed second-factor code.
+    pub fn bad_code() -> Self {
+        Self::new(
+            ErrorCode::BadCredentials,
+            "the code is wrong, expired or already used",
+        )
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Conflict, message)
     }
 
     /// Logs `cause` (inside the current request span) and hides it from the client.
@@ -98,8 +138,15 @@ impl IntoResponse for ApiError {
             code: self.code,
             message: self.message,
             current_epoch: None,
+            retry_after: self.retry_after,
         };
-        (status, axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 

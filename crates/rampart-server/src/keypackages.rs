@@ -13,10 +13,15 @@ use rampart_proto::api::{
     ClaimRequest, ClaimResponse, ClaimedKeyPackage, ClaimedUser, KeyPackageCount, UploadKeyPackages,
 };
 use rampart_proto::limits::{
-    MAX_CLAIM_USERS, MAX_KEY_PACKAGE_BYTES, MAX_KEY_PACKAGES_PER_UPLOAD, MAX_KEY_PACKAGES_STORED,
+    MAX_CLAIM_USERS, MAX_DEVICES_PER_USER, MAX_KEY_PACKAGE_BYTES, MAX_KEY_PACKAGES_PER_UPLOAD,
+    MAX_KEY_PACKAGES_STORED,
 };
 use rampart_proto::{DeviceId, ErrorCode};
 use sqlx::{QueryBuilder, Row as _, Sqlite, SqliteConnection};
+use std::collections::HashSet;
+
+/// Devices one claim may name (every device of every named user).
+const MAX_CLAIM_DEVICES: usize = MAX_CLAIM_USERS * MAX_DEVICES_PER_USER;
 
 /// Refuses anything that is not one well-formed, size-capped KeyPackage.
 /// The server cannot check more than the framing: the signature is checked by
@@ -118,6 +123,16 @@ pub async fn claim(
             format!("at most {MAX_CLAIM_USERS} users per claim"),
         ));
     }
+    if req.devices.as_ref().is_some_and(|d| d.len() > MAX_CLAIM_DEVICES) {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!("at most {MAX_CLAIM_DEVICES} devices per claim"),
+        ));
+    }
+    // When devices are named, only those (of the named users) are claimed.
+    let only: Option<HashSet<i64>> = req
+        .devices
+        .map(|devices| devices.into_iter().map(device_to_db).collect());
     // One write transaction: a package handed out is deleted in the same
     // step, so two claimers can never receive the same one.
     let mut tx = state.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -139,6 +154,9 @@ pub async fn claim(
         .await?;
         let mut key_packages = Vec::with_capacity(devices.len());
         for device in devices {
+            if only.as_ref().is_some_and(|only| !only.contains(&device)) {
+                continue;
+            }
             let Some(device_id) = device_from_db(device) else {
                 continue;
             };

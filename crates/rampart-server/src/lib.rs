@@ -6,6 +6,26 @@
 //! membership and commit ordering; everything else it stores is ciphertext.
 //! The routes and frames are defined in `rampart-proto`.
 //!
+//! Account security lives here too:
+//!
+//! - passwords: Argon2id, a minimum length, and a bundled list of leaked
+//!   passwords that are refused (`password`);
+//! - two-factor authentication: TOTP (RFC 6238, [`totp`]) with replay
+//!   protection and single-use recovery codes (`twofactor`); TOTP secrets
+//!   are encrypted at rest with the server key in `data_dir/server.key`
+//!   (`secrets`) — keep that file out of database backups;
+//! - lockouts: failed passwords and codes are counted per account and per
+//!   client address in memory, with doubling locks ([`RateLimits`]);
+//! - sessions that expire when unused ([`ServerConfig::session_idle_secs`]);
+//! - the caller's device list, revocation (which closes the device's
+//!   WebSocket and empties its queue at once), and device linking approved
+//!   by an existing device (`devices`, `link`);
+//! - a security event log per account (`security_events`), which never
+//!   holds a password, code, token or secret.
+//!
+//! Every time-dependent check reads a [`Clock`], which tests replace with a
+//! manual one ([`Server::open_with_clock`]).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), rampart_server::ServerError> {
 //! let server = rampart_server::Server::open(rampart_server::ServerConfig::default()).await?;
@@ -19,21 +39,34 @@
 //!
 //! Limits: a single process with SQLite; at most
 //! [`MAX_WEBSOCKETS`] WebSockets; plain HTTP only on loopback
-//! unless a TLS proxy is declared.
+//! unless a TLS proxy is declared. Lockout counters live in memory, so a
+//! restart forgets them.
 
+mod attempt;
 mod auth;
+mod client_ip;
+mod clock;
 pub mod config;
 mod db;
 mod delivery;
+mod devices;
 mod directory;
 mod error;
 mod groups;
 mod keypackages;
+mod link;
+mod password;
+mod ratelimit;
+mod secrets;
+mod security_events;
 mod state;
 mod tls;
+pub mod totp;
+mod twofactor;
 
 pub use auth::AuthDevice;
-pub use config::{ConfigError, Registration, ServerConfig};
+pub use clock::Clock;
+pub use config::{ConfigError, RateLimits, Registration, ServerConfig};
 pub use delivery::ws::MAX_WEBSOCKETS;
 pub use error::{ApiError, ServerError};
 
@@ -47,6 +80,7 @@ use rampart_proto::limits::MAX_JSON_BODY_BYTES;
 use sqlx::SqlitePool;
 use state::AppState;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -82,18 +116,26 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Creates the data dir, opens/creates SQLite (WAL, synchronous=FULL,
-    /// foreign keys, busy timeout), runs the embedded migrations, loads the
-    /// delivery caches and spawns the delivery actor. On the very first start
-    /// (no users and no unused invite) creates an owner invite code.
+    /// foreign keys, busy timeout), runs the embedded migrations, reads (or
+    /// creates) the server key, loads the delivery caches and spawns the
+    /// delivery actor. On the very first start (no users and no unused
+    /// invite) creates an owner invite code. Uses the system clock.
     pub async fn open(config: ServerConfig) -> Result<Server, ServerError> {
+        Self::open_with_clock(config, Clock::system()).await
+    }
+
+    /// [`Server::open`] with the clock that 2FA, lockouts, session expiry
+    /// and link codes read (a [`Clock::manual`] in tests).
+    pub async fn open_with_clock(config: ServerConfig, clock: Clock) -> Result<Server, ServerError> {
         config.validate()?;
         let tls = match config.tls() {
             Some((cert, key)) => Some(tls::load(cert, key)?),
             None => None,
         };
         let pool = db::open(&config.data_dir).await?;
-        let first_invite = first_start_invite(&pool).await?;
-        let dummy_hash = auth::dummy_hash()
+        let key = secrets::ServerKey::load_or_create(&config.data_dir)?;
+        let first_invite = first_start_invite(&pool, &clock).await?;
+        let dummy_hash = password::dummy_hash()
             .await
             .map_err(|e| ServerError::Internal(e.message))?;
         let (delivery, _actor) = delivery::actor::start(pool.clone()).await?;
@@ -106,8 +148,14 @@ impl Server {
             shutdown,
             dummy_hash: dummy_hash.into(),
             next_conn_id: Arc::new(AtomicU64::new(1)),
+            clock,
+            limiter: Arc::new(ratelimit::Limiter::new(config.rate_limits.clone())),
+            key: Arc::new(key),
+            session_idle_ms: i64::try_from(config.session_idle_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+            behind_tls_proxy: config.behind_tls_proxy,
         };
-        tokio::spawn(cleanup_loop(state.pool.clone(), state.shutdown.clone()));
+        tokio::spawn(cleanup_loop(state.clone()));
         Ok(Server {
             state,
             config,
@@ -122,7 +170,10 @@ impl Server {
         self.first_invite.as_deref()
     }
 
-    /// The axum Router with all routes (state inside).
+    /// The axum Router with all routes (state inside). Serve it with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` so that rate
+    /// limits see client addresses; without, all clients share one
+    /// "unknown" address.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/health", get(health))
@@ -130,6 +181,19 @@ impl Server {
             .route("/v1/login", post(auth::login))
             .route("/v1/logout", post(auth::logout))
             .route("/v1/me", get(auth::me))
+            .route("/v1/password", post(password::change))
+            .route("/v1/2fa", get(twofactor::status))
+            .route("/v1/2fa/setup", post(twofactor::setup))
+            .route("/v1/2fa/activate", post(twofactor::activate))
+            .route("/v1/2fa/disable", post(twofactor::disable))
+            .route("/v1/2fa/recovery-codes", post(twofactor::regenerate))
+            .route("/v1/devices", get(devices::list))
+            .route("/v1/devices/{device_id}/revoke", post(devices::revoke))
+            .route("/v1/security-events", get(security_events::list))
+            .route("/v1/link", post(link::start))
+            .route("/v1/link/{link_id}", get(link::get))
+            .route("/v1/link/{link_id}/approve", post(link::approve))
+            .route("/v1/link/{link_id}/poll", post(link::poll))
             .route("/v1/users/{username}", get(directory::user))
             .route("/v1/key-packages", post(keypackages::upload))
             .route("/v1/key-packages/count", get(keypackages::get_count))
@@ -164,7 +228,7 @@ impl Server {
                 axum::serve::ListenerExt::tap_io(listener, |tcp| {
                     let _ = tcp.set_nodelay(true);
                 }),
-                router,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
             )
             .with_graceful_shutdown(signal)
             .await
@@ -195,13 +259,16 @@ pub async fn create_invite(data_dir: &Path) -> Result<String, ServerError> {
     Ok(code?)
 }
 
-async fn first_start_invite(pool: &SqlitePool) -> Result<Option<String>, ServerError> {
+async fn first_start_invite(
+    pool: &SqlitePool,
+    clock: &Clock,
+) -> Result<Option<String>, ServerError> {
     let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
         .fetch_one(pool)
         .await?;
     let unused: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM invites WHERE used_by IS NULL AND expires_at > ?")
-            .bind(db::now_ms())
+            .bind(clock.now_db())
             .fetch_one(pool)
             .await?;
     if users > 0 || unused > 0 {
@@ -211,19 +278,47 @@ async fn first_start_invite(pool: &SqlitePool) -> Result<Option<String>, ServerE
     Ok(Some(db::insert_invite(pool, role).await?))
 }
 
-async fn cleanup_loop(pool: SqlitePool, mut shutdown: watch::Receiver<bool>) {
+async fn cleanup_loop(state: AppState) {
+    let mut shutdown = state.shutdown.clone();
     let mut tick = tokio::time::interval(CLEANUP_INTERVAL);
     tick.tick().await;
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if let Err(e) = delivery::actor::cleanup(&pool).await {
+                if let Err(e) = delivery::actor::cleanup(&state.pool).await {
                     tracing::warn!(error = %e, "cleanup failed");
                 }
+                if let Err(e) = expire_sessions(&state).await {
+                    tracing::warn!(error = %e, "expiring idle sessions failed");
+                }
+                if let Err(e) = link::cleanup(&state.pool, state.now()).await {
+                    tracing::warn!(error = %e, "deleting expired link requests failed");
+                }
+                state.limiter.evict_stale(state.clock.now_ms());
             }
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Deletes sessions unused for longer than the idle limit, recording a
+/// `session_expired` event for each (the same as when one is presented).
+async fn expire_sessions(state: &AppState) -> Result<(), sqlx::Error> {
+    let now = state.now();
+    let cutoff = now.saturating_sub(state.session_idle_ms);
+    let mut tx = state.pool.begin_with("BEGIN IMMEDIATE").await?;
+    sqlx::query(
+        "INSERT INTO security_events (at, user_id, device_id, kind, ip)          SELECT ?, d.user_id, s.device_id, 'session_expired', NULL          FROM sessions s JOIN devices d ON d.id = s.device_id WHERE s.last_used < ?",
+    )
+    .bind(now)
+    .bind(cutoff)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM sessions WHERE last_used < ?")
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await
 }
 
 async fn health() -> axum::Json<Health> {

@@ -1,7 +1,10 @@
 //! What every handler shares.
 
+use crate::clock::Clock;
 use crate::config::Registration;
 use crate::delivery::DeliveryHandle;
+use crate::ratelimit::Limiter;
+use crate::secrets::ServerKey;
 use sqlx::SqlitePool;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -20,4 +23,20 @@ pub struct AppState {
     /// Verified against for unknown usernames (constant-time login failures).
     pub dummy_hash: Arc<str>,
     pub next_conn_id: Arc<AtomicU64>,
+    /// "Now" for everything security-related (tests use a manual clock).
+    pub clock: Clock,
+    pub limiter: Arc<Limiter>,
+    /// Encrypts TOTP secrets and keys the recovery-code HMAC.
+    pub key: Arc<ServerKey>,
+    /// Sessions unused for longer are refused.
+    pub session_idle_ms: i64,
+    /// Whether `X-Forwarded-For` is trusted (its last entry).
+    pub behind_tls_proxy: bool,
+}
+
+impl AppState {
+    /// Now, as SQLite stores timestamps.
+    pub fn now(&self) -> i64 {
+        self.clock.now_db()
+    }
 }

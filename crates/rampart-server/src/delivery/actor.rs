@@ -49,6 +49,7 @@ struct Device {
 struct Conn {
     id: u64,
     tx: mpsc::Sender<Outbound>,
+    kick: oneshot::Sender<&'static str>,
 }
 
 /// A bounded, insertion-ordered set of a device's recent idempotency keys
@@ -100,6 +101,8 @@ struct Batch {
     replies: Vec<(oneshot::Sender<ServerFrame>, ServerFrame)>,
     connects: Vec<(oneshot::Sender<Option<u64>>, u64)>,
     flushes: Vec<oneshot::Sender<()>>,
+    /// Revoked devices whose queues are deleted with this batch.
+    revoked: Vec<(DeviceId, oneshot::Sender<bool>)>,
     /// Set once a handshake message is in the batch: from then on pushes wait
     /// for the commit, which also keeps each device's pushes in seq order.
     hold_pushes: bool,
@@ -303,6 +306,7 @@ impl Actor {
                 device,
                 conn_id,
                 sender,
+                kick,
                 reply,
             } => match self.device(device).await {
                 Ok(Some(d)) if !d.revoked => {
@@ -313,6 +317,7 @@ impl Actor {
                         Conn {
                             id: conn_id,
                             tx: sender,
+                            kick,
                         },
                     );
                     batch.connects.push((reply, backlog_until));
@@ -331,6 +336,28 @@ impl Actor {
                 }
             }
             Op::Flush { reply } => batch.flushes.push(reply),
+            Op::Revoke { device, reply } => {
+                // An uncached device is loaded from the database later,
+                // where it is already marked revoked.
+                if let Some(d) = self.devices.get_mut(&device) {
+                    d.revoked = true;
+                }
+                self.recent.remove(&device);
+                self.close(device, "this device was revoked");
+                batch.revoked.push((device, reply));
+            }
+            Op::Kick { devices, reason } => {
+                for device in devices {
+                    self.close(device, reason);
+                }
+            }
+        }
+    }
+
+    /// Closes a device's connection on purpose, telling it why.
+    fn close(&mut self, device: DeviceId, reason: &'static str) {
+        if let Some(conn) = self.conns.remove(&device) {
+            let _ = conn.kick.send(reason);
         }
     }
 
@@ -366,6 +393,7 @@ impl Actor {
     async fn sender_name(&mut self, device: DeviceId) -> Result<Username, Rejection> {
         self.device(device)
             .await?
+            .filter(|d| !d.revoked)
             .map(|d| d.username.clone())
             .ok_or_else(not_member)
     }
@@ -611,6 +639,11 @@ impl Actor {
                 tracing::warn!(device = %to, "member device missing from cache");
                 continue;
             };
+            // A revoked device stays a member until a commit removes its
+            // leaf, but receives nothing more.
+            if device.revoked {
+                continue;
+            }
             let seq = device.next_seq;
             device.next_seq += 1;
             batch.queue.push((device_to_db(to), u64_to_db(seq), row.id));
@@ -671,6 +704,9 @@ impl Actor {
                 for (reply, backlog_until) in batch.connects {
                     let _ = reply.send(Some(backlog_until));
                 }
+                for (_, reply) in batch.revoked {
+                    let _ = reply.send(true);
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "delivery actor: writing a batch failed");
@@ -684,6 +720,9 @@ impl Actor {
                 }
                 for (reply, _) in batch.connects {
                     let _ = reply.send(None);
+                }
+                for (_, reply) in batch.revoked {
+                    let _ = reply.send(false);
                 }
                 self.conns.clear();
                 if let Err(e) = self.reload().await {
@@ -701,6 +740,7 @@ impl Actor {
             && batch.acks.is_empty()
             && batch.groups.is_empty()
             && batch.idempotency.is_empty()
+            && batch.revoked.is_empty()
         {
             return Ok(());
         }
@@ -812,6 +852,13 @@ impl Actor {
             sqlx::query("UPDATE devices SET acked_seq = MAX(acked_seq, ?) WHERE id = ?")
                 .bind(s)
                 .bind(d)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // After this batch's inserts, so nothing queued for a revoked device survives.
+        for (device, _) in &batch.revoked {
+            sqlx::query("DELETE FROM queue WHERE device_id = ?")
+                .bind(device_to_db(*device))
                 .execute(&mut *tx)
                 .await?;
         }

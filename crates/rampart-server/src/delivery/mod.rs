@@ -55,6 +55,8 @@ pub enum Op {
         device: DeviceId,
         conn_id: u64,
         sender: mpsc::Sender<Outbound>,
+        /// Told why, when the server closes the connection on purpose.
+        kick: oneshot::Sender<&'static str>,
         reply: oneshot::Sender<Option<u64>>,
     },
     Disconnect {
@@ -64,6 +66,18 @@ pub enum Op {
     /// Answered once everything received before it is durable.
     Flush {
         reply: oneshot::Sender<()>,
+    },
+    /// The device was revoked (already marked so in the database): close
+    /// its connection, delete its queue, never queue for it again. Answered
+    /// `true` once the queue deletion is durable.
+    Revoke {
+        device: DeviceId,
+        reply: oneshot::Sender<bool>,
+    },
+    /// Closes these devices' connections, telling them why.
+    Kick {
+        devices: Vec<DeviceId>,
+        reason: &'static str,
     },
 }
 
@@ -94,16 +108,34 @@ impl DeliveryHandle {
         device: DeviceId,
         conn_id: u64,
         sender: mpsc::Sender<Outbound>,
+        kick: oneshot::Sender<&'static str>,
     ) -> Option<u64> {
         let (reply, rx) = oneshot::channel();
         self.submit(Op::Connect {
             device,
             conn_id,
             sender,
+            kick,
             reply,
         })
         .await;
         rx.await.ok().flatten()
+    }
+
+    /// See [`Op::Revoke`]; `false` if the actor could not make it durable.
+    pub async fn revoke(&self, device: DeviceId) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if !self.submit(Op::Revoke { device, reply }).await {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    /// See [`Op::Kick`].
+    pub async fn kick(&self, devices: Vec<DeviceId>, reason: &'static str) {
+        if !devices.is_empty() {
+            self.submit(Op::Kick { devices, reason }).await;
+        }
     }
 
     pub async fn disconnect(&self, device: DeviceId, conn_id: u64) {

@@ -82,7 +82,8 @@ async fn run(socket: WebSocket, state: AppState, device: DeviceId) {
     let conn_id = state.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(CONNECTION_BUFFER);
-    let Some(backlog_until) = state.delivery.connect(device, conn_id, out_tx).await else {
+    let (kick_tx, mut kick_rx) = oneshot::channel::<&'static str>();
+    let Some(backlog_until) = state.delivery.connect(device, conn_id, out_tx, kick_tx).await else {
         let _ = sink
             .send(error_frame(
                 ErrorCode::Unauthorized,
@@ -97,11 +98,23 @@ async fn run(socket: WebSocket, state: AppState, device: DeviceId) {
     let mut pending = FuturesUnordered::new();
     let mut shutdown = state.shutdown.clone();
     let mut closing: Option<Message> = None;
+    let mut kick_open = true;
 
     loop {
         tokio::select! {
-            // Answers first: they free in-flight slots.
             biased;
+            // Closed on purpose (revoked, password changed): at once, even
+            // mid-backlog, and before `out_rx` reports its closed channel. A
+            // merely dropped sender (replaced connection) ends the
+            // connection through `out_rx` as before.
+            kicked = &mut kick_rx, if kick_open => match kicked {
+                Ok(reason) => {
+                    closing = Some(error_frame(ErrorCode::Unauthorized, reason));
+                    break;
+                }
+                Err(_) => kick_open = false,
+            },
+            // Answers first: they free in-flight slots.
             Some(answer) = pending.next(), if !pending.is_empty() => {
                 if sink.send(binary(&answer)).await.is_err() {
                     break;

@@ -1,0 +1,308 @@
+//! In-memory lockouts and throttles for credential checks.
+//!
+//! Failures are counted per [`Key`] (an account, or a client address). Past
+//! the free allowance a key is locked, and every further failure doubles the
+//! lock up to a cap (see [`RateLimits`]). Starts of registrations and device
+//! links are counted per address in fixed windows, successful or not.
+//!
+//! The tables are bounded ([`RateLimits::max_tracked_keys`] each): stale
+//! entries are dropped first, then the least recently failed. One
+//! `std::sync::Mutex` guards them; it is held for a few hash-map operations
+//! and never across an `.await`. A restart forgets everything, which is the
+//! price of not writing to the database on every failed login.
+
+use crate::config::RateLimits;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Mutex, PoisonError};
+
+/// What failures are counted against.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// An account, by username (known or not: unknown names are locked
+    /// just the same, so a lock reveals nothing).
+    Account(String),
+    /// A client address (an IPv6 address by its /64), see `ClientIp::key`.
+    Ip(String),
+}
+
+/// Per-address throttled actions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    Register,
+    Link,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Failures {
+    count: u32,
+    last_failure_ms: u64,
+    locked_until_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    start_ms: u64,
+    count: u32,
+}
+
+#[derive(Default)]
+struct Tables {
+    failures: HashMap<Key, Failures>,
+    windows: HashMap<(Action, String), Window>,
+}
+
+/// The limiter shared by every handler (behind an `Arc`).
+pub struct Limiter {
+    policy: RateLimits,
+    tables: Mutex<Tables>,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whole seconds until `until_ms`, rounded up, at least 1.
+fn secs_until(until_ms: u64, now_ms: u64) -> u64 {
+    until_ms.saturating_sub(now_ms).div_ceil(1000).max(1)
+}
+
+impl Limiter {
+    pub fn new(policy: RateLimits) -> Self {
+        Self {
+            policy,
+            tables: Mutex::new(Tables::default()),
+        }
+    }
+
+    fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
+        // A panic while holding the lock cannot leave the maps inconsistent
+        // in a way that matters more than losing the lockouts.
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn free_failures(&self, key: &Key) -> u32 {
+        match key {
+            Key::Account(_) => self.policy.account_free_failures,
+            Key::Ip(_) => self.policy.ip_free_failures,
+        }
+    }
+
+    fn decayed(&self, f: &Failures, now_ms: u64) -> bool {
+        now_ms >= f.locked_until_ms
+            && now_ms.saturating_sub(f.last_failure_ms) >= self.policy.decay_secs * 1000
+    }
+
+    /// If any of `keys` is locked, the seconds until all of them are free.
+    pub fn locked(&self, keys: &[&Key], now_ms: u64) -> Option<u64> {
+        let tables = self.tables();
+        keys.iter()
+            .filter_map(|k| tables.failures.get(*k))
+            .filter(|f| f.locked_until_ms > now_ms)
+            .map(|f| secs_until(f.locked_until_ms, now_ms))
+            .max()
+    }
+
+    /// Counts one failure against each key. Returns the keys whose lock
+    /// started with this failure (for the security log).
+    pub fn failed(&self, keys: &[&Key], now_ms: u64) -> Vec<Key> {
+        let mut started = Vec::new();
+        let mut tables = self.tables();
+        for key in keys {
+            if !tables.failures.contains_key(*key) {
+                make_room(
+                    &mut tables.failures,
+                    self.policy.max_tracked_keys,
+                    |f| self.decayed(f, now_ms),
+                    |f| f.last_failure_ms,
+                );
+            }
+            let entry = tables.failures.entry((*key).clone()).or_insert(Failures {
+                count: 0,
+                last_failure_ms: now_ms,
+                locked_until_ms: 0,
+            });
+            if self.decayed(entry, now_ms) {
+                entry.count = 0;
+            }
+            entry.count = entry.count.saturating_add(1);
+            entry.last_failure_ms = now_ms;
+            let free = self.free_failures(key);
+            if entry.count >= free {
+                let doublings = (entry.count - free).min(32);
+                let lock_secs = self
+                    .policy
+                    .lock_secs
+                    .saturating_mul(1u64 << doublings)
+                    .min(self.policy.max_lock_secs);
+                entry.locked_until_ms = now_ms.saturating_add(lock_secs.saturating_mul(1000));
+                started.push((*key).clone());
+            }
+        }
+        started
+    }
+
+    /// A success: the key's failures are forgotten.
+    pub fn succeeded(&self, key: &Key) {
+        self.tables().failures.remove(key);
+    }
+
+    /// Counts one start of `action` from `ip`; `Err(seconds)` once the
+    /// window's allowance is used up.
+    pub fn admit(&self, action: Action, ip: &str, now_ms: u64) -> Result<(), u64> {
+        let window_ms = self.policy.registration_window_secs.saturating_mul(1000);
+        let limit = self.policy.registrations_per_ip;
+        let mut tables = self.tables();
+        let key = (action, ip.to_owned());
+        if !tables.windows.contains_key(&key) {
+            make_room(
+                &mut tables.windows,
+                self.policy.max_tracked_keys,
+                |w| now_ms.saturating_sub(w.start_ms) >= window_ms,
+                |w| w.start_ms,
+            );
+        }
+        let window = tables.windows.entry(key).or_insert(Window {
+            start_ms: now_ms,
+            count: 0,
+        });
+        if now_ms.saturating_sub(window.start_ms) >= window_ms {
+            *window = Window {
+                start_ms: now_ms,
+                count: 0,
+            };
+        }
+        if window.count >= limit {
+            return Err(secs_until(window.start_ms.saturating_add(window_ms), now_ms));
+        }
+        window.count += 1;
+        Ok(())
+    }
+
+    /// Drops every entry that no longer matters (called periodically).
+    pub fn evict_stale(&self, now_ms: u64) {
+        let window_ms = self.policy.registration_window_secs.saturating_mul(1000);
+        let mut tables = self.tables();
+        tables.failures.retain(|_, f| !self.decayed(f, now_ms));
+        tables
+            .windows
+            .retain(|_, w| now_ms.saturating_sub(w.start_ms) < window_ms);
+    }
+
+    /// Entries tracked (failure keys, window keys).
+    #[cfg(test)]
+    fn len(&self) -> (usize, usize) {
+        let tables = self.tables();
+        (tables.failures.len(), tables.windows.len())
+    }
+}
+
+/// Makes room for one more entry: drops stale ones, and if the map is still
+/// full, the oldest tenth (by `age`), so a flood of fresh keys costs one
+/// linear sweep per tenth of the table rather than one per insert.
+fn make_room<K: Eq + Hash + Clone, V>(
+    map: &mut HashMap<K, V>,
+    cap: usize,
+    stale: impl Fn(&V) -> bool,
+    age: impl Fn(&V) -> u64,
+) {
+    if map.len() < cap {
+        return;
+    }
+    map.retain(|_, v| !stale(v));
+    if map.len() < cap {
+        return;
+    }
+    let mut by_age: Vec<(u64, K)> = map.iter().map(|(k, v)| (age(v), k.clone())).collect();
+    let drop = (cap / 10).max(1).min(by_age.len());
+    by_age.select_nth_unstable_by_key(drop - 1, |(a, _)| *a);
+    for (_, k) in by_age.into_iter().take(drop) {
+        map.remove(&k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter() -> Limiter {
+        Limiter::new(RateLimits::default())
+    }
+
+    const T0: u64 = 1_700_000_000_000;
+
+    #[test]
+    fn account_locks_after_free_failures_and_doubles() {
+        let l = limiter();
+        let alice = Key::Account("alice".into());
+        for _ in 0..4 {
+            assert!(l.failed(&[&alice], T0).is_empty());
+            assert_eq!(l.locked(&[&alice], T0), None);
+        }
+        assert_eq!(l.failed(&[&alice], T0), vec![alice.clone()]);
+        assert_eq!(l.locked(&[&alice], T0), Some(30));
+        assert_eq!(l.locked(&[&alice], T0 + 29_500), Some(1));
+        assert_eq!(l.locked(&[&alice], T0 + 30_000), None);
+        l.failed(&[&alice], T0 + 30_000);
+        assert_eq!(l.locked(&[&alice], T0 + 30_000), Some(60));
+        l.failed(&[&alice], T0 + 90_000);
+        assert_eq!(l.locked(&[&alice], T0 + 90_000), Some(120));
+        // Other keys are untouched.
+        assert_eq!(l.locked(&[&Key::Account("bob".into())], T0), None);
+        // A success resets.
+        l.succeeded(&alice);
+        assert_eq!(l.locked(&[&alice], T0 + 90_000), None);
+    }
+
+    #[test]
+    fn lock_is_capped_and_counts_decay() {
+        let l = limiter();
+        let k = Key::Ip("10.0.0.1".into());
+        let mut now = T0;
+        for _ in 0..80 {
+            l.failed(&[&k], now);
+            now += 1000;
+        }
+        let left = l.locked(&[&k], now).unwrap_or(0);
+        assert!(left <= 3600 && left > 3500, "{left}");
+        // An hour after the lock ended and the last failure, all is forgotten.
+        now += 2 * 3600 * 1000;
+        assert!(l.failed(&[&k], now).is_empty());
+        assert_eq!(l.locked(&[&k], now), None);
+    }
+
+    #[test]
+    fn registration_window() {
+        let l = limiter();
+        for _ in 0..60 {
+            assert!(l.admit(Action::Register, "1.2.3.4", T0).is_ok());
+        }
+        assert_eq!(l.admit(Action::Register, "1.2.3.4", T0 + 1000), Err(599));
+        assert!(l.admit(Action::Link, "1.2.3.4", T0).is_ok());
+        assert!(l.admit(Action::Register, "5.6.7.8", T0).is_ok());
+        assert!(l.admit(Action::Register, "1.2.3.4", T0 + 600_000).is_ok());
+    }
+
+    #[test]
+    fn tables_stay_bounded() {
+        let l = Limiter::new(RateLimits {
+            max_tracked_keys: 1000,
+            ..RateLimits::default()
+        });
+        for i in 0..5000u64 {
+            l.failed(&[&Key::Ip(format!("ip{i}"))], T0 + i);
+            let _ = l.admit(Action::Register, &format!("ip{i}"), T0 + i);
+        }
+        let (f, w) = l.len();
+        assert!(f <= 1000 && w <= 1000, "{f} {w}");
+        // The most recent keys survive.
+        l.evict_stale(T0 + 5000);
+        assert!(l.len().0 > 0);
+        l.evict_stale(T0 + 10 * 3600 * 1000);
+        assert_eq!(l.len(), (0, 0));
+    }
+}
