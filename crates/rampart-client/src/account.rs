@@ -84,7 +84,10 @@ impl Client {
     }
 
     /// Replaces all recovery codes with new ones (needs a current code).
-    pub async fn regenerate_recovery_codes(&self, code: &str) -> Result<RecoveryCodes, ClientError> {
+    pub async fn regenerate_recovery_codes(
+        &self,
+        code: &str,
+    ) -> Result<RecoveryCodes, ClientError> {
         self.http
             .post(
                 "/v1/2fa/recovery-codes",
@@ -155,7 +158,11 @@ impl Client {
     /// if the identity key never certified it).
     pub(crate) async fn check_own_devices(&mut self) -> Result<(), ClientError> {
         let devices = self.devices().await?;
-        let known_raw = self.store.app().meta(META_KNOWN_DEVICES)?.unwrap_or_default();
+        let known_raw = self
+            .store
+            .app()
+            .meta(META_KNOWN_DEVICES)?
+            .unwrap_or_default();
         let known_text = String::from_utf8_lossy(&known_raw).into_owned();
         let known: Vec<&str> = known_text.split(',').filter(|s| !s.is_empty()).collect();
         let mut changed = false;
@@ -215,11 +222,7 @@ impl Client {
             .collect();
         let mut removed_from = 0;
         for group in groups {
-            if !self
-                .members(&group)?
-                .iter()
-                .any(|(_, d)| *d == device)
-            {
+            if !self.members(&group)?.iter().any(|(_, d)| *d == device) {
                 continue;
             }
             let targets = [device];

@@ -748,7 +748,10 @@ impl Client {
         let mut verified = vec![];
         for user in &claimed.users {
             let account_key: [u8; 32] = user.identity_key.as_slice().try_into().map_err(|_| {
-                ClientError::Protocol(format!("the identity key of @{} is malformed", user.username))
+                ClientError::Protocol(format!(
+                    "the identity key of @{} is malformed",
+                    user.username
+                ))
             })?;
             let mut found = false;
             for kp in &user.key_packages {

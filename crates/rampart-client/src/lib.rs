@@ -23,8 +23,8 @@ mod transport;
 
 pub use account::{DeviceEntry, Revoked, Verification};
 pub use client::{Alert, Client, GroupSummary, Registration, Target};
-pub use link::{Approved, LinkDisplay};
 pub use error::ClientError;
+pub use link::{Approved, LinkDisplay};
 pub use rampart_core::Event;
 pub use store::HistoryEntry;
 pub use transport::{Http, Socket};

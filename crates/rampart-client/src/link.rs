@@ -13,9 +13,7 @@ use crate::transport::Http;
 use rampart_core::content::Body;
 use rampart_core::link::{self, LinkCode, LinkOffer};
 use rampart_core::{ConversationState, DeviceCredential, Engine};
-use rampart_proto::api::{
-    DeviceList, LinkPoll, LinkRequest, LinkStatus, LinkTicket, UserInfo,
-};
+use rampart_proto::api::{DeviceList, LinkPoll, LinkRequest, LinkStatus, LinkTicket, UserInfo};
 use rampart_proto::{DeviceId, ErrorCode, GroupId};
 use rand::RngCore as _;
 use serde::Serialize;
@@ -170,10 +168,7 @@ impl Client {
             })?;
         let approval = link::approve(&code, &request, &self.username, &self.identity)?;
         self.http
-            .post::<_, ()>(
-                &format!("/v1/link/{}/approve", code.link_id()),
-                &approval,
-            )
+            .post::<_, ()>(&format!("/v1/link/{}/approve", code.link_id()), &approval)
             .await?;
         self.connect().await?;
         let groups: Vec<GroupId> = self
@@ -228,7 +223,9 @@ impl Client {
         let deadline = tokio::time::Instant::now() + KEY_PACKAGE_WAIT;
         loop {
             let me = self.username.clone();
-            let found = self.claim(std::slice::from_ref(&me), Some(vec![device])).await?;
+            let found = self
+                .claim(std::slice::from_ref(&me), Some(vec![device]))
+                .await?;
             if let Some(kp) = found.into_iter().find(|k| k.device == device) {
                 return Ok(kp);
             }

@@ -310,7 +310,9 @@ impl Engine {
             Observed::Changed { was_verified: true } => {
                 return Err(CoreError::VerificationRequired(cred.user));
             }
-            Observed::Changed { was_verified: false } => true,
+            Observed::Changed {
+                was_verified: false,
+            } => true,
             Observed::Same | Observed::Pinned => {
                 let pin = app.identity_pin(&cred.user).map_err(CoreError::store)?;
                 if pin.is_some_and(|p| p.trust == trust::Trust::Broken) {
@@ -1091,6 +1093,8 @@ impl Engine {
                         Ok(vec![Event::Renamed { group, name }])
                     }
                     body @ Body::Text(_) => {
+                        // Sent by this account (from another of its devices).
+                        let outgoing = sender.user == self.user;
                         let stored = StoredMessage {
                             id: decoded.id,
                             group,
@@ -1099,7 +1103,7 @@ impl Engine {
                             sent_at: decoded.sent_at,
                             received_at: now,
                             body,
-                            outgoing: sender.device == self.device,
+                            outgoing,
                         };
                         if app.insert_message(&stored).map_err(CoreError::store)? {
                             Ok(vec![Event::Message(stored)])
@@ -1144,9 +1148,10 @@ impl Engine {
                         group,
                         &mut events,
                     )?;
+                    // A 1:1 only ever holds devices of its two users (a
+                    // newly linked device of either is fine).
                     if group.kind() == GroupKind::Direct
-                        && GroupId::direct(&cred.user, &sender.user) != group
-                        && GroupId::direct(&cred.user, &self.user) != group
+                        && !members_before.iter().any(|(_, c)| c.user == cred.user)
                     {
                         return Err(CoreError::Invalid(
                             "commit adds a third person to a 1:1 conversation",

@@ -166,7 +166,10 @@ impl LinkOffer {
 
     /// Opens an approval: the account's name, its identity key, and this
     /// device's certificate (checked to verify under that key).
-    pub fn accept(&self, result: &LinkResult) -> Result<(Username, IdentityKey, [u8; 64]), CoreError> {
+    pub fn accept(
+        &self,
+        result: &LinkResult,
+    ) -> Result<(Username, IdentityKey, [u8; 64]), CoreError> {
         let approver: [u8; PUBLIC_KEY_LEN] = result
             .ephemeral_key
             .as_slice()
@@ -191,7 +194,9 @@ impl LinkOffer {
                     },
                 )
                 .map_err(|_| {
-                    link_error("the approval was not sealed for this code (wrong code, or tampered)")
+                    link_error(
+                        "the approval was not sealed for this code (wrong code, or tampered)",
+                    )
                 })?,
         );
         let mut r = Reader::new(&plain);
@@ -370,7 +375,9 @@ mod tests {
         let code = LinkCode::parse(&shown.to_lowercase()).unwrap();
         assert_eq!(code.link_id(), "ABCDEFGH");
         assert_eq!(
-            LinkCode::parse(&offer.qr_payload("ABCDEFGH")).unwrap().link_id(),
+            LinkCode::parse(&offer.qr_payload("ABCDEFGH"))
+                .unwrap()
+                .link_id(),
             "ABCDEFGH"
         );
         let approval = approve(&code, &request, &alice, &identity).unwrap();
@@ -406,7 +413,12 @@ mod tests {
 
     #[test]
     fn malformed_codes_are_errors() {
-        for bad in ["", "ABCD", "ABCD-EFGH-IJKL-MNOP-QRST-UVW0", &"A".repeat(200)] {
+        for bad in [
+            "",
+            "ABCD",
+            "ABCD-EFGH-IJKL-MNOP-QRST-UVW0",
+            &"A".repeat(200),
+        ] {
             assert!(LinkCode::parse(bad).is_err(), "{bad}");
         }
     }

@@ -248,7 +248,13 @@ fn changed_identity_of_a_verified_contact_blocks_sending() {
     let bob = Device::new("bob", 0xb1);
     // Alice knows bob's real identity key and verified it.
     alice.fetch_kp(&bob);
-    alice.app.pins.borrow_mut().get_mut(&bob.user).unwrap().trust = Trust::Verified;
+    alice
+        .app
+        .pins
+        .borrow_mut()
+        .get_mut(&bob.user)
+        .unwrap()
+        .trust = Trust::Verified;
     let group = group_of(&mut ds, 23, &mut [&mut alice, &mut carol]);
     let epoch = alice.epoch(&group);
 

@@ -2,6 +2,7 @@
 //! directory and prints text for people or, with `--json`, one JSON document
 //! for scripts.
 
+use crate::account_cmd::{self, DevicesCommand, PasswordCommand, TwoFactorCommand};
 use crate::{bench, demo, server_cmd};
 use anyhow::Context as _;
 use rampart_client::{Client, ClientError, Event, HistoryEntry, Registration, Target};
@@ -56,7 +57,40 @@ enum Command {
         /// Username (defaults to the profile's).
         #[arg(long)]
         username: Option<String>,
+        /// A two-factor code (or recovery code); asked for when needed.
+        #[arg(long)]
+        totp: Option<String>,
     },
+    /// Make this machine a new device of an existing account: shows a code to
+    /// approve on a device already signed in (`rampart devices approve`).
+    Link {
+        /// Server URL, e.g. https://chat.example.org
+        #[arg(long)]
+        server: String,
+        /// A name for this device, shown in device lists.
+        #[arg(long, default_value = "cli")]
+        device_name: String,
+    },
+    /// Two-factor authentication (TOTP): enable, disable, recovery codes, status.
+    #[command(name = "2fa", subcommand)]
+    TwoFactor(TwoFactorCommand),
+    /// Change the account password.
+    #[command(subcommand)]
+    Password(PasswordCommand),
+    /// This account's devices: list (default), revoke, approve a new one.
+    Devices {
+        #[command(subcommand)]
+        command: Option<DevicesCommand>,
+    },
+    /// Show the safety number with @USER; `--confirm` marks them verified.
+    Verify {
+        user: String,
+        /// You compared the numbers and they match.
+        #[arg(long)]
+        confirm: bool,
+    },
+    /// Recent security events of this account (logins, 2FA, devices).
+    SecurityEvents,
     /// End this device's session.
     Logout,
     /// Show the account and device of this profile.
@@ -121,7 +155,7 @@ fn default_profile() -> PathBuf {
 }
 
 /// A secret from the environment or a prompt.
-fn secret(env: &str, prompt: &str, confirm: bool) -> anyhow::Result<String> {
+pub(crate) fn secret(env: &str, prompt: &str, confirm: bool) -> anyhow::Result<String> {
     if let Ok(v) = std::env::var(env) {
         return Ok(v);
     }
@@ -138,7 +172,7 @@ fn secret(env: &str, prompt: &str, confirm: bool) -> anyhow::Result<String> {
     Ok(first)
 }
 
-fn open(profile: &Path) -> anyhow::Result<Client> {
+pub(crate) fn open(profile: &Path) -> anyhow::Result<Client> {
     if !rampart_client::store::Store::exists(profile) {
         return Err(ClientError::NoProfile(profile.to_path_buf()).into());
     }
@@ -146,11 +180,11 @@ fn open(profile: &Path) -> anyhow::Result<Client> {
     Ok(Client::open(profile, &passphrase)?)
 }
 
-fn parse_user(s: &str) -> anyhow::Result<Username> {
+pub(crate) fn parse_user(s: &str) -> anyhow::Result<Username> {
     Username::parse(s).map_err(|e| anyhow::anyhow!("{s:?}: {e}"))
 }
 
-fn time(ms: u64) -> String {
+pub(crate) fn time(ms: u64) -> String {
     let secs = (ms / 1000) as i64;
     // UTC hh:mm:ss and the date; no time-zone database needed.
     let days = secs.div_euclid(86_400);
@@ -253,10 +287,19 @@ fn describe(client: &Client, event: &Event) -> Option<String> {
             "* you are no longer a member of {}",
             client.conversation_label(group)
         ),
-        Event::IdentityChanged { user, group } => format!(
-            "!!! WARNING: the identity key of @{user} CHANGED (in {}). Their devices were refused. \
-             This can mean an attack; verify with them in person before trusting them again.",
-            client.conversation_label(group)
+        Event::IdentityChanged {
+            user,
+            group,
+            was_verified,
+        } => format!(
+            "!!! WARNING: the identity key of @{user} CHANGED (in {}). This can mean an attack; \
+             compare safety numbers with `rampart verify @{user}`.{}",
+            client.conversation_label(group),
+            if *was_verified {
+                " You had verified them: nothing is sent to them until you confirm again."
+            } else {
+                ""
+            }
         ),
         Event::ProposalQueued { .. } | Event::Dropped { .. } => return None,
     })
@@ -331,11 +374,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             client.close().await;
             Ok(())
         }
-        Command::Login { server, username } => {
+        Command::Login {
+            server,
+            username,
+            totp,
+        } => {
             if !rampart_client::store::Store::exists(&profile) {
                 anyhow::bail!(
-                    "no profile in {}. Logging in a brand-new device needs device linking (coming with account security); \
-                     on this device run `rampart register`, or pass the --profile you registered with",
+                    "no profile in {}. To sign in on a new machine, run `rampart link --server URL` there \
+                     and approve it from a device already signed in; or pass the --profile you registered with",
                     profile.display()
                 );
             }
@@ -351,7 +398,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 anyhow::bail!("this profile belongs to {}, not {s}", client.server());
             }
             let password = secret("RAMPART_PASSWORD", "account password", false)?;
-            client.login(&password).await?;
+            match client.login(&password, totp.as_deref()).await {
+                Err(e)
+                    if e.code() == Some(rampart_proto::ErrorCode::TwoFactorRequired)
+                        && totp.is_none() =>
+                {
+                    if !std::io::stdin().is_terminal() {
+                        anyhow::bail!(
+                            "this account has two-factor authentication: pass --totp CODE (a code from your app, or a recovery code)"
+                        );
+                    }
+                    let code = rpassword::prompt_password("two-factor code: ")?;
+                    client.login(&password, Some(code.trim())).await?;
+                }
+                other => other?,
+            }
             if json {
                 println!(
                     "{}",
@@ -434,10 +495,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Group(g) => group(&profile, g, json).await,
+        Command::Link {
+            server,
+            device_name,
+        } => account_cmd::link(&profile, &server, &device_name, json).await,
+        Command::TwoFactor(c) => account_cmd::two_factor(&profile, c, json).await,
+        Command::Password(c) => account_cmd::password(&profile, c, json).await,
+        Command::Devices { command } => account_cmd::devices(&profile, command, json).await,
+        Command::Verify { user, confirm } => {
+            account_cmd::verify(&profile, &user, confirm, json).await
+        }
+        Command::SecurityEvents => account_cmd::security_events(&profile, json).await,
         Command::Sync => {
             let mut client = open(&profile)?;
             let events = client.sync().await?;
             print_events(&client, &events, json);
+            account_cmd::print_alerts(&client.take_alerts(), json);
             let messages = events
                 .iter()
                 .filter(|e| matches!(e, Event::Message(_)))
@@ -455,6 +528,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         Command::Inbox { all } => {
             let client = open(&profile)?;
+            account_cmd::print_changed_contacts(&client, json)?;
             let entries = client.inbox(all)?;
             print_entries(&client, &entries, json)
         }

@@ -2,6 +2,7 @@
 //! benchmarks, in one binary. `main` stays thin: it parses arguments, runs the
 //! command and turns its outcome into an exit code.
 
+mod account_cmd;
 mod bench;
 mod cli;
 mod demo;

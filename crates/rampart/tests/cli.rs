@@ -119,7 +119,7 @@ fn cli_round_trip_with_invites_and_a_sigkilled_server() {
     let out = rampart(
         &bob,
         &["register", "--server", &url, "--username", "bob"],
-        "bob-password-123",
+        "river-stone-913",
     );
     assert!(!out.status.success());
     assert!(
@@ -142,7 +142,7 @@ fn cli_round_trip_with_invites_and_a_sigkilled_server() {
             "--invite",
             &invite,
         ],
-        "alice-password-1",
+        "tulip-garden-41",
     ));
     let out = rampart(
         &bob,
@@ -155,7 +155,7 @@ fn cli_round_trip_with_invites_and_a_sigkilled_server() {
             "--invite",
             &invite,
         ],
-        "bob-password-123",
+        "river-stone-913",
     );
     assert!(!out.status.success(), "an invite is single-use");
     let admin = Command::new(BIN)
@@ -174,7 +174,7 @@ fn cli_round_trip_with_invites_and_a_sigkilled_server() {
             "--invite",
             &bob_invite,
         ],
-        "bob-password-123",
+        "river-stone-913",
     ));
 
     let who: serde_json::Value =
@@ -234,7 +234,7 @@ fn cli_round_trip_with_invites_and_a_sigkilled_server() {
         "{:?}",
         out
     );
-    ok(rampart(&bob, &["login"], "bob-password-123"));
+    ok(rampart(&bob, &["login"], "river-stone-913"));
     ok(rampart(&bob, &["sync"], ""));
 
     // A wrong passphrase is a clean error that reveals nothing.

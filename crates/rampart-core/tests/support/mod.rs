@@ -13,8 +13,8 @@
 use openmls_memory_storage::MemoryStorage;
 use rampart_core::content::Body;
 use rampart_core::{
-    AppStore, Conversation, CoreError, DeviceCredential, Engine, Event, IdentityKey, PendingCommit,
-    IdentityPin, Provider, StoredMessage, Trust, VerifiedKeyPackage,
+    AppStore, Conversation, CoreError, DeviceCredential, Engine, Event, IdentityKey, IdentityPin,
+    PendingCommit, Provider, StoredMessage, Trust, VerifiedKeyPackage,
 };
 use rampart_proto::frame::{CommitBundle, Create, Delivery, DeliveryKind};
 use rampart_proto::{DeviceId, GroupId, Millis, Username};
