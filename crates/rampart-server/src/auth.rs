@@ -135,8 +135,8 @@ async fn authenticate(state: &AppState, token: &str, ip: ClientIp) -> Result<Aut
             .execute(&mut *tx)
             .await?;
         if deleted.rows_affected() == 1 {
-            let event = Event::new(SecurityEventKind::SessionExpired, Some(user_id), ip)
-                .device(device_id);
+            let event =
+                Event::new(SecurityEventKind::SessionExpired, Some(user_id), ip).device(device_id);
             security_events::record(&mut *tx, now, &event).await?;
         }
         tx.commit().await?;
@@ -204,9 +204,9 @@ pub fn check_certificate(
     signature_key: &[u8],
     certificate: &[u8],
 ) -> Result<(), ApiError> {
-    let identity: [u8; PUBLIC_KEY_LEN] = identity_key.try_into().map_err(|_| {
-        ApiError::bad_request("identity_key must be a 32-byte Ed25519 public key")
-    })?;
+    let identity: [u8; PUBLIC_KEY_LEN] = identity_key
+        .try_into()
+        .map_err(|_| ApiError::bad_request("identity_key must be a 32-byte Ed25519 public key"))?;
     let identity = VerifyingKey::from_bytes(&identity)
         .map_err(|_| ApiError::bad_request("identity_key is not a valid Ed25519 public key"))?;
     if signature_key.len() != PUBLIC_KEY_LEN {
@@ -356,7 +356,10 @@ pub async fn register(
             .execute(&mut *tx)
             .await?;
     }
-    for kind in [SecurityEventKind::Registered, SecurityEventKind::DeviceAdded] {
+    for kind in [
+        SecurityEventKind::Registered,
+        SecurityEventKind::DeviceAdded,
+    ] {
         let event = Event::new(kind, Some(user_id), ip).device(req.device.device_id);
         security_events::record(&mut *tx, now, &event).await?;
     }

@@ -45,7 +45,11 @@ impl ClientIp {
 }
 
 fn forwarded_for(parts: &Parts) -> Option<IpAddr> {
-    let last_header = parts.headers.get_all("x-forwarded-for").iter().next_back()?;
+    let last_header = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()?;
     let last = last_header.to_str().ok()?.rsplit(',').next()?.trim();
     last.parse::<IpAddr>()
         .ok()

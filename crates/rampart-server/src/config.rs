@@ -188,7 +188,11 @@ impl ServerConfig {
                 "session_idle_secs",
                 "must be at least 60",
             ),
-            (r.lock_secs == 0, "rate_limits.lock_secs", "must be at least 1"),
+            (
+                r.lock_secs == 0,
+                "rate_limits.lock_secs",
+                "must be at least 1",
+            ),
             (
                 r.max_lock_secs < r.lock_secs,
                 "rate_limits.max_lock_secs",
@@ -287,10 +291,9 @@ mod tests {
 
     #[test]
     fn toml_security_settings() {
-        let c: ServerConfig = toml::from_str(
-            "session_idle_secs = 600\n[rate_limits]\naccount_free_failures = 3\n",
-        )
-        .unwrap_or_else(|e| unreachable!("{e}"));
+        let c: ServerConfig =
+            toml::from_str("session_idle_secs = 600\n[rate_limits]\naccount_free_failures = 3\n")
+                .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(c.session_idle_secs, 600);
         assert_eq!(c.rate_limits.account_free_failures, 3);
         assert_eq!(c.rate_limits.ip_free_failures, 50);

@@ -70,13 +70,12 @@ pub async fn revoke(
     }
     let now = state.now();
     let mut tx = state.pool.begin_with("BEGIN IMMEDIATE").await?;
-    let revoked = sqlx::query(
-        "UPDATE devices SET revoked = 1 WHERE id = ? AND user_id = ? AND revoked = 0",
-    )
-    .bind(device_to_db(device))
-    .bind(auth.user_id)
-    .execute(&mut *tx)
-    .await?;
+    let revoked =
+        sqlx::query("UPDATE devices SET revoked = 1 WHERE id = ? AND user_id = ? AND revoked = 0")
+            .bind(device_to_db(device))
+            .bind(auth.user_id)
+            .execute(&mut *tx)
+            .await?;
     if revoked.rows_affected() != 1 {
         return Err(no_such_device());
     }
@@ -94,7 +93,9 @@ pub async fn revoke(
     // The delivery actor owns the queues and sockets: it closes the
     // connection, empties the queue and stops queueing for the device.
     if !state.delivery.revoke(device).await {
-        return Err(ApiError::internal("the delivery service did not confirm a revocation"));
+        return Err(ApiError::internal(
+            "the delivery service did not confirm a revocation",
+        ));
     }
     tracing::info!(user = %auth.username, %device, by = %auth.device_id, "device revoked");
     Ok(StatusCode::NO_CONTENT)

@@ -123,7 +123,11 @@ pub async fn claim(
             format!("at most {MAX_CLAIM_USERS} users per claim"),
         ));
     }
-    if req.devices.as_ref().is_some_and(|d| d.len() > MAX_CLAIM_DEVICES) {
+    if req
+        .devices
+        .as_ref()
+        .is_some_and(|d| d.len() > MAX_CLAIM_DEVICES)
+    {
         return Err(ApiError::new(
             ErrorCode::TooLarge,
             format!("at most {MAX_CLAIM_DEVICES} devices per claim"),

@@ -126,7 +126,10 @@ impl Server {
 
     /// [`Server::open`] with the clock that 2FA, lockouts, session expiry
     /// and link codes read (a [`Clock::manual`] in tests).
-    pub async fn open_with_clock(config: ServerConfig, clock: Clock) -> Result<Server, ServerError> {
+    pub async fn open_with_clock(
+        config: ServerConfig,
+        clock: Clock,
+    ) -> Result<Server, ServerError> {
         config.validate()?;
         let tls = match config.tls() {
             Some((cert, key)) => Some(tls::load(cert, key)?),

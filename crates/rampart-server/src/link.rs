@@ -83,7 +83,9 @@ fn exact_len(field: &str, bytes: &[u8], len: usize) -> Result<(), ApiError> {
     if bytes.len() == len {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!("{field} must be {len} bytes")))
+        Err(ApiError::bad_request(format!(
+            "{field} must be {len} bytes"
+        )))
     }
 }
 
@@ -223,7 +225,9 @@ pub async fn approve(
     .await?
     .ok_or_else(no_such_link)?;
     if row.try_get::<Option<i64>, _>("approved_by")?.is_some() {
-        return Err(ApiError::conflict("that device-link request was already approved"));
+        return Err(ApiError::conflict(
+            "that device-link request was already approved",
+        ));
     }
     let device_db: i64 = row.try_get("device_id")?;
     let device = device_from_db(device_db).ok_or_else(|| ApiError::internal("device 0"))?;
@@ -402,10 +406,7 @@ mod tests {
             assert_eq!(parse_link_id(&id), Some(id.clone()));
             assert_eq!(parse_link_id(&id.to_lowercase()), Some(id.clone()));
         }
-        assert_eq!(
-            parse_link_id("abcd-efgh"),
-            Some("ABCDEFGH".to_owned())
-        );
+        assert_eq!(parse_link_id("abcd-efgh"), Some("ABCDEFGH".to_owned()));
         assert_eq!(parse_link_id("ABCDEFG0"), None);
         assert_eq!(parse_link_id("ABCDEFGHJ"), None);
         assert_eq!(parse_link_id(&"A".repeat(1000)), None);

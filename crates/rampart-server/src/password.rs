@@ -267,7 +267,10 @@ mod tests {
             .unwrap()
             .to_string();
         assert_eq!(code(&common), Some(ErrorCode::WeakPassword));
-        assert_eq!(code(&"x".repeat(MAX_PASSWORD_LEN + 1)), Some(ErrorCode::WeakPassword));
+        assert_eq!(
+            code(&"x".repeat(MAX_PASSWORD_LEN + 1)),
+            Some(ErrorCode::WeakPassword)
+        );
         assert_eq!(code("correct horse battery"), None);
         // Twelve characters, not bytes.
         assert_eq!(code("ééééééééééé"), Some(ErrorCode::WeakPassword));

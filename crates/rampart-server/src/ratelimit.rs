@@ -177,7 +177,10 @@ impl Limiter {
             };
         }
         if window.count >= limit {
-            return Err(secs_until(window.start_ms.saturating_add(window_ms), now_ms));
+            return Err(secs_until(
+                window.start_ms.saturating_add(window_ms),
+                now_ms,
+            ));
         }
         window.count += 1;
         Ok(())

@@ -47,7 +47,11 @@ pub fn step(unix_secs: u64) -> u64 {
 
 /// The 6-digit code of one step, zero-padded.
 pub fn code_at_step(secret: &[u8], step: u64) -> String {
-    format!("{:0width$}", hotp(secret, step, DIGITS), width = DIGITS as usize)
+    format!(
+        "{:0width$}",
+        hotp(secret, step, DIGITS),
+        width = DIGITS as usize
+    )
 }
 
 /// The 6-digit code for a Unix time, zero-padded, as an authenticator shows it.
@@ -189,10 +193,7 @@ mod tests {
             assert_eq!(base32_encode(plain.as_bytes()), encoded);
             assert_eq!(base32_decode(encoded), Some(plain.as_bytes().to_vec()));
         }
-        assert_eq!(
-            base32_decode("mzxw6ytboi======"),
-            Some(b"foobar".to_vec())
-        );
+        assert_eq!(base32_decode("mzxw6ytboi======"), Some(b"foobar".to_vec()));
         assert_eq!(base32_decode("MZXW 6YTB-OI"), Some(b"foobar".to_vec()));
         assert_eq!(base32_decode("MZ1"), None);
         let secret: Vec<u8> = (0..20).collect();

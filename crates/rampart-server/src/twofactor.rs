@@ -64,12 +64,11 @@ fn not_enabled() -> ApiError {
 
 /// Whether the account has an active TOTP secret.
 pub async fn is_enabled(pool: &SqlitePool, user_id: i64) -> Result<bool, ApiError> {
-    let found: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM two_factor WHERE user_id = ? AND secret IS NOT NULL",
-    )
-    .bind(user_id)
-    .fetch_optional(pool)
-    .await?;
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM two_factor WHERE user_id = ? AND secret IS NOT NULL")
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?;
     Ok(found.is_some())
 }
 

@@ -83,7 +83,11 @@ async fn run(socket: WebSocket, state: AppState, device: DeviceId) {
     let (mut sink, mut stream) = socket.split();
     let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(CONNECTION_BUFFER);
     let (kick_tx, mut kick_rx) = oneshot::channel::<&'static str>();
-    let Some(backlog_until) = state.delivery.connect(device, conn_id, out_tx, kick_tx).await else {
+    let Some(backlog_until) = state
+        .delivery
+        .connect(device, conn_id, out_tx, kick_tx)
+        .await
+    else {
         let _ = sink
             .send(error_frame(
                 ErrorCode::Unauthorized,

@@ -12,7 +12,7 @@ use openmls_rust_crypto::OpenMlsRustCrypto;
 use rampart_proto::api::{NewDevice, RegisterRequest, SessionResponse};
 use rampart_proto::frame::{ClientFrame, ServerFrame};
 use rampart_proto::{DeviceId, GroupId, Username};
-use rampart_server::{Registration, Server, ServerConfig};
+use rampart_server::{Clock, Registration, Server, ServerConfig};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -30,13 +30,26 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(dir: &Path, registration: Registration) -> Self {
+        Self::start_with(
+            ServerConfig {
+                registration,
+                ..ServerConfig::default()
+            },
+            dir,
+            Clock::system(),
+        )
+        .await
+    }
+
+    /// A server with this configuration (its data dir and listen address
+    /// are replaced) and clock.
+    pub async fn start_with(config: ServerConfig, dir: &Path, clock: Clock) -> Self {
         let config = ServerConfig {
             data_dir: dir.to_owned(),
             listen: "127.0.0.1:0".parse().unwrap(),
-            registration,
-            ..ServerConfig::default()
+            ..config
         };
-        let server = Server::open(config).await.unwrap();
+        let server = Server::open_with_clock(config, clock).await.unwrap();
         let first_invite = server.first_invite().map(str::to_owned);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -139,6 +152,69 @@ pub async fn register(
         token: session.token,
         identity,
     }
+}
+
+/// Links a new device to `owner`'s account through the whole HTTP flow
+/// (start, get, approve with a certificate from the owner's identity key,
+/// poll) and returns the new device's session token.
+pub async fn link_device(
+    http: &reqwest::Client,
+    server: &TestServer,
+    owner: &Account,
+    device: u64,
+) -> String {
+    use rampart_proto::api::{LinkStatus, LinkTicket};
+    let device_id = DeviceId::new(device).unwrap();
+    let signature_key = vec![device as u8; 32];
+    let ticket: LinkTicket = http
+        .post(server.url("/v1/link"))
+        .json(&serde_json::json!({
+            "device_id": device_id,
+            "name": "phone",
+            "signature_key": b64(&signature_key),
+            "ephemeral_key": b64(&[9u8; 32]),
+            "mac": b64(&[7u8; 32]),
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cert = owner
+        .identity
+        .sign(&rampart_proto::device_certificate_message(
+            &owner.username,
+            device_id,
+            &signature_key,
+        ));
+    let resp = http
+        .post(server.url(&format!("/v1/link/{}/approve", ticket.link_id)))
+        .bearer_auth(&owner.token)
+        .json(&serde_json::json!({
+            "certificate": b64(&cert.to_bytes()),
+            "ephemeral_key": b64(&[5u8; 32]),
+            "sealed": b64(b"sealed identity"),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        204,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let status: LinkStatus = http
+        .post(server.url(&format!("/v1/link/{}/poll", ticket.link_id)))
+        .json(&serde_json::json!({ "poll_secret": ticket.poll_secret }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    status.approved.unwrap().session.token
 }
 
 pub fn b64(bytes: &[u8]) -> String {
