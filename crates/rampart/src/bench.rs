@@ -501,6 +501,11 @@ impl BenchServer {
                         data_dir,
                         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                         registration: rampart_server::Registration::Open,
+                        // A load generator registers many accounts from one address.
+                        rate_limits: rampart_server::config::RateLimits {
+                            registrations_per_ip: u32::MAX,
+                            ..Default::default()
+                        },
                         ..Default::default()
                     };
                     let opened = async {

@@ -376,3 +376,131 @@ fn server_serves_https_with_the_given_certificate() {
         assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
     });
 }
+
+fn json_of(out: Output) -> serde_json::Value {
+    serde_json::from_str(&ok(out)).unwrap()
+}
+
+fn invite_for(data: &Path) -> String {
+    let admin = Command::new(BIN)
+        .args(["admin", "invite", "--data", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    ok(admin).trim().to_owned()
+}
+
+#[test]
+fn cli_two_factor_devices_and_safety_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let (_server, invite) = start_server(&data, port);
+    let alice = tmp.path().join("alice");
+    let bob = tmp.path().join("bob");
+    let register = |profile: &Path, name: &str, invite: &str, password: &str| {
+        ok(rampart(
+            profile,
+            &[
+                "register",
+                "--server",
+                &url,
+                "--username",
+                name,
+                "--invite",
+                invite,
+            ],
+            password,
+        ))
+    };
+    register(&alice, "alice", &invite.unwrap(), "tulip-garden-41");
+    register(&bob, "bob", &invite_for(&data), "river-stone-913");
+
+    // A common password is refused with a clear reason.
+    let weak = rampart(
+        &tmp.path().join("carol"),
+        &[
+            "register",
+            "--server",
+            &url,
+            "--username",
+            "carol",
+            "--invite",
+            &invite_for(&data),
+        ],
+        "qwertyuiop123",
+    );
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("weak_password"));
+
+    // `2fa enable`: the secret comes out, the code goes in on stdin.
+    let mut enable = Command::new(BIN)
+        .arg("--profile")
+        .arg(&alice)
+        .args(["--json", "2fa", "enable"])
+        .env("RAMPART_PASSWORD", "tulip-garden-41")
+        .env("RAMPART_PASSPHRASE", "cli test passphrase")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(enable.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let setup: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let secret = rampart_server::totp::base32_decode(setup["secret"].as_str().unwrap()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    {
+        use std::io::Write as _;
+        let mut stdin = enable.stdin.take().unwrap();
+        writeln!(stdin, "{}", rampart_server::totp::code(&secret, now)).unwrap();
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(enable.wait().unwrap().success(), "{rest}");
+    let enabled: serde_json::Value = serde_json::from_str(rest.trim()).unwrap();
+    assert_eq!(enabled["recovery_codes"].as_array().unwrap().len(), 10);
+
+    // The password alone no longer logs in; password and code do.
+    ok(rampart(&alice, &["logout"], ""));
+    let refused = rampart(&alice, &["login"], "tulip-garden-41");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--totp"));
+    let next = rampart_server::totp::code(&secret, now + 30);
+    ok(rampart(
+        &alice,
+        &["login", "--totp", &next],
+        "tulip-garden-41",
+    ));
+    let status = json_of(rampart(&alice, &["--json", "2fa", "status"], ""));
+    assert_eq!(status["enabled"], true);
+
+    // Devices and security events.
+    let devices = json_of(rampart(&alice, &["--json", "devices"], ""));
+    let devices = devices.as_array().unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0]["current"], true);
+    assert_eq!(devices[0]["certified"], true);
+    let events = ok(rampart(&alice, &["--json", "security-events"], ""));
+    assert!(events.contains("two_factor_enabled"));
+    assert!(!events.contains(&next));
+
+    // Safety numbers agree on both sides; confirming marks bob verified.
+    let from_alice = json_of(rampart(&alice, &["--json", "verify", "@bob"], ""));
+    let from_bob = json_of(rampart(&bob, &["--json", "verify", "@alice"], ""));
+    assert_eq!(from_alice["safety_number"], from_bob["safety_number"]);
+    assert_eq!(from_alice["safety_number"].as_str().unwrap().len(), 60);
+    assert_eq!(from_alice["verified"], false);
+    let confirmed = json_of(rampart(
+        &alice,
+        &["--json", "verify", "@bob", "--confirm"],
+        "",
+    ));
+    assert_eq!(confirmed["verified"], true);
+    let text = ok(rampart(&alice, &["verify", "@bob"], ""));
+    assert!(text.contains("state: verified"), "{text}");
+}
