@@ -1893,3 +1893,46 @@ async fn router_without_connect_info_still_works() {
     assert!(list.events.iter().all(|e| e.ip.is_none()));
     task.abort();
 }
+
+#[tokio::test]
+async fn forwarded_for_is_trusted_only_behind_a_proxy() {
+    let http = reqwest::Client::new();
+    for (behind_tls_proxy, expected) in [(true, "203.0.113.9"), (false, "127.0.0.1")] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ServerConfig {
+            registration: Registration::Open,
+            behind_tls_proxy,
+            ..ServerConfig::default()
+        };
+        let server = TestServer::start_with(config, dir.path(), Clock::manual()).await;
+        let (req, _) = register_request("alice", 1, None);
+        let session: SessionResponse = ok(http
+            .post(server.url("/v1/register"))
+            // The proxy appends the address it saw; earlier entries are the client's claims.
+            .header("x-forwarded-for", "6.6.6.6, 203.0.113.9")
+            .json(&req)
+            .send()
+            .await
+            .unwrap())
+        .await;
+        let list: SecurityEventList = ok(call(
+            &http,
+            &server,
+            "GET",
+            "/v1/security-events",
+            Some(&session.token),
+            None,
+        )
+        .await)
+        .await;
+        assert!(!list.events.is_empty());
+        for event in &list.events {
+            assert_eq!(
+                event.ip.as_deref(),
+                Some(expected),
+                "proxy: {behind_tls_proxy}"
+            );
+        }
+        server.stop().await;
+    }
+}
