@@ -882,11 +882,31 @@ impl Client {
     ) -> Result<StoredMessage, ClientError> {
         let engine = &self.engine;
         let now = now_millis();
-        let (stored, message) = self
+        let (stored, mut message) = self
             .store
             .transact(|p, app| Ok(engine.send(p, app, &group, body, now)?))?;
-        self.send_mls(group, message).await?;
-        Ok(stored)
+        for _ in 0..COMMIT_ATTEMPTS {
+            match self.send_mls(group, message).await {
+                // A commit got in first: members it added could not read this
+                // epoch's copy. Catch up and encrypt the same message again.
+                Err(ClientError::Server {
+                    code: ErrorCode::StaleEpoch,
+                    current_epoch: Some(epoch),
+                    ..
+                }) => {
+                    self.catch_up(group, epoch).await?;
+                    let engine = &self.engine;
+                    message = self
+                        .store
+                        .transact(|p, app| Ok(engine.encrypt_again(p, app, &stored)?))?;
+                }
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(stored),
+            }
+        }
+        Err(ClientError::Timeout(
+            "sending while the conversation keeps changing",
+        ))
     }
 
     /// Sends one MLS message (application or proposal) and waits until the

@@ -870,26 +870,12 @@ impl Engine {
         {
             return Err(CoreError::TextTooLong(t.len()));
         }
-        let mut mls = Self::load_group(provider, group)?;
-        if !mls.is_active() {
-            return Err(CoreError::NotMember(*group));
-        }
-        let broken = app.broken_pins().map_err(CoreError::store)?;
-        if !broken.is_empty()
-            && let Some((_, c)) = Self::members(&mls)
-                .into_iter()
-                .find(|(_, c)| broken.contains(&c.user))
-        {
-            return Err(CoreError::VerificationRequired(c.user));
-        }
         let message = AppMessage {
             id: new_message_id(),
             sent_at: now,
             body,
         };
-        let out = mls
-            .create_message(provider, &self.signer, &message.encode())
-            .map_err(CoreError::mls("encrypt"))?;
+        let out = self.encrypt(provider, app, group, &message)?;
         let stored = StoredMessage {
             id: message.id,
             group: *group,
@@ -903,7 +889,62 @@ impl Engine {
         if matches!(stored.body, Body::Text(_)) {
             app.insert_message(&stored).map_err(CoreError::store)?;
         }
-        Ok((stored, serialize(&out, "message")?))
+        Ok((stored, out))
+    }
+
+    /// Encrypts an already sent message again, in the group's current epoch:
+    /// for a send the server refused because a commit got there first (the
+    /// members that commit added could not have read the old epoch's copy).
+    /// Same id, so recipients and the history see one message.
+    pub fn encrypt_again<S, A>(
+        &self,
+        provider: &Provider<S>,
+        app: &A,
+        stored: &StoredMessage,
+    ) -> Result<Vec<u8>, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+        A: AppStore,
+    {
+        let message = AppMessage {
+            id: stored.id,
+            sent_at: stored.sent_at,
+            body: stored.body.clone(),
+        };
+        self.encrypt(provider, app, &stored.group, &message)
+    }
+
+    /// Encrypts for the current members, unless one of them is a contact whose
+    /// identity key changed after the user verified it.
+    fn encrypt<S, A>(
+        &self,
+        provider: &Provider<S>,
+        app: &A,
+        group: &GroupId,
+        message: &AppMessage,
+    ) -> Result<Vec<u8>, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+        A: AppStore,
+    {
+        let mut mls = Self::load_group(provider, group)?;
+        if !mls.is_active() {
+            return Err(CoreError::NotMember(*group));
+        }
+        let broken = app.broken_pins().map_err(CoreError::store)?;
+        if !broken.is_empty()
+            && let Some((_, c)) = Self::members(&mls)
+                .into_iter()
+                .find(|(_, c)| broken.contains(&c.user))
+        {
+            return Err(CoreError::VerificationRequired(c.user));
+        }
+        let out = mls
+            .create_message(provider, &self.signer, &message.encode())
+            .map_err(CoreError::mls("encrypt"))?;
+        serialize(&out, "message")
     }
 
     /// Applies one delivery from the server. Errors are reserved for local
