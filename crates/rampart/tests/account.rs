@@ -127,9 +127,8 @@ async fn a_linked_device_joins_existing_conversations_and_a_revoked_one_is_cut_o
     );
 
     // New messages reach both of alice's devices; the laptop can send too.
-    // (bob's open socket may hold the commit that added the laptop unread:
-    // sync first so he encrypts for the current epoch.)
-    bob.sync().await.unwrap();
+    // Bob's open socket still holds the commit that added the laptop, unread:
+    // the server refuses his old-epoch copy and his client encrypts it again.
     bob.send_text(&user("alice"), "after linking")
         .await
         .unwrap();

@@ -277,10 +277,11 @@ impl Actor {
                 device,
                 msg,
                 kind,
+                epoch,
                 reply,
             } => {
                 let request_id = msg.request_id;
-                let result = self.send(batch, device, msg, kind).await;
+                let result = self.send(batch, device, msg, kind, epoch).await;
                 batch.replies.push((reply, answer(request_id, result)));
             }
             Op::Commit {
@@ -404,6 +405,7 @@ impl Actor {
         device: DeviceId,
         msg: SendMessage,
         kind: DeliveryKind,
+        message_epoch: u64,
     ) -> Result<(u64, bool), Rejection> {
         if let Some(epoch) = self.duplicate(device, msg.key) {
             return Ok((epoch, true));
@@ -412,6 +414,15 @@ impl Actor {
         let group = self.groups.get(&msg.group).ok_or_else(not_member)?;
         if !group.members.contains(&device) {
             return Err(not_member());
+        }
+        // A message of an older epoch is unreadable for devices a later
+        // commit added: the sender must catch up and encrypt it again.
+        if message_epoch != group.epoch {
+            return Err(Rejection {
+                code: ErrorCode::StaleEpoch,
+                message: "the group has moved on; process the newer commits and send again".into(),
+                current_epoch: Some(group.epoch),
+            });
         }
         let epoch = group.epoch;
         let recipients: Vec<DeviceId> = group

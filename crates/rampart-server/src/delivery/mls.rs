@@ -34,13 +34,14 @@ fn protocol_message(bytes: &[u8], group: &GroupId) -> Result<ProtocolMessage, Re
 }
 
 /// A send must be an encrypted application message or a public proposal.
-pub fn check_send(msg: &SendMessage) -> Result<DeliveryKind, Refusal> {
+/// Returns its kind and the epoch it was made in.
+pub fn check_send(msg: &SendMessage) -> Result<(DeliveryKind, u64), Refusal> {
     match protocol_message(&msg.message, &msg.group)? {
         ProtocolMessage::PrivateMessage(m) if m.content_type() == ContentType::Application => {
-            Ok(DeliveryKind::Application)
+            Ok((DeliveryKind::Application, m.epoch().as_u64()))
         }
         ProtocolMessage::PublicMessage(m) if m.content_type() == ContentType::Proposal => {
-            Ok(DeliveryKind::Proposal)
+            Ok((DeliveryKind::Proposal, m.epoch().as_u64()))
         }
         _ => Err(malformed(
             "send carries application messages as PrivateMessage or proposals as PublicMessage; commits go in a commit bundle",

@@ -36,6 +36,8 @@ pub enum Op {
         device: DeviceId,
         msg: SendMessage,
         kind: DeliveryKind,
+        /// The MLS epoch the message was made in.
+        epoch: u64,
         reply: oneshot::Sender<ServerFrame>,
     },
     /// A commit bundle whose framing [`mls::check_commit`] accepted.

@@ -240,10 +240,11 @@ async fn handle(state: &AppState, device: DeviceId, frame: ClientFrame) -> Handl
     };
     let op = match frame {
         ClientFrame::Send(msg) => match mls::check_send(&msg) {
-            Ok(kind) => Op::Send {
+            Ok((kind, epoch)) => Op::Send {
                 device,
                 msg,
                 kind,
+                epoch,
                 reply,
             },
             Err(r) => return Handled::Now(refusal(request_id, r)),
