@@ -2,6 +2,8 @@
 //! devices, verification by safety number, and devices the server injects.
 //! Real server on loopback, real clients, real databases.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use rampart_client::{Alert, Client, ClientError};
