@@ -62,6 +62,16 @@ async fn ok<T: DeserializeOwned>(resp: reqwest::Response) -> T {
     serde_json::from_str(&text).unwrap()
 }
 
+/// A GET with a session that must answer 200 with `T`.
+async fn get<T: DeserializeOwned>(
+    http: &reqwest::Client,
+    server: &TestServer,
+    path: &str,
+    token: &str,
+) -> T {
+    ok(call(http, server, "GET", path, Some(token), None).await).await
+}
+
 async fn error_of(resp: reqwest::Response) -> (u16, ErrorBody) {
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap())
@@ -343,8 +353,7 @@ async fn two_factor_enrolment_login_replay_and_window() {
     // The current code works once; replaying it fails.
     let session: SessionResponse =
         ok(login(&http, &server, "alice", PASSWORD, alice.device, Some(&code)).await).await;
-    let me: WhoAmI =
-        ok(call(&http, &server, "GET", "/v1/me", Some(&session.token), None).await).await;
+    let me: WhoAmI = get(&http, &server, "/v1/me", &session.token).await;
     assert_eq!(me.username.as_str(), "alice");
     let (status, body) =
         error_of(login(&http, &server, "alice", PASSWORD, alice.device, Some(&code)).await).await;
@@ -1071,16 +1080,7 @@ async fn devices_list_and_revoke() {
     let phone_token = link_device(&http, &server, &alice, 0xa2).await;
     let phone = DeviceId::new(0xa2).unwrap();
 
-    let list: DeviceList = ok(call(
-        &http,
-        &server,
-        "GET",
-        "/v1/devices",
-        Some(&alice.token),
-        None,
-    )
-    .await)
-    .await;
+    let list: DeviceList = get(&http, &server, "/v1/devices", &alice.token).await;
     assert_eq!(list.devices.len(), 2);
     let current: Vec<_> = list.devices.iter().filter(|d| d.current).collect();
     assert_eq!(current.len(), 1);
@@ -1213,27 +1213,9 @@ async fn devices_list_and_revoke() {
     assert_eq!(resp.status(), 403);
 
     // Gone from the device list, the directory and KeyPackage claims.
-    let list: DeviceList = ok(call(
-        &http,
-        &server,
-        "GET",
-        "/v1/devices",
-        Some(&alice.token),
-        None,
-    )
-    .await)
-    .await;
+    let list: DeviceList = get(&http, &server, "/v1/devices", &alice.token).await;
     assert_eq!(list.devices.len(), 1);
-    let info: UserInfo = ok(call(
-        &http,
-        &server,
-        "GET",
-        "/v1/users/alice",
-        Some(&bob.token),
-        None,
-    )
-    .await)
-    .await;
+    let info: UserInfo = get(&http, &server, "/v1/users/alice", &bob.token).await;
     assert_eq!(info.devices.len(), 1);
     assert_eq!(info.devices[0].device_id, alice.device);
     let claimed: ClaimResponse = ok(call(
@@ -1296,15 +1278,12 @@ async fn devices_list_and_revoke() {
         recv(&mut wa).await,
         Some(ServerFrame::Accepted { .. })
     ));
-    let members: rampart_proto::api::GroupState = ok(call(
+    let members: rampart_proto::api::GroupState = get(
         &http,
         &server,
-        "GET",
         &format!("/v1/groups/{group_id}"),
-        Some(&alice.token),
-        None,
+        &alice.token,
     )
-    .await)
     .await;
     assert!(members.members.iter().all(|m| m.device_id != phone));
     let (_, kinds) = events(&http, &server, &alice.token).await;
@@ -1567,16 +1546,7 @@ async fn device_link_flow() {
         .await;
         assert!(status == 403 || status == 400, "{status}");
     }
-    let list: DeviceList = ok(call(
-        &http,
-        &server,
-        "GET",
-        "/v1/devices",
-        Some(&alice.token),
-        None,
-    )
-    .await)
-    .await;
+    let list: DeviceList = get(&http, &server, "/v1/devices", &alice.token).await;
     assert_eq!(list.devices.len(), 1);
     let too_big = json!({
         "certificate": b64(&alice.identity.sign(&message).to_bytes()),
@@ -1650,16 +1620,7 @@ async fn device_link_flow() {
         result.certificate,
         alice.identity.sign(&message).to_bytes().to_vec()
     );
-    let me: WhoAmI = ok(call(
-        &http,
-        &server,
-        "GET",
-        "/v1/me",
-        Some(&result.session.token),
-        None,
-    )
-    .await)
-    .await;
+    let me: WhoAmI = get(&http, &server, "/v1/me", &result.session.token).await;
     assert_eq!(me.device_id, new_device);
     let resp = call(
         &http,
@@ -1671,16 +1632,7 @@ async fn device_link_flow() {
     )
     .await;
     assert_eq!(resp.status(), 404);
-    let list: DeviceList = ok(call(
-        &http,
-        &server,
-        "GET",
-        "/v1/devices",
-        Some(&alice.token),
-        None,
-    )
-    .await)
-    .await;
+    let list: DeviceList = get(&http, &server, "/v1/devices", &alice.token).await;
     assert_eq!(list.devices.len(), 2);
 
     // Requests expire after ten minutes.
@@ -1915,16 +1867,8 @@ async fn forwarded_for_is_trusted_only_behind_a_proxy() {
             .await
             .unwrap())
         .await;
-        let list: SecurityEventList = ok(call(
-            &http,
-            &server,
-            "GET",
-            "/v1/security-events",
-            Some(&session.token),
-            None,
-        )
-        .await)
-        .await;
+        let list: SecurityEventList =
+            get(&http, &server, "/v1/security-events", &session.token).await;
         assert!(!list.events.is_empty());
         for event in &list.events {
             assert_eq!(
