@@ -512,3 +512,26 @@ pub struct Health {
     pub status: String,
     pub version: String,
 }
+
+/// `GET /v1/policy/messages`: the organisation's rules for message lifetime,
+/// which clients apply before sending and the server enforces on what it sees.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagePolicy {
+    /// Longest any message may exist, in seconds: every message must carry an
+    /// expiry no later than this, and longer timers are refused. `None`: no maximum.
+    pub max_retention_secs: Option<u32>,
+    /// The timer new conversations start with. `None`: off.
+    pub default_timer_secs: Option<u32>,
+    /// How long after sending a sender may recall or edit a message.
+    pub recall_window_secs: u32,
+}
+
+impl Default for MessagePolicy {
+    fn default() -> Self {
+        Self {
+            max_retention_secs: None,
+            default_timer_secs: None,
+            recall_window_secs: crate::limits::DEFAULT_RECALL_WINDOW_SECS,
+        }
+    }
+}

@@ -44,6 +44,11 @@ pub enum ErrorCode {
     /// Too many attempts; the body's `retry_after` (and the `Retry-After`
     /// header) says how many seconds to wait.
     RateLimited,
+    /// A disappearing-message timer (or its absence) exceeds the
+    /// organisation's maximum retention.
+    RetentionExceeded,
+    /// The time allowed for recalling or editing that message has passed.
+    WindowClosed,
 }
 
 impl ErrorCode {
@@ -67,6 +72,8 @@ impl ErrorCode {
             Self::Internal => 15,
             Self::TwoFactorRequired => 16,
             Self::RateLimited => 17,
+            Self::RetentionExceeded => 18,
+            Self::WindowClosed => 19,
         }
     }
 
@@ -90,6 +97,8 @@ impl ErrorCode {
             14 => Self::NoKeyPackage,
             16 => Self::TwoFactorRequired,
             17 => Self::RateLimited,
+            18 => Self::RetentionExceeded,
+            19 => Self::WindowClosed,
             _ => Self::Internal,
         }
     }
@@ -97,11 +106,13 @@ impl ErrorCode {
     /// The HTTP status a REST response with this code carries.
     pub fn http_status(self) -> u16 {
         match self {
-            Self::BadRequest | Self::InvalidUsername | Self::WeakPassword | Self::MalformedMls => {
-                400
-            }
+            Self::BadRequest
+            | Self::InvalidUsername
+            | Self::WeakPassword
+            | Self::MalformedMls
+            | Self::RetentionExceeded => 400,
             Self::Unauthorized | Self::BadCredentials | Self::TwoFactorRequired => 401,
-            Self::Forbidden | Self::NotMember | Self::InvalidInvite => 403,
+            Self::Forbidden | Self::NotMember | Self::InvalidInvite | Self::WindowClosed => 403,
             Self::NotFound | Self::NoKeyPackage => 404,
             Self::Conflict | Self::StaleEpoch => 409,
             Self::TooLarge => 413,
@@ -132,6 +143,8 @@ impl std::fmt::Display for ErrorCode {
             Self::Internal => "internal",
             Self::TwoFactorRequired => "two_factor_required",
             Self::RateLimited => "rate_limited",
+            Self::RetentionExceeded => "retention_exceeded",
+            Self::WindowClosed => "window_closed",
         };
         f.write_str(name)
     }
@@ -157,7 +170,7 @@ mod tests {
 
     #[test]
     fn numeric_codes_round_trip() {
-        for n in 1..=17u16 {
+        for n in 1..=19u16 {
             assert_eq!(ErrorCode::from_u16(n).to_u16(), n);
         }
         assert_eq!(ErrorCode::from_u16(999), ErrorCode::Internal);
@@ -165,7 +178,7 @@ mod tests {
 
     #[test]
     fn display_matches_serde_name() {
-        for n in 1..=17u16 {
+        for n in 1..=19u16 {
             let code = ErrorCode::from_u16(n);
             let json = serde_json::to_string(&code).unwrap_or_default();
             assert_eq!(json, format!("\"{code}\""));

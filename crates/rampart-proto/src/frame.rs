@@ -40,8 +40,17 @@ pub enum ClientFrame {
 pub struct SendMessage {
     /// Echoed in the answer so a client can pipeline sends.
     pub request_id: u32,
+    /// For application messages the official clients use the message's own
+    /// (random) id, so that a later recall can name it to the server.
     pub key: IdempotencyKey,
     pub group: GroupId,
+    /// Seconds after acceptance at which the server deletes every copy it
+    /// still holds (disappearing messages). Required on application messages
+    /// when the organisation sets a maximum retention, and at most that long.
+    pub expires_in: Option<u32>,
+    /// A recall: the server deletes the undelivered copies of the message
+    /// this group accepted under that key, if the sender may recall it.
+    pub recalls: Option<IdempotencyKey>,
     pub message: Vec<u8>,
 }
 
@@ -130,6 +139,8 @@ pub struct Delivery {
     /// when the server accepted the message.
     pub epoch: u64,
     pub server_time: Millis,
+    /// When the server deletes this message (server clock), if it expires.
+    pub expires_at: Option<Millis>,
     pub payload: Vec<u8>,
 }
 
@@ -199,6 +210,29 @@ fn read_username(r: &mut Reader<'_>, field: &'static str) -> Result<Username, De
     Username::parse(s).map_err(|_| DecodeError::Invalid(field))
 }
 
+/// An optional field: a presence byte (0 or 1), then the value.
+fn read_option<T>(
+    r: &mut Reader<'_>,
+    what: &'static str,
+    read: impl FnOnce(&mut Reader<'_>) -> Result<T, DecodeError>,
+) -> Result<Option<T>, DecodeError> {
+    match r.u8(what)? {
+        0 => Ok(None),
+        1 => read(r).map(Some),
+        tag => Err(DecodeError::UnknownTag { what, tag }),
+    }
+}
+
+fn write_option<T>(w: &mut Writer, value: Option<T>, write: impl FnOnce(&mut Writer, T)) {
+    match value {
+        None => w.u8(0),
+        Some(v) => {
+            w.u8(1);
+            write(w, v);
+        }
+    }
+}
+
 fn write_devices(w: &mut Writer, devices: &[DeviceId]) {
     w.u32(devices.len() as u32);
     for d in devices {
@@ -215,6 +249,10 @@ impl ClientFrame {
                 request_id: r.u32("request id")?,
                 key: IdempotencyKey(r.array("idempotency key")?),
                 group: read_group(&mut r)?,
+                expires_in: read_option(&mut r, "expires in", |r| r.u32("expires in"))?,
+                recalls: read_option(&mut r, "recalls", |r| {
+                    Ok(IdempotencyKey(r.array("recalled key")?))
+                })?,
                 message: r.bytes("message", MAX_MESSAGE_BYTES)?.to_vec(),
             }),
             T_COMMIT => {
@@ -287,6 +325,8 @@ impl ClientFrame {
                 w.u32(s.request_id);
                 w.raw(&s.key.0);
                 w.raw(s.group.as_bytes());
+                write_option(&mut w, s.expires_in, |w, v| w.u32(v));
+                write_option(&mut w, s.recalls, |w, k| w.raw(&k.0));
                 w.bytes(&s.message);
             }
             ClientFrame::Commit(c) => {
@@ -336,6 +376,7 @@ impl Delivery {
         kind: DeliveryKind,
         epoch: u64,
         server_time: Millis,
+        expires_at: Option<Millis>,
         payload: &[u8],
     ) -> Vec<u8> {
         let mut w = Writer::with_capacity(96 + payload.len());
@@ -348,6 +389,7 @@ impl Delivery {
         w.u8(kind.to_u8());
         w.u64(epoch);
         w.u64(server_time);
+        write_option(&mut w, expires_at, |w, t| w.u64(t));
         w.bytes(payload);
         w.buf
     }
@@ -366,6 +408,7 @@ impl ServerFrame {
                 kind: DeliveryKind::from_u8(r.u8("delivery kind")?)?,
                 epoch: r.u64("epoch")?,
                 server_time: r.u64("server time")?,
+                expires_at: read_option(&mut r, "expires at", |r| r.u64("expires at"))?,
                 payload: r.bytes("payload", MAX_HANDSHAKE_BYTES)?.to_vec(),
             }),
             T_ACCEPTED => ServerFrame::Accepted {
@@ -417,6 +460,7 @@ impl ServerFrame {
                 d.kind,
                 d.epoch,
                 d.server_time,
+                d.expires_at,
                 &d.payload,
             ),
             other => {
@@ -495,7 +539,17 @@ mod tests {
                 request_id: 7,
                 key: IdempotencyKey([1; 16]),
                 group,
+                expires_in: None,
+                recalls: None,
                 message: b"ciphertext".to_vec(),
+            }),
+            ClientFrame::Send(SendMessage {
+                request_id: 9,
+                key: IdempotencyKey([3; 16]),
+                group,
+                expires_in: Some(30),
+                recalls: Some(IdempotencyKey([4; 16])),
+                message: b"recall".to_vec(),
             }),
             ClientFrame::Commit(CommitBundle {
                 request_id: 8,
@@ -522,7 +576,19 @@ mod tests {
                 kind: DeliveryKind::Welcome,
                 epoch: 1,
                 server_time: 1_700_000_000_000,
+                expires_at: None,
                 payload: vec![9; 300],
+            }),
+            ServerFrame::Deliver(Delivery {
+                seq: 6,
+                group,
+                sender: Username::parse("alice").unwrap(),
+                sender_device: device(9),
+                kind: DeliveryKind::Application,
+                epoch: 1,
+                server_time: 1_700_000_000_000,
+                expires_at: Some(1_700_000_030_000),
+                payload: vec![8; 64],
             }),
             ServerFrame::Accepted {
                 request_id: 1,
@@ -577,6 +643,8 @@ mod tests {
         let mut bytes = vec![FRAME_VERSION, T_SEND, 0, 0, 0, 1];
         bytes.extend_from_slice(&[0; 16]);
         bytes.extend_from_slice(GroupId::new_group([0; 31]).as_bytes());
+        // No expiry, no recall.
+        bytes.extend_from_slice(&[0, 0]);
         bytes.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(matches!(
             ClientFrame::decode(&bytes),

@@ -13,6 +13,7 @@ pub mod api;
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod group;
 pub mod ids;
 pub mod limits;
 

@@ -57,3 +57,13 @@ pub const MAX_ERROR_MESSAGE_LEN: usize = 1024;
 /// Longest plaintext of a text message (enforced by clients; the server sees
 /// only [`MAX_MESSAGE_BYTES`] of ciphertext).
 pub const MAX_TEXT_LEN: usize = 64 * 1024;
+
+/// Shortest disappearing-message timer (and per-message expiry), in seconds.
+pub const MIN_TIMER_SECS: u32 = 30;
+/// Longest disappearing-message timer a user may choose: four weeks. An
+/// organisation's maximum retention may be longer; then it is the bound.
+pub const MAX_TIMER_SECS: u32 = 28 * 24 * 3600;
+/// Times one message may be edited.
+pub const MAX_EDITS: u32 = 10;
+/// Default time after sending during which a sender may recall or edit.
+pub const DEFAULT_RECALL_WINDOW_SECS: u32 = 24 * 3600;
