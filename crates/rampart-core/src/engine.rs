@@ -22,11 +22,15 @@ use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_traits::storage::{CURRENT_VERSION, StorageProvider};
+use rampart_proto::api::MessagePolicy;
 use rampart_proto::frame::{CommitBundle, Create, Delivery, DeliveryKind};
+use rampart_proto::group::{GROUP_SETTINGS_EXTENSION, GroupSettings};
 use rampart_proto::limits::{MAX_GROUP_DEVICES, MAX_TEXT_LEN};
 use rampart_proto::{DeviceId, GroupId, GroupKind, IdempotencyKey, Millis, Username};
 use rand::RngCore as _;
 use std::ops::Not as _;
+
+mod lifecycle;
 
 /// MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519 (0x0001).
 pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
@@ -64,6 +68,24 @@ pub enum Event {
         group: GroupId,
         was_verified: bool,
     },
+    /// The conversation's disappearing-messages timer changed (`None`: off).
+    TimerChanged {
+        group: GroupId,
+        by: Username,
+        timer: Option<u32>,
+    },
+    /// A message was deleted for everyone by its sender or a group admin.
+    Recalled {
+        group: GroupId,
+        id: MessageId,
+        by: Username,
+    },
+    /// A message's text was replaced by its sender.
+    Edited {
+        group: GroupId,
+        id: MessageId,
+        by: Username,
+    },
     /// A delivery was not applied (duplicate, unknown group, too old, invalid).
     /// Safe to acknowledge: retrying would fail the same way.
     Dropped { group: GroupId, reason: String },
@@ -96,12 +118,26 @@ pub struct PendingCommit {
     pub removed: Vec<Username>,
 }
 
+/// An application message ready to send: what the history keeps, the MLS
+/// bytes, and what the envelope tells the server.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub stored: StoredMessage,
+    pub mls: Vec<u8>,
+    /// Seconds until the server deletes it (see [`crate::lifetime`]).
+    pub expires_in: Option<u32>,
+    /// For a recall: the message whose undelivered copies the server deletes.
+    pub recalls: Option<MessageId>,
+}
+
 /// One device's view of its conversations.
 pub struct Engine {
     user: Username,
     device: DeviceId,
     signer: SignatureKeyPair,
     credential: CredentialWithKey,
+    /// The organisation's rules for message lifetime, recall and edit.
+    policy: MessagePolicy,
 }
 
 impl std::fmt::Debug for Engine {
@@ -110,9 +146,38 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn create_config() -> MlsGroupCreateConfig {
+/// What every leaf declares it supports beyond the defaults: our group
+/// settings extension (RFC 9420 wants members to support the group
+/// context's extensions).
+fn capabilities() -> Capabilities {
+    Capabilities::new(
+        None,
+        Some(&[CIPHERSUITE]),
+        Some(&[ExtensionType::Unknown(GROUP_SETTINGS_EXTENSION)]),
+        None,
+        None,
+    )
+}
+
+/// The group context extensions of a new group: its settings, if it has any.
+fn settings_extensions(
+    settings: Option<&GroupSettings>,
+) -> Result<Extensions<GroupContext>, CoreError> {
+    match settings {
+        None => Ok(Extensions::empty()),
+        Some(s) => Extensions::single(Extension::Unknown(
+            GROUP_SETTINGS_EXTENSION,
+            UnknownExtension(s.encode()),
+        ))
+        .map_err(CoreError::mls("group settings extension")),
+    }
+}
+
+fn create_config(extensions: Extensions<GroupContext>) -> MlsGroupCreateConfig {
     MlsGroupCreateConfig::builder()
         .ciphersuite(CIPHERSUITE)
+        .capabilities(capabilities())
+        .with_group_context_extensions(extensions)
         .use_ratchet_tree_extension(true)
         // Handshakes in the clear (PublicMessage) so the server can check
         // membership; application messages are always PrivateMessage.
@@ -173,7 +238,17 @@ impl Engine {
             device,
             signer,
             credential,
+            policy: MessagePolicy::default(),
         }
+    }
+
+    /// Sets the organisation's message policy (fetched from the server).
+    pub fn set_policy(&mut self, policy: MessagePolicy) {
+        self.policy = policy;
+    }
+
+    pub fn policy(&self) -> &MessagePolicy {
+        &self.policy
     }
 
     /// A fresh MLS signature key pair for a new device; store it with
@@ -233,7 +308,7 @@ impl Engine {
     {
         (0..n)
             .map(|_| {
-                let mut builder = KeyPackage::builder();
+                let mut builder = KeyPackage::builder().leaf_node_capabilities(capabilities());
                 if last_resort {
                     builder = builder.mark_as_last_resort();
                 }
@@ -367,6 +442,7 @@ impl Engine {
         group: GroupId,
         create: Create,
         name: Option<String>,
+        settings: Option<GroupSettings>,
         members: Vec<VerifiedKeyPackage>,
         now: Millis,
     ) -> Result<PendingCommit, CoreError>
@@ -405,10 +481,27 @@ impl Engine {
                 "a 1:1 conversation holds only its two people",
             ));
         }
+        // A named group starts with its creator among the admins; a 1:1 has
+        // no settings (both people may do everything).
+        let settings = match (&peer, settings) {
+            (Some(_), Some(_)) => {
+                return Err(CoreError::Invalid(
+                    "a 1:1 conversation has no group settings",
+                ));
+            }
+            (Some(_), None) => None,
+            (None, None) => Some(GroupSettings::created_by(&self.user)),
+            (None, Some(mut s)) => {
+                if !s.is_admin(&self.user) {
+                    s.admins.insert(0, self.user.clone());
+                }
+                Some(s)
+            }
+        };
         let mut mls = MlsGroup::new_with_group_id(
             provider,
             &self.signer,
-            &create_config(),
+            &create_config(settings_extensions(settings.as_ref())?),
             openmls::group::GroupId::from_slice(group.as_bytes()),
             self.credential.clone(),
         )
@@ -421,6 +514,7 @@ impl Engine {
             state: ConversationState::Pending,
             created_at: now,
             last_self_update: now,
+            timer: self.policy.default_timer_secs,
         })
         .map_err(CoreError::store)?;
         if members.is_empty() {
@@ -850,8 +944,9 @@ impl Engine {
             .collect())
     }
 
-    /// Encrypts an application message and records it in the history.
-    /// Returns the stored message and the MLS bytes to send.
+    /// Encrypts an application message and records it in the history. It
+    /// lives as long as `expire_override` says (seconds), else as long as
+    /// the conversation's timer says, capped by the organisation's maximum.
     pub fn send<S, A>(
         &self,
         provider: &Provider<S>,
@@ -859,7 +954,8 @@ impl Engine {
         group: &GroupId,
         body: Body,
         now: Millis,
-    ) -> Result<(StoredMessage, Vec<u8>), CoreError>
+        expire_override: Option<u32>,
+    ) -> Result<Outgoing, CoreError>
     where
         S: StorageProvider<CURRENT_VERSION>,
         S::Error: Send + Sync + 'static,
@@ -870,12 +966,41 @@ impl Engine {
         {
             return Err(CoreError::TextTooLong(t.len()));
         }
+        let timer = app
+            .conversation(group)
+            .map_err(CoreError::store)?
+            .ok_or(CoreError::UnknownGroup(*group))?
+            .timer;
+        let expires_in = crate::lifetime::message_lifetime(timer, expire_override, &self.policy)?;
+        self.send_with_lifetime(provider, app, group, body, now, expires_in)
+    }
+
+    /// [`Engine::send`] with the lifetime already decided.
+    fn send_with_lifetime<S, A>(
+        &self,
+        provider: &Provider<S>,
+        app: &A,
+        group: &GroupId,
+        body: Body,
+        now: Millis,
+        expires_in: Option<u32>,
+    ) -> Result<Outgoing, CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+        A: AppStore,
+    {
         let message = AppMessage {
             id: new_message_id(),
             sent_at: now,
+            expires_in,
             body,
         };
-        let out = self.encrypt(provider, app, group, &message)?;
+        let mls = self.encrypt(provider, app, group, &message)?;
+        let recalls = match &message.body {
+            Body::Recall(target) => Some(*target),
+            _ => None,
+        };
         let stored = StoredMessage {
             id: message.id,
             group: *group,
@@ -885,11 +1010,20 @@ impl Engine {
             received_at: now,
             body: message.body,
             outgoing: true,
+            expires_in,
+            expires_at: crate::lifetime::send_expiry(expires_in, now),
+            edits: 0,
+            recalled: false,
         };
-        if matches!(stored.body, Body::Text(_)) {
+        if matches!(stored.body, Body::Text(_) | Body::Timer(_)) {
             app.insert_message(&stored).map_err(CoreError::store)?;
         }
-        Ok((stored, out))
+        Ok(Outgoing {
+            stored,
+            mls,
+            expires_in,
+            recalls,
+        })
     }
 
     /// Encrypts an already sent message again, in the group's current epoch:
@@ -910,6 +1044,7 @@ impl Engine {
         let message = AppMessage {
             id: stored.id,
             sent_at: stored.sent_at,
+            expires_in: stored.expires_in,
             body: stored.body.clone(),
         };
         self.encrypt(provider, app, &stored.group, &message)
@@ -1060,10 +1195,8 @@ impl Engine {
         staged
             .into_group(provider)
             .map_err(CoreError::mls("join"))?;
-        let name = app
-            .conversation(&group)
-            .map_err(CoreError::store)?
-            .and_then(|c| c.name);
+        let old = app.conversation(&group).map_err(CoreError::store)?;
+        let name = old.as_ref().and_then(|c| c.name.clone());
         app.put_conversation(&Conversation {
             group,
             kind: group.kind(),
@@ -1073,6 +1206,8 @@ impl Engine {
             created_at: now,
             // Refresh our leaf soon: a fresh joiner's tree is sparse.
             last_self_update: 0,
+            // Set by the timer message that follows in the group's log.
+            timer: old.as_ref().and_then(|c| c.timer),
         })
         .map_err(CoreError::store)?;
         events.insert(0, Event::Joined { group, by: sender });
@@ -1120,42 +1255,7 @@ impl Engine {
             ProcessedMessageContent::ApplicationMessage(app_msg) => {
                 let decoded = AppMessage::decode(&app_msg.into_bytes())
                     .map_err(|_| CoreError::Malformed("message content"))?;
-                match decoded.body {
-                    Body::GroupName(name) => {
-                        let Some(mut c) = app.conversation(&group).map_err(CoreError::store)?
-                        else {
-                            return Ok(vec![]);
-                        };
-                        if c.name.as_deref() == Some(name.as_str()) {
-                            return Ok(vec![]);
-                        }
-                        c.name = Some(name.clone());
-                        app.put_conversation(&c).map_err(CoreError::store)?;
-                        Ok(vec![Event::Renamed { group, name }])
-                    }
-                    body @ Body::Text(_) => {
-                        // Sent by this account (from another of its devices).
-                        let outgoing = sender.user == self.user;
-                        let stored = StoredMessage {
-                            id: decoded.id,
-                            group,
-                            sender: sender.user,
-                            sender_device: sender.device,
-                            sent_at: decoded.sent_at,
-                            received_at: now,
-                            body,
-                            outgoing,
-                        };
-                        if app.insert_message(&stored).map_err(CoreError::store)? {
-                            Ok(vec![Event::Message(stored)])
-                        } else {
-                            Ok(vec![Event::Dropped {
-                                group,
-                                reason: "duplicate message".into(),
-                            }])
-                        }
-                    }
-                }
+                self.apply_application(app, &mls, delivery, sender, decoded, now)
             }
             ProcessedMessageContent::ProposalMessage(proposal) => {
                 // Only self-removals (leaving) are accepted from members; other

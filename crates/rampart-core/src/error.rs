@@ -1,6 +1,7 @@
 //! Errors of the client core. Peer misbehaviour, API misuse and storage failures
 //! are separate variants; no variant carries message text or key material.
 
+use crate::store::MessageId;
 use rampart_proto::{DeviceId, GroupId, Username};
 
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -50,6 +51,32 @@ pub enum CoreError {
     /// Caller error: e.g. removing a device that is not in the group.
     #[error("{0}")]
     Invalid(&'static str),
+    /// A disappearing-message timer outside the allowed range.
+    #[error(
+        "a timer of {0} seconds is not allowed; timers run from 30 seconds to 4 weeks (e.g. 30s, 5m, 1h, 4w)"
+    )]
+    TimerOutOfRange(u32),
+    /// The organisation keeps messages at most this long.
+    #[error(
+        "your organisation keeps messages at most {}: choose a timer up to that",
+        crate::lifetime::describe(*max_secs)
+    )]
+    RetentionExceeded { max_secs: u32 },
+    /// No message with this id on this device.
+    #[error("no message {0} on this device; `rampart inbox --all --ids` lists message ids")]
+    UnknownMessage(MessageId),
+    /// The user may not do this here.
+    #[error("{0}")]
+    NotAllowed(&'static str),
+    /// Too late to recall or edit.
+    #[error(
+        "messages can be recalled or edited only in the {} after sending",
+        crate::lifetime::describe(*window_secs)
+    )]
+    WindowClosed { window_secs: u32 },
+    /// The edit limit was reached.
+    #[error("a message can be edited at most {max} times", max = rampart_proto::limits::MAX_EDITS)]
+    TooManyEdits,
     /// A text longer than the protocol allows.
     #[error("message is {0} bytes; the limit is {max}", max = rampart_proto::limits::MAX_TEXT_LEN)]
     TextTooLong(usize),

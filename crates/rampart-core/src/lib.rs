@@ -18,12 +18,13 @@ pub mod content;
 pub mod engine;
 pub mod error;
 pub mod identity;
+pub mod lifetime;
 pub mod link;
 pub mod provider;
 pub mod store;
 pub mod trust;
 
-pub use engine::{CIPHERSUITE, Engine, Event, PendingCommit, VerifiedKeyPackage};
+pub use engine::{CIPHERSUITE, Engine, Event, Outgoing, PendingCommit, VerifiedKeyPackage};
 pub use error::CoreError;
 pub use identity::{DeviceCredential, IdentityKey};
 pub use provider::Provider;

@@ -46,9 +46,12 @@ pub struct Conversation {
     pub created_at: Millis,
     /// When this device last refreshed its leaf (post-compromise security).
     pub last_self_update: Millis,
+    /// Disappearing-messages timer in seconds (`None`: off), as last set by a member.
+    pub timer: Option<u32>,
 }
 
-/// One message in the history.
+/// One message in the history: a text, or a conversation line such as a
+/// timer change ([`Body::Timer`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredMessage {
     pub id: MessageId,
@@ -61,6 +64,14 @@ pub struct StoredMessage {
     pub received_at: Millis,
     pub body: Body,
     pub outgoing: bool,
+    /// Seconds its sender gave it to live.
+    pub expires_in: Option<u32>,
+    /// When this device deletes it, by this device's clock.
+    pub expires_at: Option<Millis>,
+    /// Times its text was edited.
+    pub edits: u32,
+    /// Recalled ("message deleted"): its text is gone from the store.
+    pub recalled: bool,
 }
 
 /// Application storage used by the [`crate::Engine`]. All calls of one engine
@@ -74,6 +85,19 @@ pub trait AppStore {
     /// Stores a message; returns `false` (and stores nothing) if its id is
     /// already in this conversation's history.
     fn insert_message(&self, message: &StoredMessage) -> Result<bool, Self::Error>;
+    fn message(
+        &self,
+        group: &GroupId,
+        id: &MessageId,
+    ) -> Result<Option<StoredMessage>, Self::Error>;
+    /// Replaces a message's text and counts the edit.
+    fn edit_message(&self, group: &GroupId, id: &MessageId, text: &str) -> Result<(), Self::Error>;
+    /// Erases a message's content for good (overwritten, not flagged) and
+    /// marks it recalled.
+    fn recall_message(&self, group: &GroupId, id: &MessageId) -> Result<(), Self::Error>;
+    /// Deletes, for good, every message whose `expires_at` is at or before
+    /// `now`; returns how many.
+    fn delete_expired(&self, now: Millis) -> Result<u64, Self::Error>;
     fn identity_pin(&self, user: &Username) -> Result<Option<IdentityPin>, Self::Error>;
     /// Inserts or replaces the pin of `user`.
     fn put_identity_pin(&self, user: &Username, pin: &IdentityPin) -> Result<(), Self::Error>;

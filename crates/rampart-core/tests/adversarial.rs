@@ -204,6 +204,7 @@ fn welcome_to_a_direct_conversation_with_a_third_person_is_refused() {
             peer: bob.user.clone(),
         },
         None,
+        None,
         vec![kp],
         ds.now,
     ) else {
@@ -233,6 +234,7 @@ fn direct_creation_refuses_a_third_person_locally() {
         Create::Direct {
             peer: bob.user.clone(),
         },
+        None,
         None,
         vec![kp],
         0,
@@ -288,6 +290,7 @@ fn changed_identity_of_a_verified_contact_blocks_sending() {
             &group,
             Body::Text("secret".into()),
             ds.now,
+            None,
         )
         .unwrap_err();
     assert!(
@@ -303,6 +306,7 @@ fn changed_identity_of_a_verified_contact_blocks_sending() {
             &group,
             Body::Text("after confirming".into()),
             ds.now,
+            None,
         )
         .unwrap();
 }
@@ -338,6 +342,7 @@ fn changed_identity_of_an_unverified_contact_is_a_warning() {
             &group,
             Body::Text("hi".into()),
             ds.now,
+            None,
         )
         .unwrap();
 }
@@ -376,6 +381,7 @@ fn commit_adding_a_forged_leaf_is_refused() {
             kind: DeliveryKind::Commit,
             epoch,
             server_time: ds.now,
+            expires_at: None,
             payload: commit,
         },
     );
@@ -412,6 +418,7 @@ fn garbage(
         kind,
         epoch: ds.epoch(&group).unwrap_or(0),
         server_time: ds.now,
+        expires_at: None,
         payload,
     }
 }
@@ -487,7 +494,7 @@ fn garbage_deliveries_are_dropped() {
     );
 
     // Now garbage for a group bob is in.
-    let (_, msg) = alice
+    let msg = alice
         .engine
         .send(
             &alice.provider,
@@ -495,8 +502,10 @@ fn garbage_deliveries_are_dropped() {
             &group,
             Body::Text("real".into()),
             ds.now,
+            None,
         )
-        .unwrap();
+        .unwrap()
+        .mls;
     for cut in (0..msg.len()).step_by(5) {
         for kind in [DeliveryKind::Application, DeliveryKind::Commit] {
             let d = garbage(&ds, group, &alice, kind, msg[..cut].to_vec());

@@ -234,7 +234,8 @@ fn removed_member_cannot_read_later_messages() {
                 &carol.app,
                 &group,
                 rampart_core::content::Body::Text("x".into()),
-                now
+                now,
+                None,
             )
             .is_err()
     );

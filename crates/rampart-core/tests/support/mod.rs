@@ -14,7 +14,7 @@ use openmls_memory_storage::MemoryStorage;
 use rampart_core::content::Body;
 use rampart_core::{
     AppStore, Conversation, CoreError, DeviceCredential, Engine, Event, IdentityKey, IdentityPin,
-    PendingCommit, Provider, StoredMessage, Trust, VerifiedKeyPackage,
+    MessageId, PendingCommit, Provider, StoredMessage, Trust, VerifiedKeyPackage,
 };
 use rampart_proto::frame::{CommitBundle, Create, Delivery, DeliveryKind};
 use rampart_proto::{DeviceId, GroupId, Millis, Username};
@@ -79,6 +79,54 @@ impl AppStore for MemApp {
         }
         list.push(message.clone());
         Ok(true)
+    }
+
+    fn message(
+        &self,
+        group: &GroupId,
+        id: &MessageId,
+    ) -> Result<Option<StoredMessage>, Infallible> {
+        Ok(self
+            .messages
+            .borrow()
+            .get(group)
+            .and_then(|list| list.iter().find(|m| m.id == *id).cloned()))
+    }
+
+    fn edit_message(&self, group: &GroupId, id: &MessageId, text: &str) -> Result<(), Infallible> {
+        if let Some(m) = self
+            .messages
+            .borrow_mut()
+            .get_mut(group)
+            .and_then(|list| list.iter_mut().find(|m| m.id == *id))
+        {
+            m.body = Body::Text(text.into());
+            m.edits += 1;
+        }
+        Ok(())
+    }
+
+    fn recall_message(&self, group: &GroupId, id: &MessageId) -> Result<(), Infallible> {
+        if let Some(m) = self
+            .messages
+            .borrow_mut()
+            .get_mut(group)
+            .and_then(|list| list.iter_mut().find(|m| m.id == *id))
+        {
+            m.body = Body::Text(String::new());
+            m.recalled = true;
+        }
+        Ok(())
+    }
+
+    fn delete_expired(&self, now: Millis) -> Result<u64, Infallible> {
+        let mut n = 0;
+        for list in self.messages.borrow_mut().values_mut() {
+            let before = list.len();
+            list.retain(|m| m.expires_at.is_none_or(|at| at > now));
+            n += (before - list.len()) as u64;
+        }
+        Ok(n)
     }
 
     fn identity_pin(&self, user: &Username) -> Result<Option<IdentityPin>, Infallible> {
@@ -214,6 +262,7 @@ impl Device {
                     peer: peer.user.clone(),
                 },
                 None,
+                None,
                 vec![kp],
                 now,
             )
@@ -230,6 +279,7 @@ impl Device {
                 group,
                 Create::Group,
                 Some("team".into()),
+                None,
                 kps,
                 now,
             )
@@ -238,7 +288,7 @@ impl Device {
 
     /// Sends a text through the DS; returns the ciphertext.
     pub fn send_text(&self, ds: &mut Ds, group: &GroupId, text: &str) -> Vec<u8> {
-        let (stored, bytes) = self
+        let out = self
             .engine
             .send(
                 &self.provider,
@@ -246,12 +296,13 @@ impl Device {
                 group,
                 Body::Text(text.into()),
                 ds.now,
+                None,
             )
             .expect("send");
-        assert!(stored.outgoing);
-        ds.send(self, *group, DeliveryKind::Application, bytes.clone())
+        assert!(out.stored.outgoing);
+        ds.send(self, *group, DeliveryKind::Application, out.mls.clone())
             .expect("DS accepts the message");
-        bytes
+        out.mls
     }
 
     /// Applies a delivery; a `receive` error (local storage failure) fails the test.
@@ -332,9 +383,10 @@ impl Device {
     pub fn texts(&self, group: &GroupId) -> Vec<(String, String)> {
         self.history(group)
             .into_iter()
-            .map(|m| match m.body {
-                Body::Text(t) => (m.sender.to_string(), t),
-                other => panic!("non-text body in history: {other:?}"),
+            .filter_map(|m| match m.body {
+                Body::Text(t) => Some((m.sender.to_string(), t)),
+                Body::Timer(_) => None,
+                other => panic!("unexpected body in history: {other:?}"),
             })
             .collect()
     }
@@ -461,6 +513,7 @@ impl Ds {
             kind,
             epoch,
             server_time: self.now,
+            expires_at: None,
             payload,
         };
         self.queues.entry(to).or_default().push_back(d);
