@@ -944,9 +944,10 @@ impl Engine {
             .collect())
     }
 
-    /// Encrypts an application message and records it in the history. It
-    /// lives as long as `expire_override` says (seconds), else as long as
-    /// the conversation's timer says, capped by the organisation's maximum.
+    /// Encrypts an application message. It lives as long as `expire_override`
+    /// says (seconds), else as long as the conversation's timer says, capped
+    /// by the organisation's maximum. Once the server accepted it, call
+    /// [`Engine::record_sent`] to put it in the history.
     pub fn send<S, A>(
         &self,
         provider: &Provider<S>,
@@ -1015,9 +1016,6 @@ impl Engine {
             edits: 0,
             recalled: false,
         };
-        if matches!(stored.body, Body::Text(_) | Body::Timer(_)) {
-            app.insert_message(&stored).map_err(CoreError::store)?;
-        }
         Ok(Outgoing {
             stored,
             mls,

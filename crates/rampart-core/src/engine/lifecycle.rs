@@ -53,8 +53,35 @@ impl Engine {
         Ok(group_settings(&Self::load_group(provider, group)?))
     }
 
-    /// Sets the conversation's disappearing-messages timer (`None`: off) and
-    /// tells every member with a conversation line.
+    /// Applies, on this device, what an application message this device sent
+    /// does, once the server accepted it: a text or timer line joins the
+    /// history, a timer takes effect, a recall erases, an edit replaces.
+    /// (Only after acceptance, so a refused request changes nothing here.)
+    pub fn record_sent<A: AppStore>(&self, app: &A, out: &Outgoing) -> Result<(), CoreError> {
+        let group = &out.stored.group;
+        match &out.stored.body {
+            Body::Text(_) => {
+                app.insert_message(&out.stored).map_err(CoreError::store)?;
+            }
+            Body::Timer(timer) => {
+                if let Some(mut c) = app.conversation(group).map_err(CoreError::store)? {
+                    c.timer = *timer;
+                    app.put_conversation(&c).map_err(CoreError::store)?;
+                }
+                app.insert_message(&out.stored).map_err(CoreError::store)?;
+            }
+            Body::Recall(id) => app.recall_message(group, id).map_err(CoreError::store)?,
+            Body::Edit { target, text } => app
+                .edit_message(group, target, text)
+                .map_err(CoreError::store)?,
+            Body::GroupName(_) => {}
+        }
+        Ok(())
+    }
+
+    /// A message setting the conversation's disappearing-messages timer
+    /// (`None`: off), shown to every member as a line; it takes effect here
+    /// with [`Engine::record_sent`].
     pub fn set_timer<S, A>(
         &self,
         provider: &Provider<S>,
@@ -75,13 +102,6 @@ impl Engine {
                 "only the group's admins may change its timer",
             ));
         }
-        let mut conversation = app
-            .conversation(group)
-            .map_err(CoreError::store)?
-            .ok_or(CoreError::UnknownGroup(*group))?;
-        conversation.timer = timer;
-        app.put_conversation(&conversation)
-            .map_err(CoreError::store)?;
         // The line announcing the timer lives by the new timer too.
         let expires_in = lifetime::message_lifetime(timer, None, &self.policy)?;
         self.send_with_lifetime(provider, app, group, Body::Timer(timer), now, expires_in)
@@ -108,8 +128,9 @@ impl Engine {
         Ok(target)
     }
 
-    /// Deletes a message for everyone: allowed to its sender within the
-    /// recall window and to a group admin at any time. Erases it here at once.
+    /// A message deleting `id` for everyone: allowed to its sender within the
+    /// recall window and to a group admin at any time. Erased here by
+    /// [`Engine::record_sent`].
     pub fn recall<S, A>(
         &self,
         provider: &Provider<S>,
@@ -141,14 +162,12 @@ impl Engine {
             .map_err(CoreError::store)?
             .and_then(|c| c.timer);
         let expires_in = lifetime::message_lifetime(timer, None, &self.policy)?;
-        let out =
-            self.send_with_lifetime(provider, app, group, Body::Recall(*id), now, expires_in)?;
-        app.recall_message(group, id).map_err(CoreError::store)?;
-        Ok(out)
+        self.send_with_lifetime(provider, app, group, Body::Recall(*id), now, expires_in)
     }
 
-    /// Replaces the text of one of this user's messages, within the window
-    /// and at most [`MAX_EDITS`] times.
+    /// A message replacing the text of one of this user's messages, within
+    /// the window and at most [`MAX_EDITS`] times. Replaced here by
+    /// [`Engine::record_sent`].
     pub fn edit<S, A>(
         &self,
         provider: &Provider<S>,
@@ -196,10 +215,7 @@ impl Engine {
             target: *id,
             text: text.to_owned(),
         };
-        let out = self.send_with_lifetime(provider, app, group, body, now, expires_in)?;
-        app.edit_message(group, id, text)
-            .map_err(CoreError::store)?;
-        Ok(out)
+        self.send_with_lifetime(provider, app, group, body, now, expires_in)
     }
 
     /// Applies a decrypted application message from `sender`.

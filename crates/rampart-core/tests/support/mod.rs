@@ -300,9 +300,23 @@ impl Device {
             )
             .expect("send");
         assert!(out.stored.outgoing);
-        ds.send(self, *group, DeliveryKind::Application, out.mls.clone())
-            .expect("DS accepts the message");
+        self.deliver(ds, &out);
         out.mls
+    }
+
+    /// Sends an application message through the DS and, once accepted,
+    /// records it here (as the client driver does).
+    pub fn deliver(&self, ds: &mut Ds, out: &rampart_core::Outgoing) {
+        ds.send(
+            self,
+            out.stored.group,
+            DeliveryKind::Application,
+            out.mls.clone(),
+        )
+        .expect("DS accepts the message");
+        self.engine
+            .record_sent(&self.app, out)
+            .expect("record sent message");
     }
 
     /// Applies a delivery; a `receive` error (local storage failure) fails the test.
