@@ -1,9 +1,13 @@
 //! The server's notion of "now": the system clock in production, a manual
-//! clock in tests so that TOTP steps, lockouts, session expiry and link
-//! codes can be exercised without sleeping.
+//! clock in tests so that TOTP steps, lockouts, session expiry, link codes,
+//! message timestamps, expiry and recall windows can be exercised without
+//! sleeping.
 //!
-//! The delivery service stamps messages with the system time regardless:
-//! only the security features read this clock.
+//! The delivery actor stamps messages with this clock, the WebSocket skips
+//! messages expired by it, and the purge deletes what it says has expired.
+//! Only the schedules stay in real time: the purge runs every few seconds
+//! and the cleanup hourly, whatever this clock says. Invite codes are still
+//! stamped with the system time (`db::insert_invite`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

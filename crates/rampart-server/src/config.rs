@@ -1,5 +1,7 @@
 //! Server configuration: what the operator chooses, checked before anything binds.
 
+use rampart_proto::api::MessagePolicy;
+use rampart_proto::limits::{DEFAULT_RECALL_WINDOW_SECS, MAX_TIMER_SECS, MIN_TIMER_SECS};
 use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -50,6 +52,9 @@ pub struct ServerConfig {
     pub session_idle_secs: u64,
     /// Lockouts and throttles (the `[rate_limits]` TOML section).
     pub rate_limits: RateLimits,
+    /// Message lifetime: maximum retention, default timer, recall window
+    /// (the `[messages]` TOML section).
+    pub messages: MessagesConfig,
 }
 
 /// Default for [`ServerConfig::session_idle_secs`]: 30 days.
@@ -98,6 +103,101 @@ impl Default for RateLimits {
     }
 }
 
+/// How long messages live, the organisation's side of disappearing messages
+/// and recall. Served to clients as `GET /v1/policy/messages`.
+///
+/// ```toml
+/// [messages]
+/// max_retention_secs = 604800   # 7 days: every message must expire within this
+/// default_timer_secs = 86400    # new conversations start with a 1-day timer
+/// recall_window_secs = 86400    # senders may recall for 24 hours (the default)
+/// ```
+///
+/// What the server enforces: with a maximum retention, an application
+/// message without an expiry, or with a longer one, is refused
+/// (`retention_exceeded`); every stored copy of a message is deleted when it
+/// expires (SQLite `secure_delete`, then a WAL checkpoint, so the ciphertext
+/// is overwritten on disk); a recall deletes the copies not yet delivered,
+/// if it comes from the sender within the window or from a group admin. What
+/// it cannot enforce: deletion on the recipients' devices, which the
+/// official clients do and a modified client may skip.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MessagesConfig {
+    /// The longest any message may be kept, in seconds. `None`: no maximum.
+    /// At least [`MIN_TIMER_SECS`].
+    pub max_retention_secs: Option<u32>,
+    /// The disappearing-messages timer new conversations start with, in
+    /// seconds. `None`: off. Between [`MIN_TIMER_SECS`] and
+    /// [`MAX_TIMER_SECS`], and at most `max_retention_secs`.
+    pub default_timer_secs: Option<u32>,
+    /// How long after sending a sender may recall (or edit) a message, in
+    /// seconds: between 60 s and 365 days. Group admins may recall at any time.
+    pub recall_window_secs: u32,
+}
+
+/// Shortest [`MessagesConfig::recall_window_secs`]: one minute.
+pub const MIN_RECALL_WINDOW_SECS: u32 = 60;
+/// Longest [`MessagesConfig::recall_window_secs`]: 365 days.
+pub const MAX_RECALL_WINDOW_SECS: u32 = 365 * 24 * 3600;
+
+impl Default for MessagesConfig {
+    fn default() -> Self {
+        Self {
+            max_retention_secs: None,
+            default_timer_secs: None,
+            recall_window_secs: DEFAULT_RECALL_WINDOW_SECS,
+        }
+    }
+}
+
+impl MessagesConfig {
+    /// What `GET /v1/policy/messages` answers.
+    pub fn policy(&self) -> MessagePolicy {
+        MessagePolicy {
+            max_retention_secs: self.max_retention_secs,
+            default_timer_secs: self.default_timer_secs,
+            recall_window_secs: self.recall_window_secs,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(max) = self.max_retention_secs
+            && max < MIN_TIMER_SECS
+        {
+            return Err(ConfigError::Messages(format!(
+                "messages.max_retention_secs = {max} is too short: messages must be kept at least {MIN_TIMER_SECS} s, \
+                 the shortest disappearing-messages timer"
+            )));
+        }
+        if let Some(default) = self.default_timer_secs {
+            if !(MIN_TIMER_SECS..=MAX_TIMER_SECS).contains(&default) {
+                return Err(ConfigError::Messages(format!(
+                    "messages.default_timer_secs = {default} is out of range: use {MIN_TIMER_SECS} to {MAX_TIMER_SECS} \
+                     ({}), or leave it out for no timer",
+                    crate::delivery::lifetime::human_duration(MAX_TIMER_SECS)
+                )));
+            }
+            if let Some(max) = self.max_retention_secs
+                && default > max
+            {
+                return Err(ConfigError::Messages(format!(
+                    "messages.default_timer_secs = {default} is longer than messages.max_retention_secs = {max}: \
+                     new conversations would start with a timer the organisation refuses"
+                )));
+            }
+        }
+        let window = self.recall_window_secs;
+        if !(MIN_RECALL_WINDOW_SECS..=MAX_RECALL_WINDOW_SECS).contains(&window) {
+            return Err(ConfigError::Messages(format!(
+                "messages.recall_window_secs = {window} is out of range: use {MIN_RECALL_WINDOW_SECS} (one minute) \
+                 to {MAX_RECALL_WINDOW_SECS} (365 days)"
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -109,6 +209,7 @@ impl Default for ServerConfig {
             behind_tls_proxy: false,
             session_idle_secs: DEFAULT_SESSION_IDLE_SECS,
             rate_limits: RateLimits::default(),
+            messages: MessagesConfig::default(),
         }
     }
 }
@@ -148,6 +249,10 @@ pub enum ConfigError {
         name: &'static str,
         reason: &'static str,
     },
+    /// A `[messages]` setting is out of its range or contradicts another;
+    /// the text names the setting, its value and the allowed range.
+    #[error("{0}")]
+    Messages(String),
 }
 
 impl ServerConfig {
@@ -181,6 +286,7 @@ impl ServerConfig {
     }
 
     fn validate_limits(&self) -> Result<(), ConfigError> {
+        self.messages.validate()?;
         let r = &self.rate_limits;
         let checks = [
             (
@@ -300,5 +406,72 @@ mod tests {
         let d = ServerConfig::default();
         assert_eq!(d.session_idle_secs, 30 * 24 * 3600);
         assert!(toml::from_str::<ServerConfig>("[rate_limits]\nbogus = 1").is_err());
+    }
+
+    fn messages(max: Option<u32>, default: Option<u32>, window: u32) -> Result<(), ConfigError> {
+        ServerConfig {
+            messages: MessagesConfig {
+                max_retention_secs: max,
+                default_timer_secs: default,
+                recall_window_secs: window,
+            },
+            ..ServerConfig::default()
+        }
+        .validate()
+    }
+
+    #[test]
+    fn message_settings_in_range() {
+        let day = 24 * 3600;
+        assert!(messages(None, None, DEFAULT_RECALL_WINDOW_SECS).is_ok());
+        assert!(messages(Some(7 * day), Some(day), 60).is_ok());
+        assert!(messages(Some(30), Some(30), 365 * day).is_ok());
+        // An organisation may keep longer than a user's longest timer.
+        assert!(messages(Some(u32::MAX), Some(MAX_TIMER_SECS), day).is_ok());
+        for (max, default, window) in [
+            (Some(0), None, day),
+            (Some(29), None, day),
+            (None, Some(0), day),
+            (None, Some(29), day),
+            (None, Some(MAX_TIMER_SECS + 1), day),
+            (None, Some(u32::MAX), day),
+            (Some(day), Some(2 * day), day),
+            (None, None, 0),
+            (None, None, 59),
+            (None, None, 365 * day + 1),
+            (None, None, u32::MAX),
+        ] {
+            let err = messages(max, default, window).err().map(|e| e.to_string());
+            let msg = err.unwrap_or_default();
+            assert!(
+                msg.starts_with("messages."),
+                "{max:?} {default:?} {window}: {msg:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn toml_messages_section() {
+        let c: ServerConfig =
+            toml::from_str("[messages]\nmax_retention_secs = 604800\ndefault_timer_secs = 86400\n")
+                .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(c.messages.max_retention_secs, Some(604_800));
+        assert_eq!(c.messages.default_timer_secs, Some(86_400));
+        assert_eq!(c.messages.recall_window_secs, DEFAULT_RECALL_WINDOW_SECS);
+        assert!(c.validate().is_ok());
+        assert_eq!(
+            c.messages.policy(),
+            MessagePolicy {
+                max_retention_secs: Some(604_800),
+                default_timer_secs: Some(86_400),
+                recall_window_secs: DEFAULT_RECALL_WINDOW_SECS,
+            }
+        );
+        // Negative and overflowing numbers do not even parse.
+        assert!(toml::from_str::<ServerConfig>("[messages]\nrecall_window_secs = -1").is_err());
+        assert!(
+            toml::from_str::<ServerConfig>("[messages]\nmax_retention_secs = 4294967296").is_err()
+        );
+        assert!(toml::from_str::<ServerConfig>("[messages]\nbogus = 1").is_err());
     }
 }

@@ -19,7 +19,9 @@ pub const INVITE_LIFETIME_MS: i64 = 7 * 24 * 3600 * 1000;
 /// Creates the data directory and opens (or creates) the database: WAL so
 /// readers never block the single writer, `synchronous=FULL` so a committed
 /// transaction survives power loss, foreign keys on, and a busy timeout so
-/// concurrent writers wait instead of failing. Runs the embedded migrations.
+/// concurrent writers wait instead of failing, and `secure_delete` so that
+/// deleted rows (expired or recalled ciphertext) are overwritten with zeros
+/// rather than left in free pages. Runs the embedded migrations.
 pub async fn open(data_dir: &Path) -> Result<SqlitePool, ServerError> {
     std::fs::create_dir_all(data_dir).map_err(|source| ServerError::DataDir {
         path: data_dir.to_owned(),
@@ -31,7 +33,8 @@ pub async fn open(data_dir: &Path) -> Result<SqlitePool, ServerError> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10));
+        .busy_timeout(Duration::from_secs(10))
+        .pragma("secure_delete", "ON");
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
         .connect_with(options)

@@ -23,6 +23,15 @@
 //! - a security event log per account (`security_events`), which never
 //!   holds a password, code, token or secret.
 //!
+//! Message lifetime ([`MessagesConfig`], served as `GET /v1/policy/messages`):
+//! an organisation's maximum retention is enforced on every application
+//! message; expired messages are never delivered and are purged every few
+//! seconds ([`Purger`]); a recall from the sender (within the recall window)
+//! or a group admin deletes the copies not yet delivered. The database runs
+//! with `secure_delete` and the WAL is checkpointed after deletions, so
+//! purged ciphertext is overwritten on disk. Deleting delivered copies is
+//! up to the clients: a modified client may keep them.
+//!
 //! Every time-dependent check reads a [`Clock`], which tests replace with a
 //! manual one ([`Server::open_with_clock`]).
 //!
@@ -56,6 +65,7 @@ mod groups;
 mod keypackages;
 mod link;
 mod password;
+mod policy;
 mod ratelimit;
 mod secrets;
 mod security_events;
@@ -66,7 +76,8 @@ mod twofactor;
 
 pub use auth::AuthDevice;
 pub use clock::Clock;
-pub use config::{ConfigError, RateLimits, Registration, ServerConfig};
+pub use config::{ConfigError, MessagesConfig, RateLimits, Registration, ServerConfig};
+pub use delivery::lifetime::Purger;
 pub use delivery::ws::MAX_WEBSOCKETS;
 pub use error::{ApiError, ServerError};
 
@@ -90,6 +101,9 @@ use tracing::Instrument as _;
 
 /// How often expired idempotency keys and fully delivered messages are purged.
 const CLEANUP_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often expired messages are purged (real time; their expiry is read
+/// from the server clock). Until then the WebSocket already skips them.
+const PURGE_INTERVAL: Duration = Duration::from_secs(5);
 /// How long open WebSockets get to close after shutdown begins.
 const WS_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -100,6 +114,7 @@ pub struct Server {
     tls: Option<Arc<rustls::ServerConfig>>,
     first_invite: Option<String>,
     shutdown_tx: watch::Sender<bool>,
+    purger: Purger,
 }
 
 impl std::fmt::Debug for Server {
@@ -124,8 +139,9 @@ impl Server {
         Self::open_with_clock(config, Clock::system()).await
     }
 
-    /// [`Server::open`] with the clock that 2FA, lockouts, session expiry
-    /// and link codes read (a [`Clock::manual`] in tests).
+    /// [`Server::open`] with the clock that 2FA, lockouts, session expiry,
+    /// link codes, message timestamps, expiry and recall windows read (a
+    /// [`Clock::manual`] in tests).
     pub async fn open_with_clock(
         config: ServerConfig,
         clock: Clock,
@@ -141,7 +157,14 @@ impl Server {
         let dummy_hash = password::dummy_hash()
             .await
             .map_err(|e| ServerError::Internal(e.message))?;
-        let (delivery, _actor) = delivery::actor::start(pool.clone()).await?;
+        let purger = Purger::new(pool.clone(), clock.clone());
+        let (delivery, _actor) = delivery::actor::start(
+            pool.clone(),
+            clock.clone(),
+            config.messages.clone(),
+            purger.clone(),
+        )
+        .await?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         let state = AppState {
             pool,
@@ -157,15 +180,25 @@ impl Server {
             session_idle_ms: i64::try_from(config.session_idle_secs.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
             behind_tls_proxy: config.behind_tls_proxy,
+            message_policy: Arc::new(config.messages.policy()),
         };
-        tokio::spawn(cleanup_loop(state.clone()));
+        tokio::spawn(cleanup_loop(state.clone(), purger.clone()));
         Ok(Server {
             state,
             config,
             tls,
             first_invite,
             shutdown_tx,
+            purger,
         })
+    }
+
+    /// A handle that purges expired messages now rather than at the next
+    /// scheduled purge (for tests and operators). Take it before
+    /// [`Server::serve`], which consumes the server; it stays usable while
+    /// the server runs.
+    pub fn purger(&self) -> Purger {
+        self.purger.clone()
     }
 
     /// The invite created by this start for the first account (it becomes the owner), if any.
@@ -203,6 +236,7 @@ impl Server {
             .route("/v1/key-packages/claim", post(keypackages::claim))
             .route("/v1/groups", get(groups::list))
             .route("/v1/groups/{group_id}", get(groups::get))
+            .route("/v1/policy/messages", get(policy::messages))
             .route("/v1/ws", get(delivery::ws::upgrade))
             .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
             .layer(axum::middleware::from_fn(trace_request))
@@ -281,14 +315,21 @@ async fn first_start_invite(
     Ok(Some(db::insert_invite(pool, role).await?))
 }
 
-async fn cleanup_loop(state: AppState) {
+async fn cleanup_loop(state: AppState, purger: Purger) {
     let mut shutdown = state.shutdown.clone();
     let mut tick = tokio::time::interval(CLEANUP_INTERVAL);
     tick.tick().await;
+    let mut purge = tokio::time::interval(PURGE_INTERVAL);
+    purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = purge.tick() => {
+                if let Err(e) = purger.purge_now().await {
+                    tracing::warn!(error = %e, "purging expired messages failed");
+                }
+            }
             _ = tick.tick() => {
-                if let Err(e) = delivery::actor::cleanup(&state.pool).await {
+                if let Err(e) = delivery::actor::cleanup(&state.pool, state.now()).await {
                     tracing::warn!(error = %e, "cleanup failed");
                 }
                 if let Err(e) = expire_sessions(&state).await {

@@ -5,6 +5,7 @@ use crate::config::Registration;
 use crate::delivery::DeliveryHandle;
 use crate::ratelimit::Limiter;
 use crate::secrets::ServerKey;
+use rampart_proto::api::MessagePolicy;
 use sqlx::SqlitePool;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub session_idle_ms: i64,
     /// Whether `X-Forwarded-For` is trusted (its last entry).
     pub behind_tls_proxy: bool,
+    /// Served as `GET /v1/policy/messages`.
+    pub message_policy: Arc<MessagePolicy>,
 }
 
 impl AppState {

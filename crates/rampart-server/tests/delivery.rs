@@ -20,6 +20,8 @@ fn send_frame(request_id: u32, k: IdempotencyKey, group: GroupId, message: Vec<u
         request_id,
         key: k,
         group,
+        expires_in: None,
+        recalls: None,
         message,
     })
 }
@@ -62,7 +64,7 @@ async fn world(dir: &std::path::Path) -> (World, Ws) {
             create: Some(Create::Group),
             commit,
             welcome: Some(welcome),
-            group_info: b"group info".to_vec(),
+            group_info: a.group_info(&group),
             added: vec![bob.device],
             removed: vec![],
         }),
@@ -277,6 +279,7 @@ async fn commit_cas_and_welcome_only_after_accept() {
         .unwrap();
     let carol_mls = MlsClient::new("carol");
     let (second, welcome) = w.a.add(&mut w.group, &[carol_mls.key_package()]);
+    let group_info = w.a.group_info(&w.group);
     let bundle = |request_id, k, commit, welcome, added| {
         ClientFrame::Commit(CommitBundle {
             request_id,
@@ -286,7 +289,7 @@ async fn commit_cas_and_welcome_only_after_accept() {
             create: None,
             commit,
             welcome,
-            group_info: vec![1],
+            group_info: group_info.clone(),
             added,
             removed: vec![],
         })

@@ -10,13 +10,23 @@
 //! low; delivery is at least once and the sender hears `Accepted` only after
 //! the commit. Commits and Welcomes (and anything after them in the batch) are
 //! pushed only once durable, so nobody ever sees a commit the server forgot.
+//!
+//! Time comes from the server [`Clock`]: message timestamps, expiry and
+//! recall windows. Sends are checked against the organisation's message
+//! lifetime rules ([`lifetime`]); a recall authorised here deletes the
+//! target's undelivered copies in the same transaction that stores the
+//! recall message itself.
 
+use super::lifetime::{self, Purger};
 use super::{DeliveryHandle, OP_QUEUE, Op, Outbound};
-use crate::db::{device_from_db, device_to_db, now_ms, u64_from_db, u64_to_db};
+use crate::clock::Clock;
+use crate::config::MessagesConfig;
+use crate::db::{device_from_db, device_to_db, u64_from_db, u64_to_db};
 use bytes::Bytes;
 use rampart_proto::frame::{
     CommitBundle, Create, Delivery, DeliveryKind, SendMessage, ServerFrame,
 };
+use rampart_proto::group::GroupSettings;
 use rampart_proto::limits::MAX_GROUP_DEVICES;
 use rampart_proto::{DeviceId, ErrorCode, GroupId, GroupKind, IdempotencyKey, Username};
 use sqlx::{QueryBuilder, Row as _, Sqlite, SqlitePool};
@@ -32,11 +42,17 @@ const RECENT_KEYS: usize = 1024;
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
 /// Rows per multi-row INSERT, under SQLite's 32766 bound variables.
 const ROWS_PER_INSERT: usize = 1000;
+/// Stored messages one recall may name (a key is random; more than one
+/// match means a sender reused a key on purpose).
+const MAX_RECALL_TARGETS: i64 = 16;
 
 struct Group {
     kind: GroupKind,
     epoch: u64,
     members: HashSet<DeviceId>,
+    /// Mirrored from the latest commit's GroupInfo (unverified; see
+    /// [`super::mls::check_commit`]). Direct chats have none.
+    settings: Option<GroupSettings>,
 }
 
 struct Device {
@@ -80,6 +96,10 @@ struct MessageRow {
     kind: DeliveryKind,
     epoch: u64,
     time: i64,
+    /// The sender's idempotency key, for application messages (what a recall names).
+    client_key: Option<[u8; 16]>,
+    /// When it is deleted (ms, server clock).
+    expires_at: Option<i64>,
     payload: Vec<u8>,
 }
 
@@ -89,6 +109,8 @@ struct GroupWrite {
     created: Option<DeviceId>,
     members_before: HashSet<DeviceId>,
     group_info: Vec<u8>,
+    /// Encoded [`GroupSettings`], `None` when the GroupInfo carries none.
+    settings: Option<Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -103,6 +125,9 @@ struct Batch {
     flushes: Vec<oneshot::Sender<()>>,
     /// Revoked devices whose queues are deleted with this batch.
     revoked: Vec<(DeviceId, oneshot::Sender<bool>)>,
+    /// Messages recalled by this batch: deleted (with their queue rows)
+    /// after its inserts, so a target stored in the same batch goes too.
+    recalled: Vec<i64>,
     /// Set once a handshake message is in the batch: from then on pushes wait
     /// for the commit, which also keeps each device's pushes in seq order.
     hold_pushes: bool,
@@ -140,6 +165,10 @@ fn not_member() -> Rejection {
 
 pub struct Actor {
     pool: SqlitePool,
+    clock: Clock,
+    messages: MessagesConfig,
+    /// Asks for a WAL checkpoint after a recall deleted rows (coalesced).
+    checkpoints: mpsc::Sender<()>,
     rx: mpsc::Receiver<Op>,
     groups: HashMap<GroupId, Group>,
     devices: HashMap<DeviceId, Device>,
@@ -148,13 +177,29 @@ pub struct Actor {
     next_message_id: i64,
 }
 
-/// Loads the delivery state and starts the actor.
+/// Loads the delivery state and starts the actor, which reads `clock` for
+/// every timestamp and applies the `messages` lifetime rules. `purger`
+/// checkpoints the WAL after recalls (on its own task, off the hot path).
 pub async fn start(
     pool: SqlitePool,
+    clock: Clock,
+    messages: MessagesConfig,
+    purger: Purger,
 ) -> Result<(DeliveryHandle, tokio::task::JoinHandle<()>), sqlx::Error> {
     let (tx, rx) = mpsc::channel(OP_QUEUE);
+    // Capacity one: requests made while a checkpoint waits coalesce; the
+    // task ends with the actor.
+    let (checkpoints, mut requests) = mpsc::channel::<()>(1);
+    tokio::spawn(async move {
+        while requests.recv().await.is_some() {
+            purger.checkpoint().await;
+        }
+    });
     let mut actor = Actor {
         pool,
+        clock,
+        messages,
+        checkpoints,
         rx,
         groups: HashMap::new(),
         devices: HashMap::new(),
@@ -173,7 +218,7 @@ impl Actor {
     /// may have seen is never reused for another message.
     async fn reload(&mut self) -> Result<(), sqlx::Error> {
         let mut groups = HashMap::new();
-        for row in sqlx::query("SELECT id, kind, epoch FROM groups")
+        for row in sqlx::query("SELECT id, kind, epoch, settings FROM groups")
             .fetch_all(&self.pool)
             .await?
         {
@@ -186,12 +231,19 @@ impl Actor {
                 GroupKind::Group
             };
             let epoch = u64_from_db(row.try_get("epoch")?);
+            let settings = match row.try_get::<Option<&[u8]>, _>("settings")? {
+                None => None,
+                Some(bytes) => GroupSettings::decode(bytes)
+                    .inspect_err(|_| tracing::warn!("skipping corrupt stored group settings"))
+                    .ok(),
+            };
             groups.insert(
                 id,
                 Group {
                     kind,
                     epoch,
                     members: HashSet::new(),
+                    settings,
                 },
             );
         }
@@ -222,7 +274,7 @@ impl Actor {
         for row in sqlx::query(
             "SELECT device_id, key, request_result_epoch FROM idempotency WHERE created_at > ? ORDER BY created_at",
         )
-        .bind(now_ms() - IDEMPOTENCY_TTL_MS)
+        .bind(self.clock.now_db() - IDEMPOTENCY_TTL_MS)
         .fetch_all(&self.pool)
         .await?
         {
@@ -287,10 +339,11 @@ impl Actor {
             Op::Commit {
                 device,
                 bundle,
+                settings,
                 reply,
             } => {
                 let request_id = bundle.request_id;
-                let result = self.commit(batch, device, *bundle).await;
+                let result = self.commit(batch, device, *bundle, settings).await;
                 batch.replies.push((reply, answer(request_id, result)));
             }
             Op::Ack { device, up_to } => {
@@ -425,12 +478,23 @@ impl Actor {
             });
         }
         let epoch = group.epoch;
+        let admin = group.settings.as_ref().is_some_and(|s| s.is_admin(&sender));
         let recipients: Vec<DeviceId> = group
             .members
             .iter()
             .copied()
             .filter(|d| *d != device)
             .collect();
+        let expires_in = lifetime::check_send(&self.messages, kind, msg.expires_in, msg.recalls)
+            .map_err(|r| reject(r.code, r.message))?;
+        let now = self.clock.now_db();
+        if let Some(target) = msg.recalls {
+            let recalled = self
+                .recall(batch, &sender, admin, msg.group, target, now)
+                .await?;
+            batch.recalled.extend(recalled);
+        }
+        let application = kind == DeliveryKind::Application;
         self.store_and_fan_out(
             batch,
             MessageRow {
@@ -439,7 +503,9 @@ impl Actor {
                 sender: device,
                 kind,
                 epoch,
-                time: now_ms(),
+                time: now,
+                client_key: application.then_some(msg.key.0),
+                expires_at: expires_in.map(|secs| lifetime::expires_at(now, secs)),
                 payload: msg.message,
             },
             &sender,
@@ -449,11 +515,93 @@ impl Actor {
         Ok((epoch, false))
     }
 
+    /// The undelivered, unexpired messages of `group` accepted under
+    /// `target` that `sender` may recall: their own within the recall
+    /// window, or any if they are an admin of the group. None stored (all
+    /// delivered, expired, or never sent): nothing to do, and clients judge
+    /// the recall themselves. Some stored but none allowed: refused.
+    async fn recall(
+        &mut self,
+        batch: &Batch,
+        sender: &Username,
+        admin: bool,
+        group: GroupId,
+        target: IdempotencyKey,
+        now: i64,
+    ) -> Result<Vec<i64>, Rejection> {
+        // (message id, sending device, server time); this batch first, as
+        // it is not in the database yet.
+        let mut found: Vec<(i64, DeviceId, i64)> = batch
+            .messages
+            .iter()
+            .filter(|m| {
+                m.group == group
+                    && m.client_key == Some(target.0)
+                    && m.expires_at.is_none_or(|t| t > now)
+                    && batch.queue.iter().any(|q| q.2 == m.id)
+            })
+            .map(|m| (m.id, m.sender, m.time))
+            .collect();
+        let rows = sqlx::query(
+            "SELECT m.id, m.sender_device, m.server_time FROM messages m \
+             WHERE m.client_key = ? AND m.group_id = ? \
+             AND (m.expires_at IS NULL OR m.expires_at > ?) \
+             AND EXISTS (SELECT 1 FROM queue q WHERE q.message_id = m.id) \
+             ORDER BY m.id LIMIT ?",
+        )
+        .bind(target.0.as_slice())
+        .bind(group.as_bytes().as_slice())
+        .bind(now)
+        .bind(MAX_RECALL_TARGETS)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let id: i64 = row.try_get("id")?;
+            if let Some(device) = device_from_db(row.try_get("sender_device")?)
+                && !found.iter().any(|f| f.0 == id)
+            {
+                found.push((id, device, row.try_get("server_time")?));
+            }
+        }
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
+        let window_ms = i64::from(self.messages.recall_window_secs) * 1000;
+        let mut allowed = Vec::with_capacity(found.len());
+        let mut too_late = false;
+        for (id, device, time) in found {
+            let own = self
+                .device(device)
+                .await?
+                .is_some_and(|d| d.username == *sender);
+            if admin || (own && now.saturating_sub(time) <= window_ms) {
+                allowed.push(id);
+            } else if own {
+                too_late = true;
+            }
+        }
+        if !allowed.is_empty() {
+            return Ok(allowed);
+        }
+        Err(if too_late {
+            reject(
+                ErrorCode::WindowClosed,
+                lifetime::window_closed_message(self.messages.recall_window_secs),
+            )
+        } else {
+            reject(
+                ErrorCode::Forbidden,
+                "only the sender, or an admin of the group, may recall this message",
+            )
+        })
+    }
+
     async fn commit(
         &mut self,
         batch: &mut Batch,
         device: DeviceId,
         bundle: CommitBundle,
+        settings: Option<GroupSettings>,
     ) -> Result<(u64, bool), Rejection> {
         if let Some(epoch) = self.duplicate(device, bundle.key) {
             return Ok((epoch, true));
@@ -519,24 +667,30 @@ impl Actor {
             members.remove(d);
         }
         members.extend(bundle.added.iter().copied());
+        // A 1:1 conversation has no settings: neither person administers it.
+        let settings = settings.filter(|_| kind == GroupKind::Group);
+        let encoded = settings.as_ref().map(GroupSettings::encode);
         let existing = self.groups.insert(
             group_id,
             Group {
                 kind,
                 epoch: new_epoch,
                 members,
+                settings,
             },
         );
         let write = batch.groups.entry(group_id).or_insert_with(|| GroupWrite {
             created: existing.is_none().then_some(device),
             members_before: existing.map(|g| g.members).unwrap_or_default(),
             group_info: Vec::new(),
+            settings: None,
         });
         write.group_info = bundle.group_info;
+        write.settings = encoded;
 
         // Handshakes are pushed only once durable; see the module docs.
         batch.hold_pushes = true;
-        let now = now_ms();
+        let now = self.clock.now_db();
         // Everyone in the old epoch but the committer learns of it, removed
         // devices included, so they know they were removed.
         let commit_to: Vec<DeviceId> = members_before
@@ -553,6 +707,8 @@ impl Actor {
                 kind: DeliveryKind::Commit,
                 epoch: old_epoch,
                 time: now,
+                client_key: None,
+                expires_at: None,
                 payload: bundle.commit,
             },
             &sender,
@@ -568,6 +724,8 @@ impl Actor {
                     kind: DeliveryKind::Welcome,
                     epoch: new_epoch,
                     time: now,
+                    client_key: None,
+                    expires_at: None,
                     payload: welcome,
                 },
                 &sender,
@@ -667,9 +825,14 @@ impl Actor {
                     row.kind,
                     row.epoch,
                     u64_from_db(row.time),
+                    row.expires_at.map(u64_from_db),
                     &row.payload,
                 ));
-                let out = Outbound { seq, frame };
+                let out = Outbound {
+                    seq,
+                    frame,
+                    expires_at: row.expires_at.map(u64_from_db),
+                };
                 if batch.hold_pushes {
                     batch.held.push((to, out));
                 } else {
@@ -718,6 +881,14 @@ impl Actor {
                 for (_, reply) in batch.revoked {
                     let _ = reply.send(true);
                 }
+                if !batch.recalled.is_empty() {
+                    tracing::debug!(
+                        messages = batch.recalled.len(),
+                        "recalled undelivered messages"
+                    );
+                    // Full: one is already waiting, and it covers these rows too.
+                    let _ = self.checkpoints.try_send(());
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "delivery actor: writing a batch failed");
@@ -752,11 +923,12 @@ impl Actor {
             && batch.groups.is_empty()
             && batch.idempotency.is_empty()
             && batch.revoked.is_empty()
+            && batch.recalled.is_empty()
         {
             return Ok(());
         }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let now = now_ms();
+        let now = self.clock.now_db();
         for (id, write) in std::mem::take(&mut batch.groups) {
             let Some(group) = self.groups.get(&id) else {
                 continue;
@@ -765,8 +937,8 @@ impl Actor {
             match write.created {
                 Some(creator) => {
                     sqlx::query(
-                        "INSERT INTO groups (id, kind, epoch, group_info, created_by_device, created_at) \
-                         VALUES (?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO groups (id, kind, epoch, group_info, settings, created_by_device, created_at) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?)",
                     )
                     .bind(gid)
                     .bind(match group.kind {
@@ -775,18 +947,22 @@ impl Actor {
                     })
                     .bind(u64_to_db(group.epoch))
                     .bind(write.group_info)
+                    .bind(write.settings)
                     .bind(device_to_db(creator))
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
                 }
                 None => {
-                    sqlx::query("UPDATE groups SET epoch = ?, group_info = ? WHERE id = ?")
-                        .bind(u64_to_db(group.epoch))
-                        .bind(write.group_info)
-                        .bind(gid)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE groups SET epoch = ?, group_info = ?, settings = ? WHERE id = ?",
+                    )
+                    .bind(u64_to_db(group.epoch))
+                    .bind(write.group_info)
+                    .bind(write.settings)
+                    .bind(gid)
+                    .execute(&mut *tx)
+                    .await?;
                 }
             }
             for gone in write.members_before.difference(&group.members) {
@@ -816,7 +992,8 @@ impl Actor {
         while rows.peek().is_some() {
             let chunk = rows.by_ref().take(ROWS_PER_INSERT);
             QueryBuilder::<Sqlite>::new(
-                "INSERT INTO messages (id, group_id, sender_device, kind, epoch, server_time, payload) ",
+                "INSERT INTO messages \
+                 (id, group_id, sender_device, kind, epoch, server_time, client_key, expires_at, payload) ",
             )
             .push_values(chunk, |mut b, m| {
                 b.push_bind(m.id)
@@ -825,6 +1002,8 @@ impl Actor {
                     .push_bind(i64::from(m.kind.to_u8()))
                     .push_bind(u64_to_db(m.epoch))
                     .push_bind(m.time)
+                    .push_bind(m.client_key.map(|k| k.to_vec()))
+                    .push_bind(m.expires_at)
                     .push_bind(m.payload);
             })
             .build()
@@ -852,6 +1031,10 @@ impl Actor {
             .build()
             .execute(&mut *tx)
             .await?;
+        }
+        // After this batch's inserts, so a target stored in this batch goes too.
+        for chunk in batch.recalled.chunks(ROWS_PER_INSERT) {
+            delete_messages(&mut tx, chunk).await?;
         }
         for (device, up_to) in &batch.acks {
             let (d, s) = (device_to_db(*device), u64_to_db(*up_to));
@@ -924,11 +1107,39 @@ fn device_from_row(
     )))
 }
 
+/// Deletes messages and their queue rows by id, first raising each affected
+/// device's `acked_seq` past the deleted rows so that its sequence numbers
+/// never restart below a number it may have seen.
+async fn delete_messages(tx: &mut sqlx::SqliteConnection, ids: &[i64]) -> Result<(), sqlx::Error> {
+    let in_ids = |q: &mut QueryBuilder<Sqlite>| {
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+    };
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "UPDATE devices SET acked_seq = MAX(acked_seq, x.s) FROM \
+         (SELECT device_id AS d, MAX(seq) AS s FROM queue WHERE message_id IN (",
+    );
+    in_ids(&mut q);
+    q.push(") GROUP BY device_id) AS x WHERE devices.id = x.d");
+    q.build().execute(&mut *tx).await?;
+    let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM queue WHERE message_id IN (");
+    in_ids(&mut q);
+    q.push(")");
+    q.build().execute(&mut *tx).await?;
+    let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM messages WHERE id IN (");
+    in_ids(&mut q);
+    q.push(")");
+    q.build().execute(&mut *tx).await?;
+    Ok(())
+}
+
 /// Deletes what no queue references any more and expired idempotency keys.
 /// Group state (epoch, GroupInfo) lives in `groups`, never in `messages`.
-pub async fn cleanup(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+pub async fn cleanup(pool: &SqlitePool, now_ms: i64) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM idempotency WHERE created_at < ?")
-        .bind(now_ms() - IDEMPOTENCY_TTL_MS)
+        .bind(now_ms - IDEMPOTENCY_TTL_MS)
         .execute(pool)
         .await?;
     sqlx::query(

@@ -1,12 +1,14 @@
 //! What the delivery service can check in MLS framing without any keys:
-//! wire format, content type, group id and epoch. Done in the connection task
-//! (not the actor) so parsing cost is spread over connections.
+//! wire format, content type, group id and epoch, and the group settings in
+//! a commit's GroupInfo. Done in the connection task (not the actor) so
+//! parsing cost is spread over connections.
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{ContentType, MlsMessageBodyIn, MlsMessageIn, ProtocolMessage};
 use rampart_proto::ErrorCode;
 use rampart_proto::GroupId;
 use rampart_proto::frame::{CommitBundle, DeliveryKind, SendMessage};
+use rampart_proto::group::{GROUP_SETTINGS_EXTENSION, GroupSettings};
 
 /// A request the server refuses before storing anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,8 +52,10 @@ pub fn check_send(msg: &SendMessage) -> Result<(DeliveryKind, u64), Refusal> {
 }
 
 /// A commit bundle's commit must be a public commit for the stated group and
-/// epoch, and its Welcome (if any) a Welcome.
-pub fn check_commit(bundle: &CommitBundle) -> Result<(), Refusal> {
+/// epoch, its Welcome (if any) a Welcome, and its GroupInfo a GroupInfo of
+/// that group. Returns the group settings the GroupInfo's group context
+/// carries (`None` if it carries none).
+pub fn check_commit(bundle: &CommitBundle) -> Result<Option<GroupSettings>, Refusal> {
     let ProtocolMessage::PublicMessage(commit) = protocol_message(&bundle.commit, &bundle.group)?
     else {
         return Err(malformed("commits must be sent as MLS PublicMessage"));
@@ -71,16 +75,51 @@ pub fn check_commit(bundle: &CommitBundle) -> Result<(), Refusal> {
             if !matches!(parsed.extract(), MlsMessageBodyIn::Welcome(_)) {
                 return Err(malformed("the welcome field does not carry an MLS Welcome"));
             }
-            Ok(())
         }
-        (None, true) => Ok(()),
-        (Some(_), true) => Err(Refusal {
-            code: ErrorCode::BadRequest,
-            message: "a welcome was given but no devices are added",
-        }),
-        (None, false) => Err(Refusal {
-            code: ErrorCode::BadRequest,
-            message: "devices are added but no welcome was given",
-        }),
+        (None, true) => {}
+        (Some(_), true) => {
+            return Err(Refusal {
+                code: ErrorCode::BadRequest,
+                message: "a welcome was given but no devices are added",
+            });
+        }
+        (None, false) => {
+            return Err(Refusal {
+                code: ErrorCode::BadRequest,
+                message: "devices are added but no welcome was given",
+            });
+        }
+    }
+    group_settings(&bundle.group_info, &bundle.group)
+}
+
+/// The [`GroupSettings`] extension in a GroupInfo's group context.
+///
+/// NOT verified (a known gap): the server checks no MLS signature yet, so a
+/// member who commits could upload a GroupInfo naming themselves admin, and
+/// then recall other members' undelivered messages on the server. That
+/// deletes ciphertext early; it never reveals or alters a message, and the
+/// members' clients, which hold the authoritative settings in their group
+/// context, judge the recall message themselves.
+fn group_settings(group_info: &[u8], group: &GroupId) -> Result<Option<GroupSettings>, Refusal> {
+    let parsed = MlsMessageIn::tls_deserialize_exact(group_info)
+        .map_err(|_| malformed("the group info is not an MLS message"))?;
+    let MlsMessageBodyIn::GroupInfo(info) = parsed.extract() else {
+        return Err(malformed(
+            "the group info field does not carry an MLS GroupInfo",
+        ));
+    };
+    if info.group_id().as_slice() != group.as_bytes() {
+        return Err(malformed("the group info belongs to another group"));
+    }
+    match info
+        .group_context()
+        .extensions()
+        .unknown(GROUP_SETTINGS_EXTENSION)
+    {
+        None => Ok(None),
+        Some(ext) => GroupSettings::decode(&ext.0)
+            .map(Some)
+            .map_err(|_| malformed("the group settings extension is malformed")),
     }
 }

@@ -6,11 +6,13 @@
 //! tasks ([`ws`]) send it operations on a channel and await the answers.
 
 pub mod actor;
+pub mod lifetime;
 pub mod mls;
 pub mod ws;
 
 use bytes::Bytes;
 use rampart_proto::frame::{CommitBundle, DeliveryKind, SendMessage, ServerFrame};
+use rampart_proto::group::GroupSettings;
 use rampart_proto::{DeviceId, ErrorCode};
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,6 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 pub struct Outbound {
     pub seq: u64,
     pub frame: Bytes,
+    /// When the message expires (server clock, ms): a connection that gets
+    /// to it later drops it instead.
+    pub expires_at: Option<u64>,
 }
 
 /// Live pushes a connection may have buffered before the actor gives up on it
@@ -44,6 +49,8 @@ pub enum Op {
     Commit {
         device: DeviceId,
         bundle: Box<CommitBundle>,
+        /// The group settings in the bundle's GroupInfo (unverified).
+        settings: Option<GroupSettings>,
         reply: oneshot::Sender<ServerFrame>,
     },
     Ack {

@@ -1,10 +1,14 @@
 //! One WebSocket per connected device: backlog from the database, then live
 //! pushes from the actor, while requests are read and answered concurrently
 //! (a client may pipeline many sends; answers come back as they are ready).
+//!
+//! A message whose expiry has passed (by the server clock) is never sent,
+//! from the backlog or live, even if the purge has not deleted it yet.
 
 use super::mls::{self, Refusal};
 use super::{CONNECTION_BUFFER, Op, Outbound, internal_rejection};
 use crate::auth::AuthDevice;
+use crate::clock::Clock;
 use crate::db::{device_to_db, u64_from_db, u64_to_db};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -97,7 +101,12 @@ async fn run(socket: WebSocket, state: AppState, device: DeviceId) {
         let _ = sink.close().await;
         return;
     };
-    let mut backlog = read_backlog(state.pool.clone(), device, backlog_until);
+    let mut backlog = read_backlog(
+        state.pool.clone(),
+        state.clock.clone(),
+        device,
+        backlog_until,
+    );
     let mut backlog_done = false;
     let mut pending = FuturesUnordered::new();
     let mut shutdown = state.shutdown.clone();
@@ -141,6 +150,8 @@ async fn run(socket: WebSocket, state: AppState, device: DeviceId) {
             out = out_rx.recv(), if backlog_done => match out {
                 // The backlog already carried everything below `backlog_until`.
                 Some(out) if out.seq < backlog_until => {}
+                // Expired while waiting here (behind a long backlog).
+                Some(out) if out.expires_at.is_some_and(|t| t <= state.clock.now_ms()) => {}
                 Some(out) => {
                     if sink.send(Message::Binary(out.frame)).await.is_err() {
                         break;
@@ -250,9 +261,10 @@ async fn handle(state: &AppState, device: DeviceId, frame: ClientFrame) -> Handl
             Err(r) => return Handled::Now(refusal(request_id, r)),
         },
         ClientFrame::Commit(bundle) => match mls::check_commit(&bundle) {
-            Ok(()) => Op::Commit {
+            Ok(settings) => Op::Commit {
                 device,
                 bundle: Box::new(bundle),
+                settings,
                 reply,
             },
             Err(r) => return Handled::Now(refusal(request_id, r)),
@@ -268,8 +280,10 @@ async fn handle(state: &AppState, device: DeviceId, frame: ClientFrame) -> Handl
 
 /// Reads the device's queue below `until` in pages on a helper task (WAL:
 /// reads never block the actor's writes), ending with `BacklogDone`.
+/// Messages expired by `clock` when their page is read are skipped.
 fn read_backlog(
     pool: sqlx::SqlitePool,
+    clock: Clock,
     device: DeviceId,
     until: u64,
 ) -> mpsc::Receiver<Result<Bytes, sqlx::Error>> {
@@ -277,7 +291,7 @@ fn read_backlog(
     tokio::spawn(async move {
         let mut after: i64 = 0;
         loop {
-            let page = backlog_page(&pool, device, after, until).await;
+            let page = backlog_page(&pool, device, after, until, clock.now_db()).await;
             let page = match page {
                 Ok(page) => page,
                 Err(e) => {
@@ -308,16 +322,20 @@ async fn backlog_page(
     device: DeviceId,
     after: i64,
     until: u64,
+    now: i64,
 ) -> Result<Page, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT q.seq, m.group_id, m.sender_device, m.kind, m.epoch, m.server_time, m.payload, u.username \
+        "SELECT q.seq, m.group_id, m.sender_device, m.kind, m.epoch, m.server_time, m.expires_at, \
+         m.payload, u.username \
          FROM queue q JOIN messages m ON m.id = q.message_id \
          JOIN devices d ON d.id = m.sender_device JOIN users u ON u.id = d.user_id \
-         WHERE q.device_id = ? AND q.seq > ? AND q.seq < ? ORDER BY q.seq LIMIT ?",
+         WHERE q.device_id = ? AND q.seq > ? AND q.seq < ? \
+         AND (m.expires_at IS NULL OR m.expires_at > ?) ORDER BY q.seq LIMIT ?",
     )
     .bind(device_to_db(device))
     .bind(after)
     .bind(u64_to_db(until))
+    .bind(now)
     .bind(BACKLOG_PAGE)
     .fetch_all(pool)
     .await?;
@@ -349,6 +367,8 @@ async fn backlog_page(
             kind,
             u64_from_db(row.try_get("epoch")?),
             u64_from_db(row.try_get("server_time")?),
+            row.try_get::<Option<i64>, _>("expires_at")?
+                .map(u64_from_db),
             row.try_get::<&[u8], _>("payload")?,
         );
         page.frames.push(Bytes::from(frame));

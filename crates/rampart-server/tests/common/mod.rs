@@ -11,8 +11,9 @@ use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
 use rampart_proto::api::{NewDevice, RegisterRequest, SessionResponse};
 use rampart_proto::frame::{ClientFrame, ServerFrame};
+use rampart_proto::group::{GROUP_SETTINGS_EXTENSION, GroupSettings};
 use rampart_proto::{DeviceId, GroupId, Username};
-use rampart_server::{Clock, Registration, Server, ServerConfig};
+use rampart_server::{Clock, Purger, Registration, Server, ServerConfig};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -24,6 +25,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub base: String,
     pub first_invite: Option<String>,
+    /// Purges expired messages on demand.
+    pub purger: Purger,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     join: Option<tokio::task::JoinHandle<()>>,
 }
@@ -51,6 +54,7 @@ impl TestServer {
         };
         let server = Server::open_with_clock(config, clock).await.unwrap();
         let first_invite = server.first_invite().map(str::to_owned);
+        let purger = server.purger();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -66,6 +70,7 @@ impl TestServer {
             addr,
             base: format!("http://{addr}"),
             first_invite,
+            purger,
             stop: Some(stop),
             join: Some(join),
         }
@@ -299,8 +304,10 @@ impl MlsClient {
         }
     }
 
+    /// Supports the group settings extension, as Rampart clients do.
     pub fn key_package(&self) -> KeyPackage {
         KeyPackage::builder()
+            .leaf_node_capabilities(capabilities())
             .build(CS, &self.provider, &self.signer, self.cred.clone())
             .unwrap()
             .key_package()
@@ -313,10 +320,26 @@ impl MlsClient {
 
     /// A local group at epoch 0 with handshakes as PublicMessage.
     pub fn create_group(&self, id: &GroupId) -> MlsGroup {
+        self.create_group_with(id, Extensions::empty())
+    }
+
+    /// [`Self::create_group`] whose group context carries these settings
+    /// in the Rampart group settings extension.
+    pub fn create_group_with_settings(&self, id: &GroupId, settings: &GroupSettings) -> MlsGroup {
+        let ext = Extension::Unknown(
+            GROUP_SETTINGS_EXTENSION,
+            UnknownExtension(settings.encode()),
+        );
+        self.create_group_with(id, Extensions::try_from(vec![ext]).unwrap())
+    }
+
+    fn create_group_with(&self, id: &GroupId, extensions: Extensions<GroupContext>) -> MlsGroup {
         let config = MlsGroupCreateConfig::builder()
             .ciphersuite(CS)
             .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
             .use_ratchet_tree_extension(true)
+            .capabilities(capabilities())
+            .with_group_context_extensions(extensions)
             .build();
         MlsGroup::new_with_group_id(
             &self.provider,
@@ -345,6 +368,16 @@ impl MlsClient {
             .unwrap()
     }
 
+    /// The group's current GroupInfo as a serialised MLS message, the way
+    /// Rampart clients upload it with a commit.
+    pub fn group_info(&self, group: &MlsGroup) -> Vec<u8> {
+        group
+            .export_group_info(self.provider.crypto(), &self.signer, true)
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+    }
+
     pub fn merge(&self, group: &mut MlsGroup) {
         group.merge_pending_commit(&self.provider).unwrap();
     }
@@ -356,4 +389,11 @@ impl MlsClient {
             .to_bytes()
             .unwrap()
     }
+}
+
+/// Leaf capabilities that include the group settings extension.
+fn capabilities() -> Capabilities {
+    Capabilities::builder()
+        .extensions(vec![ExtensionType::Unknown(GROUP_SETTINGS_EXTENSION)])
+        .build()
 }
