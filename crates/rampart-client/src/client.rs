@@ -1,20 +1,20 @@
 //! [`Client`]: one device's profile, session and conversations.
 
+use crate::clock::Clock;
 use crate::error::ClientError;
-use crate::now_millis;
 use crate::store::{HistoryEntry, Store};
 use crate::transport::{Http, Socket};
 use rampart_core::content::Body;
 use rampart_core::{
-    Conversation, ConversationState, DeviceCredential, Engine, Event, IdentityKey, PendingCommit,
-    StoredMessage, VerifiedKeyPackage,
+    Conversation, ConversationState, DeviceCredential, Engine, Event, IdentityKey, Outgoing,
+    PendingCommit, StoredMessage, VerifiedKeyPackage,
 };
-pub(crate) const META_KNOWN_DEVICES: &str = "known_devices";
 use rampart_proto::api::{
-    ClaimRequest, ClaimResponse, KeyPackageCount, LoginRequest, NewDevice, RegisterRequest,
-    SessionResponse, UploadKeyPackages, WhoAmI,
+    ClaimRequest, ClaimResponse, KeyPackageCount, LoginRequest, MessagePolicy, NewDevice,
+    RegisterRequest, SessionResponse, UploadKeyPackages, WhoAmI,
 };
 use rampart_proto::frame::{ClientFrame, Create, Delivery, SendMessage, ServerFrame};
+use rampart_proto::group::GroupSettings;
 use rampart_proto::{DeviceId, ErrorCode, GroupId, GroupKind, IdempotencyKey, Username};
 use rand::RngCore as _;
 use serde::Serialize;
@@ -38,6 +38,10 @@ pub(crate) const META_DEVICE: &str = "device_id";
 pub(crate) const META_IDENTITY: &str = "identity_secret";
 pub(crate) const META_SIGNER: &str = "signer_public";
 pub(crate) const META_TOKEN: &str = "token";
+pub(crate) const META_KNOWN_DEVICES: &str = "known_devices";
+/// The organisation's message policy as last fetched (JSON), so that the
+/// rules hold while offline too.
+const META_POLICY: &str = "message_policy";
 
 /// Whom to talk to: `@user` (1:1) or `#group`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,6 +129,37 @@ pub struct Client {
     next_request: u32,
     pub(crate) events: Vec<Event>,
     pub(crate) alerts: Vec<Alert>,
+    clock: Clock,
+}
+
+/// What the envelope of a send tells the server.
+struct Envelope {
+    key: IdempotencyKey,
+    expires_in: Option<u32>,
+    recalls: Option<IdempotencyKey>,
+}
+
+impl Envelope {
+    /// For a proposal: a fresh key, no lifetime.
+    fn plain() -> Self {
+        let mut key = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        Self {
+            key: IdempotencyKey(key),
+            expires_in: None,
+            recalls: None,
+        }
+    }
+
+    /// For an application message: its own id is the key, so a recall can
+    /// name it to the server.
+    fn of(out: &Outgoing) -> Self {
+        Self {
+            key: IdempotencyKey(out.stored.id.0),
+            expires_in: out.expires_in,
+            recalls: out.recalls.map(|id| IdempotencyKey(id.0)),
+        }
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -218,11 +253,30 @@ impl Client {
             Some(session.token),
         )?;
         client.replenish_key_packages(true).await?;
+        client.refresh_policy().await?;
         Ok(client)
     }
 
-    /// Opens the profile in `dir`.
+    /// Opens the profile in `dir` and deletes the messages that expired
+    /// while the program was not running.
     pub fn open(dir: &Path, passphrase: &str) -> Result<Self, ClientError> {
+        Self::open_with_clock(dir, passphrase, Clock::system())
+    }
+
+    /// [`Client::open`] with the clock disappearing messages and recall
+    /// windows are measured by (a [`Clock::manual`] in tests).
+    pub fn open_with_clock(
+        dir: &Path,
+        passphrase: &str,
+        clock: Clock,
+    ) -> Result<Self, ClientError> {
+        let mut client = Self::open_profile(dir, passphrase)?;
+        client.clock = clock;
+        client.purge_expired()?;
+        Ok(client)
+    }
+
+    fn open_profile(dir: &Path, passphrase: &str) -> Result<Self, ClientError> {
         let store = Store::open(dir, passphrase)?;
         let username = Username::parse(&text_meta(&store, META_USERNAME)?)
             .map_err(|_| ClientError::Profile("malformed username".into()))?;
@@ -255,11 +309,18 @@ impl Client {
     pub(crate) fn assemble(
         dir: &Path,
         store: Store,
-        engine: Engine,
+        mut engine: Engine,
         identity: IdentityKey,
         token: Option<String>,
     ) -> Result<Self, ClientError> {
         let server = text_meta(&store, META_SERVER)?;
+        if let Some(policy) = store
+            .app()
+            .meta(META_POLICY)?
+            .and_then(|raw| serde_json::from_slice::<MessagePolicy>(&raw).ok())
+        {
+            engine.set_policy(policy);
+        }
         Ok(Self {
             dir: dir.to_path_buf(),
             http: Http::new(&server, token)?,
@@ -274,7 +335,42 @@ impl Client {
             next_request: 1,
             events: vec![],
             alerts: vec![],
+            clock: Clock::system(),
         })
+    }
+
+    /// Replaces the clock (tests use a manual one).
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// The organisation's message policy as this device last fetched it.
+    pub fn policy(&self) -> &MessagePolicy {
+        self.engine.policy()
+    }
+
+    /// Fetches the organisation's message policy and keeps it for offline use.
+    pub async fn refresh_policy(&mut self) -> Result<(), ClientError> {
+        let policy: MessagePolicy = self.http.get("/v1/policy/messages").await?;
+        let raw = serde_json::to_vec(&policy)
+            .map_err(|_| ClientError::Protocol("encoding the message policy".into()))?;
+        self.store.app().set_meta(META_POLICY, &raw)?;
+        self.engine.set_policy(policy);
+        Ok(())
+    }
+
+    /// Deletes, for good, the messages whose time is up. Runs at start and
+    /// on every sync; returns how many went.
+    pub fn purge_expired(&mut self) -> Result<u64, ClientError> {
+        let n = self.store.app().purge_expired(self.now())?;
+        if n > 0 {
+            tracing::debug!(count = n, "expired messages deleted");
+        }
+        Ok(n)
     }
 
     pub fn username(&self) -> &Username {
@@ -398,7 +494,7 @@ impl Client {
 
     /// Applies one delivery in one transaction.
     fn apply(&mut self, delivery: Delivery) -> Result<(), ClientError> {
-        let now = now_millis();
+        let now = self.now();
         let engine = &self.engine;
         let events = self
             .store
@@ -498,8 +594,10 @@ impl Client {
         if let Some(socket) = self.socket.take() {
             socket.close().await;
         }
+        self.refresh_policy().await?;
         self.connect().await?;
         self.apply_deferred().await?;
+        self.purge_expired()?;
         self.commit_queued_leaves().await?;
         self.self_update_due().await?;
         self.replenish_key_packages(false).await?;
@@ -541,7 +639,7 @@ impl Client {
     /// Periodic self-update (post-compromise security heals only through
     /// commits). Reads every conversation, so it runs at sync, not per message.
     async fn self_update_due(&mut self) -> Result<(), ClientError> {
-        let now = now_millis();
+        let now = self.now();
         let due: Vec<GroupId> = self
             .store
             .app()
@@ -633,7 +731,7 @@ impl Client {
             let engine = &self.engine;
             match reply {
                 ServerFrame::Accepted { .. } => {
-                    let now = now_millis();
+                    let now = self.now();
                     let events = self
                         .store
                         .transact(|p, app| Ok(engine.commit_accepted(p, app, &pending, now)?))?;
@@ -824,7 +922,7 @@ impl Client {
                     .claim(&[peer.clone(), self.username.clone()], None)
                     .await?;
                 let peer2 = peer.clone();
-                let now = now_millis();
+                let now = self.now();
                 let outcome = self
                     .run_commit(group, move |engine, p, app| {
                         Ok(engine.create_group(
@@ -835,13 +933,15 @@ impl Client {
                                 peer: peer2.clone(),
                             },
                             None,
+                            None,
                             members.clone(),
                             now,
                         )?)
                     })
                     .await?;
-                if let CommitOutcome::AlreadyExists = outcome {
-                    self.wait_for_membership(group).await?;
+                match outcome {
+                    CommitOutcome::AlreadyExists => self.wait_for_membership(group).await?,
+                    CommitOutcome::Accepted => self.start_default_timer(group).await?,
                 }
                 Ok(group)
             }
@@ -880,13 +980,23 @@ impl Client {
         group: GroupId,
         body: Body,
     ) -> Result<StoredMessage, ClientError> {
+        let now = self.now();
         let engine = &self.engine;
-        let now = now_millis();
-        let (stored, mut message) = self
+        let out = self
             .store
-            .transact(|p, app| Ok(engine.send(p, app, &group, body, now)?))?;
+            .transact(|p, app| Ok(engine.send(p, app, &group, body, now, None)?))?;
+        self.deliver(out).await
+    }
+
+    /// Sends an application message and, once the server accepted it,
+    /// applies it here (history, timer, recall, edit).
+    async fn deliver(&mut self, mut out: Outgoing) -> Result<StoredMessage, ClientError> {
+        let group = out.stored.group;
         for _ in 0..COMMIT_ATTEMPTS {
-            match self.send_mls(group, message).await {
+            match self
+                .send_mls(group, out.mls.clone(), Envelope::of(&out))
+                .await
+            {
                 // A commit got in first: members it added could not read this
                 // epoch's copy. Catch up and encrypt the same message again.
                 Err(ClientError::Server {
@@ -896,12 +1006,20 @@ impl Client {
                 }) => {
                     self.catch_up(group, epoch).await?;
                     let engine = &self.engine;
-                    message = self
+                    out.mls = self
                         .store
-                        .transact(|p, app| Ok(engine.encrypt_again(p, app, &stored)?))?;
+                        .transact(|p, app| Ok(engine.encrypt_again(p, app, &out.stored)?))?;
                 }
                 Err(e) => return Err(e),
-                Ok(()) => return Ok(stored),
+                Ok(()) => {
+                    let engine = &self.engine;
+                    self.store
+                        .transact(|_, app| Ok(engine.record_sent(app, &out)?))?;
+                    if out.recalls.is_some() {
+                        self.store.app().checkpoint();
+                    }
+                    return Ok(out.stored);
+                }
             }
         }
         Err(ClientError::Timeout(
@@ -911,14 +1029,19 @@ impl Client {
 
     /// Sends one MLS message (application or proposal) and waits until the
     /// server stored it durably.
-    async fn send_mls(&mut self, group: GroupId, message: Vec<u8>) -> Result<(), ClientError> {
+    async fn send_mls(
+        &mut self,
+        group: GroupId,
+        message: Vec<u8>,
+        envelope: Envelope,
+    ) -> Result<(), ClientError> {
         let request_id = self.next_id();
-        let mut key = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut key);
         let frame = ClientFrame::Send(SendMessage {
             request_id,
-            key: IdempotencyKey(key),
+            key: envelope.key,
             group,
+            expires_in: envelope.expires_in,
+            recalls: envelope.recalls,
             message,
         });
         let reply = self.request(frame, request_id).await?;
@@ -948,11 +1071,11 @@ impl Client {
     ) -> Result<(GroupId, Vec<u8>), ClientError> {
         let group = self.conversation_for(target).await?;
         let engine = &self.engine;
-        let now = now_millis();
-        let (_, message) = self.store.transact(|p, app| {
-            Ok(engine.send(p, app, &group, Body::Text(text.to_owned()), now)?)
+        let now = self.now();
+        let out = self.store.transact(|p, app| {
+            Ok(engine.send(p, app, &group, Body::Text(text.to_owned()), now, None)?)
         })?;
-        Ok((group, message))
+        Ok((group, out.mls))
     }
 
     /// The REST client of this session (for raw WebSockets in benchmarks).
@@ -966,15 +1089,109 @@ impl Client {
         target: &Target,
         text: &str,
     ) -> Result<StoredMessage, ClientError> {
-        let group = self.conversation_for(target).await?;
-        self.send_body(group, Body::Text(text.to_owned())).await
+        self.send_text_expiring(target, text, None).await
     }
 
-    /// Creates a named group with `members` (all their devices, and this user's other devices).
+    /// Sends a text that disappears `expire_secs` after sending instead of
+    /// when the conversation's timer says.
+    pub async fn send_text_expiring(
+        &mut self,
+        target: &Target,
+        text: &str,
+        expire_secs: Option<u32>,
+    ) -> Result<StoredMessage, ClientError> {
+        let group = self.conversation_for(target).await?;
+        let now = self.now();
+        let engine = &self.engine;
+        let out = self.store.transact(|p, app| {
+            Ok(engine.send(
+                p,
+                app,
+                &group,
+                Body::Text(text.to_owned()),
+                now,
+                expire_secs,
+            )?)
+        })?;
+        self.deliver(out).await
+    }
+
+    /// Sets the disappearing-messages timer of a conversation (`None`: off).
+    pub async fn set_timer(
+        &mut self,
+        target: &Target,
+        timer: Option<u32>,
+    ) -> Result<StoredMessage, ClientError> {
+        let group = self.conversation_for(target).await?;
+        self.set_group_timer(group, timer).await
+    }
+
+    async fn set_group_timer(
+        &mut self,
+        group: GroupId,
+        timer: Option<u32>,
+    ) -> Result<StoredMessage, ClientError> {
+        let now = self.now();
+        let engine = &self.engine;
+        let out = self
+            .store
+            .transact(|p, app| Ok(engine.set_timer(p, app, &group, timer, now)?))?;
+        self.deliver(out).await
+    }
+
+    /// A new conversation starts with the organisation's default timer, if
+    /// it sets one: announced like any timer change, so every member agrees.
+    async fn start_default_timer(&mut self, group: GroupId) -> Result<(), ClientError> {
+        if let Some(timer) = self.engine.policy().default_timer_secs {
+            self.set_group_timer(group, Some(timer)).await?;
+        }
+        Ok(())
+    }
+
+    /// The message with this id (or unique id prefix) on this device.
+    fn find_message(&self, id: &str) -> Result<StoredMessage, ClientError> {
+        self.store.app().find_message(id)?.ok_or_else(|| {
+            ClientError::Usage(format!(
+                "no message {id} on this device; `rampart inbox --all --ids` lists message ids"
+            ))
+        })
+    }
+
+    /// Deletes a message for everyone ("message deleted"): your own within
+    /// the recall window, any message if you administer the group.
+    pub async fn recall(&mut self, id: &str) -> Result<StoredMessage, ClientError> {
+        self.connect().await?;
+        self.apply_deferred().await?;
+        let target = self.find_message(id)?;
+        let now = self.now();
+        let engine = &self.engine;
+        let out = self
+            .store
+            .transact(|p, app| Ok(engine.recall(p, app, &target.group, &target.id, now)?))?;
+        self.deliver(out).await
+    }
+
+    /// Replaces the text of one of your messages (shown as "edited").
+    pub async fn edit(&mut self, id: &str, text: &str) -> Result<StoredMessage, ClientError> {
+        self.connect().await?;
+        self.apply_deferred().await?;
+        let target = self.find_message(id)?;
+        let now = self.now();
+        let engine = &self.engine;
+        let out = self
+            .store
+            .transact(|p, app| Ok(engine.edit(p, app, &target.group, &target.id, text, now)?))?;
+        self.deliver(out).await
+    }
+
+    /// Creates a named group with `members` (all their devices, and this
+    /// user's other devices). This user is its admin; `settings` may name
+    /// more admins and restrict the timer to admins.
     pub async fn create_group(
         &mut self,
         name: &str,
         members: &[Username],
+        settings: Option<GroupSettings>,
     ) -> Result<GroupId, ClientError> {
         if name.is_empty()
             || name.len() > rampart_core::content::MAX_GROUP_NAME_LEN
@@ -998,7 +1215,7 @@ impl Client {
         rand::rngs::OsRng.fill_bytes(&mut random);
         let group = GroupId::new_group(random);
         let name_owned = name.to_owned();
-        let now = now_millis();
+        let now = self.now();
         self.run_commit(group, move |engine, p, app| {
             Ok(engine.create_group(
                 p,
@@ -1006,6 +1223,7 @@ impl Client {
                 group,
                 Create::Group,
                 Some(name_owned.clone()),
+                settings.clone(),
                 kps.clone(),
                 now,
             )?)
@@ -1013,6 +1231,7 @@ impl Client {
         .await?;
         self.send_body(group, Body::GroupName(name.to_owned()))
             .await?;
+        self.start_default_timer(group).await?;
         Ok(group)
     }
 
@@ -1071,7 +1290,7 @@ impl Client {
         let proposal = self
             .store
             .transact(|p, app| Ok(engine.leave(p, app, &group)?))?;
-        self.send_mls(group, proposal).await
+        self.send_mls(group, proposal, Envelope::plain()).await
     }
 
     /// (user, device) of each member of a conversation, as MLS says.

@@ -16,6 +16,7 @@
 
 mod account;
 mod client;
+mod clock;
 mod error;
 mod link;
 pub mod store;
@@ -23,6 +24,7 @@ mod transport;
 
 pub use account::{DeviceEntry, Revoked, Verification};
 pub use client::{Alert, Client, GroupSummary, Registration, Target};
+pub use clock::Clock;
 pub use error::ClientError;
 pub use link::{Approved, LinkDisplay};
 pub use rampart_core::Event;

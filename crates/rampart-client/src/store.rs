@@ -15,7 +15,7 @@ use rampart_core::{
     AppStore, Conversation, ConversationState, IdentityPin, MessageId, Provider, StoredMessage,
     Trust,
 };
-use rampart_proto::{DeviceId, GroupId, GroupKind, Username};
+use rampart_proto::{DeviceId, GroupId, GroupKind, Millis, Username};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS conversations (
     peer TEXT,
     state INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
-    last_self_update INTEGER NOT NULL
+    last_self_update INTEGER NOT NULL,
+    timer INTEGER
 );
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -74,8 +75,16 @@ CREATE TABLE IF NOT EXISTS messages (
     body TEXT NOT NULL,
     outgoing INTEGER NOT NULL,
     unread INTEGER NOT NULL,
+    kind INTEGER NOT NULL DEFAULT 0,
+    timer INTEGER,
+    expires_in INTEGER,
+    expires_at INTEGER,
+    edits INTEGER NOT NULL DEFAULT 0,
+    recalled INTEGER NOT NULL DEFAULT 0,
     UNIQUE (group_id, id)
 );
+CREATE INDEX IF NOT EXISTS messages_expiry ON messages(expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_id ON messages(id);
 CREATE TABLE IF NOT EXISTS pins (
     username TEXT PRIMARY KEY,
     identity_key BLOB NOT NULL,
@@ -84,11 +93,23 @@ CREATE TABLE IF NOT EXISTS pins (
 );
 "#;
 
-/// Profiles made before verification existed have a two-column `pins`.
-const ADD_TRUST_COLUMNS: &str = "
-ALTER TABLE pins ADD COLUMN trust INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE pins ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
-";
+/// Columns added after the first release, for profiles made before them:
+/// (table, column, declaration).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("pins", "trust", "INTEGER NOT NULL DEFAULT 0"),
+    ("pins", "changed", "INTEGER NOT NULL DEFAULT 0"),
+    ("conversations", "timer", "INTEGER"),
+    ("messages", "kind", "INTEGER NOT NULL DEFAULT 0"),
+    ("messages", "timer", "INTEGER"),
+    ("messages", "expires_in", "INTEGER"),
+    ("messages", "expires_at", "INTEGER"),
+    ("messages", "edits", "INTEGER NOT NULL DEFAULT 0"),
+    ("messages", "recalled", "INTEGER NOT NULL DEFAULT 0"),
+];
+
+/// `messages.kind`: a text, or a conversation line about the timer.
+const KIND_TEXT: i64 = 0;
+const KIND_TIMER: i64 = 1;
 
 fn trust_to_i64(t: Trust) -> i64 {
     match t {
@@ -200,19 +221,8 @@ impl Store {
         .map_err(ClientError::store)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(ClientError::store)?;
+        add_missing_columns(&conn)?;
         conn.execute_batch(SCHEMA).map_err(ClientError::store)?;
-        let has_trust: bool = conn
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('pins') WHERE name = 'trust'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(ClientError::store)?
-            > 0;
-        if !has_trust {
-            conn.execute_batch(ADD_TRUST_COLUMNS)
-                .map_err(ClientError::store)?;
-        }
         SqliteStorageProvider::<JsonCodec, &mut Connection>::new(&mut conn)
             .run_migrations()
             .map_err(|e| ClientError::Profile(format!("migrating OpenMLS storage: {e}")))?;
@@ -243,6 +253,34 @@ impl Store {
     pub fn provider(&self) -> Provider<MlsStorage<'_>> {
         Provider::new(MlsStorage::new(&self.conn))
     }
+}
+
+/// Brings an older profile's tables up to [`ADDED_COLUMNS`] (before the
+/// schema's indexes, which may name new columns).
+fn add_missing_columns(conn: &Connection) -> Result<(), ClientError> {
+    for (table, column, declaration) in ADDED_COLUMNS {
+        let table_exists: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .map_err(ClientError::store)?;
+        let has_column: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                [table, column],
+                |r| r.get(0),
+            )
+            .map_err(ClientError::store)?;
+        if table_exists > 0 && has_column == 0 {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {declaration};"
+            ))
+            .map_err(ClientError::store)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(unix)]
@@ -292,10 +330,14 @@ fn row_to_conversation(row: &rusqlite::Row<'_>) -> rusqlite::Result<Conversation
         },
         created_at: row.get::<_, i64>(5)? as u64,
         last_self_update: row.get::<_, i64>(6)? as u64,
+        timer: row
+            .get::<_, Option<i64>>(7)?
+            .and_then(|t| u32::try_from(t).ok()),
     })
 }
 
-/// A message row as the history shows it.
+/// A message row as the history shows it: a text (possibly edited or
+/// recalled) or a line saying who set the timer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HistoryEntry {
     pub group: GroupId,
@@ -303,13 +345,55 @@ pub struct HistoryEntry {
     pub sender: Username,
     pub sent_at: u64,
     pub received_at: u64,
+    /// `text`, or `timer` for a timer change (then see `timer`).
+    pub kind: &'static str,
+    /// Empty when recalled.
     pub text: String,
+    /// For `timer` lines: the new timer in seconds (`None`: off).
+    pub timer: Option<u32>,
     pub outgoing: bool,
     pub unread: bool,
+    pub edited: bool,
+    /// Deleted for everyone by its sender or an admin.
+    pub recalled: bool,
+    /// When this device deletes it (ms since the Unix epoch).
+    pub expires_at: Option<u64>,
+}
+
+const MESSAGE_COLUMNS: &str = "group_id, id, sender, sender_device, sent_at, received_at, body, \
+     outgoing, kind, timer, expires_in, expires_at, edits, recalled";
+
+fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
+    let g: Vec<u8> = r.get(0)?;
+    let id: Vec<u8> = r.get(1)?;
+    let sender: String = r.get(2)?;
+    let timer = r
+        .get::<_, Option<i64>>(9)?
+        .and_then(|t| u32::try_from(t).ok());
+    Ok(StoredMessage {
+        group: GroupId::from_slice(&g).map_err(|_| rusqlite::Error::InvalidQuery)?,
+        id: MessageId(id.try_into().map_err(|_| rusqlite::Error::InvalidQuery)?),
+        sender: Username::parse(&sender).map_err(|_| rusqlite::Error::InvalidQuery)?,
+        sender_device: device_from_i64(r.get(3)?).ok_or(rusqlite::Error::InvalidQuery)?,
+        sent_at: r.get::<_, i64>(4)? as u64,
+        received_at: r.get::<_, i64>(5)? as u64,
+        body: if r.get::<_, i64>(8)? == KIND_TIMER {
+            Body::Timer(timer)
+        } else {
+            Body::Text(r.get(6)?)
+        },
+        outgoing: r.get::<_, i64>(7)? != 0,
+        expires_in: r
+            .get::<_, Option<i64>>(10)?
+            .and_then(|t| u32::try_from(t).ok()),
+        expires_at: r.get::<_, Option<i64>>(11)?.map(|t| t as u64),
+        edits: u32::try_from(r.get::<_, i64>(12)?).unwrap_or(0),
+        recalled: r.get::<_, i64>(13)? != 0,
+    })
 }
 
 const CONVERSATION_COLUMNS: &str =
-    "group_id, kind, name, peer, state, created_at, last_self_update";
+    "group_id, kind, name, peer, state, created_at, last_self_update, timer";
 
 impl AppDb<'_> {
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, ClientError> {
@@ -376,9 +460,7 @@ impl AppDb<'_> {
         all: bool,
         mark_read: bool,
     ) -> Result<Vec<HistoryEntry>, ClientError> {
-        let mut sql = String::from(
-            "SELECT group_id, id, sender, sent_at, received_at, body, outgoing, unread, seq FROM messages WHERE 1=1",
-        );
+        let mut sql = format!("SELECT {MESSAGE_COLUMNS}, unread, seq FROM messages WHERE 1=1");
         if group.is_some() {
             sql.push_str(" AND group_id = ?1");
         }
@@ -388,21 +470,29 @@ impl AppDb<'_> {
         sql.push_str(" ORDER BY seq");
         let mut stmt = self.0.prepare(&sql).map_err(ClientError::store)?;
         let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(HistoryEntry, i64)> {
-            let g: Vec<u8> = r.get(0)?;
-            let id: Vec<u8> = r.get(1)?;
-            let sender: String = r.get(2)?;
+            let m = row_to_message(r)?;
+            let (kind, text, timer) = match m.body {
+                Body::Timer(t) => ("timer", String::new(), t),
+                Body::Text(t) => ("text", t, None),
+                _ => ("text", String::new(), None),
+            };
             Ok((
                 HistoryEntry {
-                    group: GroupId::from_slice(&g).map_err(|_| rusqlite::Error::InvalidQuery)?,
-                    id: hex::encode(id),
-                    sender: Username::parse(&sender).map_err(|_| rusqlite::Error::InvalidQuery)?,
-                    sent_at: r.get::<_, i64>(3)? as u64,
-                    received_at: r.get::<_, i64>(4)? as u64,
-                    text: r.get(5)?,
-                    outgoing: r.get::<_, i64>(6)? != 0,
-                    unread: r.get::<_, i64>(7)? != 0,
+                    group: m.group,
+                    id: m.id.to_string(),
+                    sender: m.sender,
+                    sent_at: m.sent_at,
+                    received_at: m.received_at,
+                    kind,
+                    text,
+                    timer,
+                    outgoing: m.outgoing,
+                    unread: r.get::<_, i64>(14)? != 0,
+                    edited: m.edits > 0,
+                    recalled: m.recalled,
+                    expires_at: m.expires_at,
                 },
-                r.get(8)?,
+                r.get(15)?,
             ))
         };
         let rows: Vec<(HistoryEntry, i64)> = match group {
@@ -424,6 +514,69 @@ impl AppDb<'_> {
         }
         Ok(rows.into_iter().map(|(e, _)| e).collect())
     }
+
+    /// The message whose id (in hex) is or starts with `prefix` (at least 8
+    /// characters), wherever it is.
+    pub fn find_message(&self, prefix: &str) -> Result<Option<StoredMessage>, ClientError> {
+        let prefix = prefix.trim().to_ascii_lowercase();
+        if prefix.len() < 8 || prefix.len() > 32 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ClientError::Usage(
+                "a message id is 8 to 32 hex digits, as `rampart inbox --all --ids` shows".into(),
+            ));
+        }
+        // hex(id) sorts like id, so a range over the blob finds the prefix.
+        let low = hex::decode(if prefix.len() % 2 == 1 {
+            format!("{prefix}0")
+        } else {
+            prefix.clone()
+        })
+        .map_err(|_| ClientError::Usage("malformed message id".into()))?;
+        let mut stmt = self
+            .0
+            .prepare(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id >= ?1 ORDER BY id LIMIT 2"
+            ))
+            .map_err(ClientError::store)?;
+        let candidates: Vec<StoredMessage> = stmt
+            .query_map([low.as_slice()], row_to_message)
+            .map_err(ClientError::store)?
+            .collect::<Result<_, _>>()
+            .map_err(ClientError::store)?;
+        let matching: Vec<StoredMessage> = candidates
+            .into_iter()
+            .filter(|m| m.id.to_string().starts_with(&prefix))
+            .collect();
+        match matching.len() {
+            0 => Ok(None),
+            1 => Ok(matching.into_iter().next()),
+            _ => Err(ClientError::Usage(format!(
+                "several messages start with {prefix}; give more of the id"
+            ))),
+        }
+    }
+
+    /// Deletes expired messages for good and clears the write-ahead log, so
+    /// their text survives nowhere in the profile's files. Returns how many.
+    pub fn purge_expired(&self, now: Millis) -> Result<u64, ClientError> {
+        let n = AppStore::delete_expired(self, now).map_err(ClientError::store)?;
+        if n > 0 {
+            checkpoint(self.0);
+        }
+        Ok(n)
+    }
+
+    /// Clears the write-ahead log after content was erased (see [`checkpoint`]).
+    pub fn checkpoint(&self) {
+        checkpoint(self.0);
+    }
+}
+
+/// Copies the write-ahead log into the database and truncates it: old page
+/// images in the log would otherwise still hold erased text.
+fn checkpoint(conn: &Connection) {
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+        tracing::debug!(error = %e, "checkpoint after erasing messages failed");
+    }
 }
 
 impl AppStore for AppDb<'_> {
@@ -441,10 +594,10 @@ impl AppStore for AppDb<'_> {
 
     fn put_conversation(&self, c: &Conversation) -> Result<(), Self::Error> {
         self.0.execute(
-            "INSERT INTO conversations (group_id, kind, name, peer, state, created_at, last_self_update)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO conversations (group_id, kind, name, peer, state, created_at, last_self_update, timer)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT(group_id) DO UPDATE SET kind = excluded.kind, name = excluded.name, peer = excluded.peer,
-               state = excluded.state, last_self_update = excluded.last_self_update",
+               state = excluded.state, last_self_update = excluded.last_self_update, timer = excluded.timer",
             params![
                 c.group.as_bytes().as_slice(),
                 kind_to_i64(c.kind),
@@ -452,7 +605,8 @@ impl AppStore for AppDb<'_> {
                 c.peer.as_ref().map(|p| p.as_str().to_owned()),
                 state_to_i64(c.state),
                 c.created_at as i64,
-                c.last_self_update as i64
+                c.last_self_update as i64,
+                c.timer.map(i64::from)
             ],
         )?;
         Ok(())
@@ -467,12 +621,15 @@ impl AppStore for AppDb<'_> {
     }
 
     fn insert_message(&self, m: &StoredMessage) -> Result<bool, Self::Error> {
-        let Body::Text(text) = &m.body else {
-            return Ok(false);
+        let (kind, text, timer) = match &m.body {
+            Body::Text(text) => (KIND_TEXT, text.as_str(), None),
+            Body::Timer(timer) => (KIND_TIMER, "", *timer),
+            _ => return Ok(false),
         };
         let n = self.0.execute(
-            "INSERT OR IGNORE INTO messages (group_id, id, sender, sender_device, sent_at, received_at, body, outgoing, unread)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT OR IGNORE INTO messages (group_id, id, sender, sender_device, sent_at, received_at, body,
+               outgoing, unread, kind, timer, expires_in, expires_at, edits, recalled)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             params![
                 m.group.as_bytes().as_slice(),
                 m.id.0.as_slice(),
@@ -482,10 +639,56 @@ impl AppStore for AppDb<'_> {
                 m.received_at as i64,
                 text,
                 m.outgoing as i64,
-                (!m.outgoing) as i64
+                (!m.outgoing) as i64,
+                kind,
+                timer.map(i64::from),
+                m.expires_in.map(i64::from),
+                m.expires_at.map(|t| t as i64),
+                i64::from(m.edits),
+                m.recalled as i64
             ],
         )?;
         Ok(n == 1)
+    }
+
+    fn message(
+        &self,
+        group: &GroupId,
+        id: &MessageId,
+    ) -> Result<Option<StoredMessage>, Self::Error> {
+        self.0
+            .query_row(
+                &format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE group_id = ?1 AND id = ?2"),
+                params![group.as_bytes().as_slice(), id.0.as_slice()],
+                row_to_message,
+            )
+            .optional()
+    }
+
+    fn edit_message(&self, group: &GroupId, id: &MessageId, text: &str) -> Result<(), Self::Error> {
+        self.0.execute(
+            "UPDATE messages SET body = ?3, edits = edits + 1, unread = (outgoing = 0)
+             WHERE group_id = ?1 AND id = ?2 AND kind = 0 AND recalled = 0",
+            params![group.as_bytes().as_slice(), id.0.as_slice(), text],
+        )?;
+        Ok(())
+    }
+
+    fn recall_message(&self, group: &GroupId, id: &MessageId) -> Result<(), Self::Error> {
+        // secure_delete overwrites the old text where it lay.
+        self.0.execute(
+            "UPDATE messages SET body = '', recalled = 1 WHERE group_id = ?1 AND id = ?2",
+            params![group.as_bytes().as_slice(), id.0.as_slice()],
+        )?;
+        Ok(())
+    }
+
+    fn delete_expired(&self, now: Millis) -> Result<u64, Self::Error> {
+        let n = self.0.execute(
+            "DELETE FROM messages WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+            [now as i64],
+        )?;
+        Ok(n as u64)
     }
 
     fn identity_pin(&self, user: &Username) -> Result<Option<IdentityPin>, Self::Error> {

@@ -81,6 +81,8 @@ impl Pair {
             request_id: self.sent_total as u32,
             key: IdempotencyKey(key),
             group: self.group,
+            expires_in: None,
+            recalls: None,
             message: self.message.clone(),
         })
     }

@@ -3,10 +3,11 @@
 //! for scripts.
 
 use crate::account_cmd::{self, DevicesCommand, PasswordCommand, TwoFactorCommand};
-use crate::{bench, demo, server_cmd};
+use crate::{bench, demo, messages_cmd, server_cmd};
 use anyhow::Context as _;
 use rampart_client::{Client, ClientError, Event, HistoryEntry, Registration, Target};
 use rampart_proto::Username;
+use rampart_proto::group::{Allowed, GroupSettings};
 use serde_json::json;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -101,6 +102,32 @@ enum Command {
         target: String,
         /// The message; `-` reads it from standard input.
         text: String,
+        /// Make this message disappear this long after sending (30s to 4w,
+        /// e.g. 5m, 1h, 2d), whatever the conversation's timer says.
+        #[arg(long, value_name = "DURATION", value_parser = messages_cmd::parse_expiry)]
+        expire: Option<u32>,
+    },
+    /// Set the disappearing-messages timer of @USER or #GROUP: a duration
+    /// from 30s to 4w (e.g. 30s, 5m, 1h, 1d, 4w), or `off`.
+    Timer {
+        /// @user or '#group'.
+        target: String,
+        /// 30s .. 4w, or `off`.
+        duration: String,
+    },
+    /// Delete one of your messages for everyone (within the recall window;
+    /// group admins: any message). Ids: `rampart inbox --all --ids`.
+    Recall {
+        /// Message id, or its first 8+ hex digits.
+        id: String,
+    },
+    /// Replace the text of one of your messages (within the recall window,
+    /// at most 10 times); others see it marked "edited".
+    Edit {
+        /// Message id, or its first 8+ hex digits.
+        id: String,
+        /// The new text; `-` reads it from standard input.
+        text: String,
     },
     /// Groups: create, add, remove, leave, list, members.
     #[command(subcommand)]
@@ -111,6 +138,9 @@ enum Command {
     Inbox {
         #[arg(long)]
         all: bool,
+        /// Show message ids (for `rampart recall` and `rampart edit`).
+        #[arg(long)]
+        ids: bool,
     },
     /// Chat interactively with @USER or #GROUP: live messages, type to send.
     Chat { target: String },
@@ -129,6 +159,10 @@ enum GroupCommand {
         /// Comma-separated usernames.
         #[arg(long, value_delimiter = ',')]
         members: Vec<String>,
+        /// Only the group's admins (you, the creator) may change its
+        /// disappearing-messages timer.
+        #[arg(long)]
+        admins_set_timer: bool,
     },
     /// Add a user (all their devices).
     Add { name: String, user: String },
@@ -212,7 +246,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-fn print_entries(client: &Client, entries: &[HistoryEntry], json: bool) -> anyhow::Result<()> {
+fn print_entries(
+    client: &Client,
+    entries: &[HistoryEntry],
+    json: bool,
+    ids: bool,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if json {
         let list: Vec<_> = entries
@@ -222,11 +261,16 @@ fn print_entries(client: &Client, entries: &[HistoryEntry], json: bool) -> anyho
                     "conversation": client.conversation_label(&e.group),
                     "group_id": e.group.to_string(),
                     "id": e.id,
+                    "kind": e.kind,
                     "sender": e.sender.as_str(),
                     "sent_at": e.sent_at,
                     "received_at": e.received_at,
                     "text": e.text,
+                    "timer_secs": e.timer,
                     "outgoing": e.outgoing,
+                    "edited": e.edited,
+                    "recalled": e.recalled,
+                    "expires_at": e.expires_at,
                 })
             })
             .collect();
@@ -235,13 +279,17 @@ fn print_entries(client: &Client, entries: &[HistoryEntry], json: bool) -> anyho
         writeln!(out, "no new messages")?;
     } else {
         for e in entries {
+            let label = client.conversation_label(&e.group);
+            let id = if ids {
+                format!("{} ", e.id)
+            } else {
+                String::new()
+            };
             writeln!(
                 out,
-                "[{}] {} {}: {}",
+                "{id}[{}] {label} {}",
                 time(e.sent_at),
-                client.conversation_label(&e.group),
-                e.sender,
-                e.text
+                messages_cmd::entry_line(e)
             )?;
         }
     }
@@ -259,8 +307,21 @@ fn describe(client: &Client, event: &Event) -> Option<String> {
                 m.sender,
                 t
             ),
-            rampart_core::content::Body::GroupName(_) => return None,
+            _ => return None,
         },
+        Event::TimerChanged { group, by, timer } => format!(
+            "* {}: {}",
+            client.conversation_label(group),
+            messages_cmd::timer_line(by, *timer)
+        ),
+        Event::Recalled { group, by, .. } => format!(
+            "* {}: @{by} deleted a message",
+            client.conversation_label(group)
+        ),
+        Event::Edited { group, by, .. } => format!(
+            "* {}: @{by} edited a message",
+            client.conversation_label(group)
+        ),
         Event::Joined { group, by } => {
             format!("* @{by} added you to {}", client.conversation_label(group))
         }
@@ -470,7 +531,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Send { target, text } => {
+        Command::Send {
+            target,
+            text,
+            expire,
+        } => {
             let target = Target::parse(&target)?;
             let text = if text == "-" {
                 let mut s = String::new();
@@ -480,7 +545,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 text
             };
             let mut client = open(&profile)?;
-            let sent = client.send_text(&target, &text).await?;
+            let sent = client.send_text_expiring(&target, &text, expire).await?;
             let events = client.take_events();
             print_events(&client, &events, json);
             if json {
@@ -526,12 +591,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             client.close().await;
             Ok(())
         }
-        Command::Inbox { all } => {
+        Command::Inbox { all, ids } => {
             let client = open(&profile)?;
             account_cmd::print_changed_contacts(&client, json)?;
             let entries = client.inbox(all)?;
-            print_entries(&client, &entries, json)
+            print_entries(&client, &entries, json, ids)
         }
+        Command::Timer { target, duration } => {
+            messages_cmd::timer(&profile, &target, &duration, json).await
+        }
+        Command::Recall { id } => messages_cmd::recall(&profile, &id, json).await,
+        Command::Edit { id, text } => messages_cmd::edit(&profile, &id, &text, json).await,
         Command::Chat { target } => chat(&profile, &target).await,
     }
 }
@@ -541,12 +611,24 @@ async fn group(profile: &Path, command: GroupCommand, json: bool) -> anyhow::Res
     // Apply what is pending first so names and memberships are current.
     client.sync().await?;
     match command {
-        GroupCommand::Create { name, members } => {
+        GroupCommand::Create {
+            name,
+            members,
+            admins_set_timer,
+        } => {
             let members = members
                 .iter()
                 .map(|m| parse_user(m))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let group = client.create_group(&name, &members).await?;
+            let settings = GroupSettings {
+                admins: vec![client.username().clone()],
+                timer: if admins_set_timer {
+                    Allowed::Admins
+                } else {
+                    Allowed::Members
+                },
+            };
+            let group = client.create_group(&name, &members, Some(settings)).await?;
             if json {
                 println!("{}", json!({"group_id": group.to_string(), "name": name}));
             } else {
@@ -626,7 +708,7 @@ async fn chat(profile: &Path, target: &str) -> anyhow::Result<()> {
         .context("opening the conversation")?;
     let label = client.conversation_label(&group);
     for e in history.iter().rev().take(20).rev() {
-        println!("[{}] {}: {}", time(e.sent_at), e.sender, e.text);
+        println!("[{}] {}", time(e.sent_at), messages_cmd::entry_line(e));
     }
     eprintln!("— chatting in {label}; type a message and press Enter, Ctrl-D to quit —");
     // Lines from stdin arrive on a channel fed by a blocking thread.

@@ -109,6 +109,7 @@ pub async fn run() -> anyhow::Result<()> {
         .create_group(
             "project",
             &[Username::parse("bob")?, Username::parse("carol")?],
+            None,
         )
         .await?;
     bob.sync().await?;

@@ -6,6 +6,7 @@ mod account_cmd;
 mod bench;
 mod cli;
 mod demo;
+mod messages_cmd;
 mod server_cmd;
 
 use clap::Parser as _;
