@@ -500,8 +500,13 @@ impl Client {
             .store
             .transact(|p, app| Ok(engine.receive(p, app, &delivery, now)?))?;
         for event in &events {
-            if let Event::Dropped { reason, .. } = event {
-                tracing::debug!(seq = delivery.seq, %reason, "delivery dropped");
+            match event {
+                Event::Dropped { reason, .. } => {
+                    tracing::debug!(seq = delivery.seq, %reason, "delivery dropped");
+                }
+                // The erased text must not survive in the write-ahead log.
+                Event::Recalled { .. } => self.store.app().checkpoint(),
+                _ => {}
             }
         }
         self.events.extend(events);

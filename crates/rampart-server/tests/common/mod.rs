@@ -378,6 +378,24 @@ impl MlsClient {
             .unwrap()
     }
 
+    /// Joins a group from a Welcome (the bytes a commit bundle carried).
+    pub fn join(&self, welcome: &[u8]) -> MlsGroup {
+        use openmls::prelude::tls_codec::Deserialize as _;
+        let MlsMessageBodyIn::Welcome(welcome) =
+            MlsMessageIn::tls_deserialize_exact(welcome).unwrap().extract()
+        else {
+            panic!("not a Welcome");
+        };
+        let config = MlsGroupJoinConfig::builder()
+            .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .use_ratchet_tree_extension(true)
+            .build();
+        StagedWelcome::new_from_welcome(&self.provider, &config, welcome, None)
+            .unwrap()
+            .into_group(&self.provider)
+            .unwrap()
+    }
+
     pub fn merge(&self, group: &mut MlsGroup) {
         group.merge_pending_commit(&self.provider).unwrap();
     }
