@@ -80,7 +80,7 @@ pub fn describe(secs: u32) -> String {
     let (size, name) = UNITS
         .iter()
         .copied()
-        .find(|(size, _)| secs % size == 0 && secs >= *size)
+        .find(|(size, _)| secs.is_multiple_of(*size) && secs >= *size)
         .unwrap_or((1, "second"));
     let n = secs / size;
     if n == 1 {

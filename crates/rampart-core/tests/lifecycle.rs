@@ -200,9 +200,8 @@ fn timer_in_a_direct_conversation() {
     let out = set_timer(&alice, &group, Some(HOUR), ds.now).unwrap();
     assert_eq!(out.stored.body, Body::Timer(Some(HOUR)));
     assert_eq!(
-        out.expires_in,
-        Some(HOUR),
-        "the timer line lives by the new timer"
+        out.expires_in, None,
+        "the timer line is kept as long as the organisation allows (here: no maximum)"
     );
     assert_eq!(out.recalls, None);
     // Nothing changes here until the server accepted it.
@@ -227,7 +226,7 @@ fn timer_in_a_direct_conversation() {
     let line = stored(&bob, &group, &out.stored.id);
     assert_eq!(line.body, Body::Timer(Some(HOUR)));
     assert_eq!(line.sender, alice.user);
-    assert_eq!(line.expires_in, Some(HOUR));
+    assert_eq!(line.expires_in, None);
 
     // The next text lives an hour, on both sides.
     ds.tick(10_000);
@@ -912,7 +911,7 @@ fn edit_lives_no_longer_than_its_message() {
 /// it is stored with that expiry.
 #[test]
 fn message_expired_on_arrival_is_dropped() {
-    let (mut ds, alice, mut bob, group) = direct_pair(112);
+    let (mut ds, mut alice, mut bob, group) = direct_pair(112);
     let first = send_body(
         &mut ds,
         &alice,
@@ -941,8 +940,14 @@ fn message_expired_on_arrival_is_dropped() {
     assert!(!has(&bob, &group, &second.stored.id));
     assert_eq!(bob.texts(&group).len(), 1);
 
-    // The same for a lifecycle message: an expired timer change is not applied.
+    // The same for a lifecycle message: under an organisation maximum, an
+    // expired timer change is not applied.
+    alice.engine.set_policy(MessagePolicy {
+        max_retention_secs: Some(MIN_TIMER_SECS),
+        ..MessagePolicy::default()
+    });
     let out = set_timer(&alice, &group, Some(MIN_TIMER_SECS), ds.now).unwrap();
+    assert_eq!(out.expires_in, Some(MIN_TIMER_SECS));
     ship(&mut ds, &alice, &out);
     let d = ds.drain(bob.id).remove(0);
     let events = bob.receive(&d, d.server_time + Millis::from(MIN_TIMER_SECS) * 1000 + 5);
@@ -958,13 +963,10 @@ fn message_expired_on_arrival_is_dropped() {
 /// A recall must reach a device that already holds the message, however
 /// long that device was offline, as long as the message itself still lives
 /// there. Here the message has no expiry (sent before the timer was set),
-/// then a 60 s timer is set and the message recalled. The recall is sent
-/// with the timer's 60 s lifetime, so a device that got the message and
-/// then was offline for two minutes drops the recall as expired (the real
-/// server purges its envelope after 60 s anyway) and keeps the "deleted for
-/// everyone" message forever.
+/// then a 60 s timer is set and the message recalled: the recall lives as
+/// long as its target, not by the timer, so a device that got the message
+/// and then was offline for two minutes still applies it.
 #[test]
-#[ignore = "bug: a recall lives by the conversation timer, not as long as its target (engine/lifecycle.rs, Engine::recall), so devices offline longer than the timer keep the recalled message"]
 fn recall_outlives_the_timer_when_its_target_does() {
     let (mut ds, alice, mut bob, group) = direct_pair(113);
     let id = send_text(&mut ds, &alice, &group, "oops");
@@ -994,12 +996,10 @@ fn recall_outlives_the_timer_when_its_target_does() {
 }
 
 /// The timer is conversation state: every member must end up with the same
-/// one. The line announcing a new timer is sent with the new timer as its
-/// lifetime, so a member offline for longer than the new timer never learns
-/// of it (the engine drops it as expired, the server deletes it) and keeps
-/// sending messages without expiry into a conversation whose timer is 60 s.
+/// one, so the line announcing a new timer is kept as long as the
+/// organisation allows, not by the timer: a member offline for longer than
+/// the new timer still learns of it.
 #[test]
-#[ignore = "bug: the timer-change message expires after the new timer (engine/lifecycle.rs, Engine::set_timer), so members offline longer than it never learn the timer and their conversation timer diverges"]
 fn timer_change_reaches_a_member_offline_longer_than_the_timer() {
     let (mut ds, alice, mut bob, group) = direct_pair(114);
     let out = set_timer(&alice, &group, Some(60), ds.now).unwrap();

@@ -102,8 +102,10 @@ impl Engine {
                 "only the group's admins may change its timer",
             ));
         }
-        // The line announcing the timer lives by the new timer too.
-        let expires_in = lifetime::message_lifetime(timer, None, &self.policy)?;
+        // The change must reach members who were away longer than either
+        // timer, or they would keep sending under the old one: the line is
+        // kept as long as the organisation allows, not by a timer.
+        let expires_in = self.policy.max_retention_secs;
         self.send_with_lifetime(provider, app, group, Body::Timer(timer), now, expires_in)
     }
 
@@ -157,11 +159,7 @@ impl Engine {
                 window_secs: self.policy.recall_window_secs,
             });
         }
-        let timer = app
-            .conversation(group)
-            .map_err(CoreError::store)?
-            .and_then(|c| c.timer);
-        let expires_in = lifetime::message_lifetime(timer, None, &self.policy)?;
+        let expires_in = self.follow_up_lifetime(&target, now);
         self.send_with_lifetime(provider, app, group, Body::Recall(*id), now, expires_in)
     }
 
@@ -197,25 +195,25 @@ impl Engine {
         if target.edits >= MAX_EDITS {
             return Err(CoreError::TooManyEdits);
         }
-        // The new text must not outlive the message it replaces.
-        let expires_in = match target.expires_at {
-            Some(at) => {
-                let left = at.saturating_sub(now).div_ceil(1000);
-                Some(u32::try_from(left).unwrap_or(u32::MAX).max(MIN_TIMER_SECS))
-            }
-            None => {
-                let timer = app
-                    .conversation(group)
-                    .map_err(CoreError::store)?
-                    .and_then(|c| c.timer);
-                lifetime::message_lifetime(timer, None, &self.policy)?
-            }
-        };
+        let expires_in = self.follow_up_lifetime(&target, now);
         let body = Body::Edit {
             target: *id,
             text: text.to_owned(),
         };
         self.send_with_lifetime(provider, app, group, body, now, expires_in)
+    }
+
+    /// How long a recall or edit of `target` lives: as long as the target
+    /// (a member who still holds it must get it, however long they were
+    /// away), and no longer, so an edit's new text does not outlive it.
+    fn follow_up_lifetime(&self, target: &StoredMessage, now: Millis) -> Option<u32> {
+        match target.expires_at {
+            Some(at) => {
+                let left = at.saturating_sub(now).div_ceil(1000);
+                Some(u32::try_from(left).unwrap_or(u32::MAX).max(MIN_TIMER_SECS))
+            }
+            None => self.policy.max_retention_secs,
+        }
     }
 
     /// Applies a decrypted application message from `sender`.
