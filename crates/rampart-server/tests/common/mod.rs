@@ -326,10 +326,12 @@ impl MlsClient {
     /// [`Self::create_group`] whose group context carries these settings
     /// in the Rampart group settings extension.
     pub fn create_group_with_settings(&self, id: &GroupId, settings: &GroupSettings) -> MlsGroup {
-        let ext = Extension::Unknown(
-            GROUP_SETTINGS_EXTENSION,
-            UnknownExtension(settings.encode()),
-        );
+        self.create_group_with_raw_settings(id, settings.encode())
+    }
+
+    /// The settings extension with these bytes, valid or not.
+    pub fn create_group_with_raw_settings(&self, id: &GroupId, bytes: Vec<u8>) -> MlsGroup {
+        let ext = Extension::Unknown(GROUP_SETTINGS_EXTENSION, UnknownExtension(bytes));
         self.create_group_with(id, Extensions::try_from(vec![ext]).unwrap())
     }
 
@@ -381,8 +383,9 @@ impl MlsClient {
     /// Joins a group from a Welcome (the bytes a commit bundle carried).
     pub fn join(&self, welcome: &[u8]) -> MlsGroup {
         use openmls::prelude::tls_codec::Deserialize as _;
-        let MlsMessageBodyIn::Welcome(welcome) =
-            MlsMessageIn::tls_deserialize_exact(welcome).unwrap().extract()
+        let MlsMessageBodyIn::Welcome(welcome) = MlsMessageIn::tls_deserialize_exact(welcome)
+            .unwrap()
+            .extract()
         else {
             panic!("not a Welcome");
         };
@@ -398,6 +401,17 @@ impl MlsClient {
 
     pub fn merge(&self, group: &mut MlsGroup) {
         group.merge_pending_commit(&self.provider).unwrap();
+    }
+
+    /// A self-update proposal (a public MLS message sent like an
+    /// application message).
+    pub fn proposal(&self, group: &mut MlsGroup) -> Vec<u8> {
+        group
+            .propose_self_update(&self.provider, &self.signer, LeafNodeParameters::default())
+            .unwrap()
+            .0
+            .to_bytes()
+            .unwrap()
     }
 
     pub fn message(&self, group: &mut MlsGroup, text: &[u8]) -> Vec<u8> {
