@@ -70,7 +70,7 @@ pub enum CoreError {
     NotAllowed(&'static str),
     /// Too late to recall or edit.
     #[error(
-        "messages can be recalled or edited only in the {} after sending",
+        "messages can be recalled or edited only within {} of sending",
         crate::lifetime::describe(*window_secs)
     )]
     WindowClosed { window_secs: u32 },

@@ -26,7 +26,11 @@ async fn three_users_chat_one_to_one_and_in_a_group() {
 
     // A group of three.
     alice
-        .create_group("team", &[bob.username().clone(), carol.username().clone()])
+        .create_group(
+            "team",
+            &[bob.username().clone(), carol.username().clone()],
+            None,
+        )
         .await
         .unwrap();
     bob.sync().await.unwrap();
@@ -127,7 +131,11 @@ async fn concurrent_commits_both_land() {
     let _dave = register(&server, tmp.path(), "dave").await;
     let _erin = register(&server, tmp.path(), "erin").await;
     alice
-        .create_group("team", &[bob.username().clone(), carol.username().clone()])
+        .create_group(
+            "team",
+            &[bob.username().clone(), carol.username().clone()],
+            None,
+        )
         .await
         .unwrap();
     bob.sync().await.unwrap();
@@ -196,6 +204,7 @@ async fn canaries_never_reach_the_server_or_the_profile_in_plaintext() {
         .create_group(
             "canary-group-name",
             &[bob.username().clone(), carol.username().clone()],
+            None,
         )
         .await
         .unwrap();

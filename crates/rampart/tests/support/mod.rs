@@ -3,8 +3,10 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod pages;
+
 use rampart_client::{Client, Registration, Target};
-use rampart_server::{Server, ServerConfig};
+use rampart_server::{Clock, MessagesConfig, Purger, Server, ServerConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -14,6 +16,8 @@ pub const PASSWORD: &str = "correct horse battery";
 pub struct TestServer {
     pub addr: SocketAddr,
     pub data: PathBuf,
+    /// Deletes expired messages now, by the server's clock.
+    pub purger: Purger,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -21,13 +25,27 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on `data`, on `addr` (port 0 for any).
     pub async fn start(data: &Path, addr: SocketAddr) -> Self {
+        Self::start_with(data, addr, Clock::system(), MessagesConfig::default()).await
+    }
+
+    /// [`TestServer::start`] with a clock (manual in tests of time) and message rules.
+    pub async fn start_with(
+        data: &Path,
+        addr: SocketAddr,
+        clock: Clock,
+        messages: MessagesConfig,
+    ) -> Self {
         let config = ServerConfig {
             data_dir: data.to_path_buf(),
             listen: addr,
             registration: rampart_server::Registration::Open,
+            messages,
             ..ServerConfig::default()
         };
-        let server = Server::open(config).await.expect("server opens");
+        let server = Server::open_with_clock(config, clock)
+            .await
+            .expect("server opens");
+        let purger = server.purger();
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -41,6 +59,7 @@ impl TestServer {
         Self {
             addr,
             data: data.to_path_buf(),
+            purger,
             stop: Some(stop),
             task: Some(task),
         }
