@@ -35,7 +35,10 @@ impl Allowed {
         match tag {
             0 => Ok(Self::Members),
             1 => Ok(Self::Admins),
-            tag => Err(DecodeError::UnknownTag { what: "allowed", tag }),
+            tag => Err(DecodeError::UnknownTag {
+                what: "allowed",
+                tag,
+            }),
         }
     }
 }
