@@ -586,6 +586,8 @@ impl Client {
             }
         }
         self.commit_queued_leaves().await?;
+        // A long-running session (chat, bots) deletes on time too.
+        self.purge_expired()?;
         Ok(self.take_events())
     }
 
