@@ -721,8 +721,13 @@ async fn chat(profile: &Path, target: &str) -> anyhow::Result<()> {
             }
         }
     });
+    // Disappearing messages leave the store on time even when nothing arrives.
+    let mut purge = tokio::time::interval(std::time::Duration::from_secs(5));
     loop {
         tokio::select! {
+            _ = purge.tick() => {
+                client.purge_expired()?;
+            }
             line = rx.recv() => {
                 let Some(line) = line else { break };
                 let line = line.trim();
