@@ -190,7 +190,7 @@ pub async fn purge_expired(pool: &SqlitePool, now_ms: i64) -> Result<u64, sqlx::
         }
     }
     if total > 0 {
-        tracing::info!(messages = total, "purged expired messages");
+        tracing::debug!(messages = total, "purged expired messages");
         checkpoint(pool).await;
     }
     Ok(total)
