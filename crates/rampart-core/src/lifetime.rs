@@ -110,12 +110,14 @@ pub fn parse_duration(text: &str) -> Result<u32, String> {
             ));
         }
     };
-    let n: u32 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration; e.g. 30s, 5m, 1h, 4w"))?;
-    let secs = n
-        .checked_mul(multiplier)
-        .ok_or_else(|| format!("{text:?} is far too long"))?;
+    if digits.is_empty() {
+        return Err(format!("{text:?} is not a duration; e.g. 30s, 5m, 1h, 4w"));
+    }
+    let secs = digits
+        .parse::<u32>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("{text:?} is far too long; timers run up to 4 weeks"))?;
     if secs == 0 {
         return Err("a duration must be longer than zero (use `off` to turn the timer off)".into());
     }
