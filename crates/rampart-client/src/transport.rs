@@ -70,7 +70,12 @@ impl Http {
         match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => Err(ClientError::Server {
                 code: body.code,
-                message: body.message,
+                // Say what to do next: the session is gone.
+                message: if body.code == rampart_proto::ErrorCode::Unauthorized {
+                    format!("{}; run `rampart login`", body.message)
+                } else {
+                    body.message
+                },
                 current_epoch: body.current_epoch,
             }),
             Err(_) => Err(ClientError::Protocol(format!(
