@@ -53,6 +53,24 @@ async fn person(server: &TestServer, tmp: &Path, name: &str, time: &Time) -> Cli
     client
 }
 
+/// alice, bob and carol in a group "ops" that alice created (so she is its admin).
+async fn ops_group(server: &TestServer, tmp: &Path, time: &Time) -> (Client, Client, Client) {
+    let mut alice = person(server, tmp, "alice", time).await;
+    let mut bob = person(server, tmp, "bob", time).await;
+    let mut carol = person(server, tmp, "carol", time).await;
+    alice
+        .create_group(
+            "ops",
+            &[bob.username().clone(), carol.username().clone()],
+            None,
+        )
+        .await
+        .unwrap();
+    bob.sync().await.unwrap();
+    carol.sync().await.unwrap();
+    (alice, bob, carol)
+}
+
 /// The whole history of `client`, without marking anything read.
 fn history(client: &Client) -> Vec<HistoryEntry> {
     client.inbox(true).unwrap()
@@ -96,19 +114,7 @@ async fn a_30_second_message_is_gone_from_every_store_and_never_reaches_an_offli
     let tmp = tempfile::tempdir().unwrap();
     let time = Time::new();
     let server = start(tmp.path(), &time, MessagesConfig::default()).await;
-    let mut alice = person(&server, tmp.path(), "alice", &time).await;
-    let mut bob = person(&server, tmp.path(), "bob", &time).await;
-    let mut carol = person(&server, tmp.path(), "carol", &time).await;
-    alice
-        .create_group(
-            "ops",
-            &[bob.username().clone(), carol.username().clone()],
-            None,
-        )
-        .await
-        .unwrap();
-    bob.sync().await.unwrap();
-    carol.sync().await.unwrap();
+    let (mut alice, mut bob, mut carol) = ops_group(&server, tmp.path(), &time).await;
 
     // The timer change reaches everyone as a line in the conversation.
     alice.set_timer(&group("ops"), Some(30)).await.unwrap();
@@ -218,19 +224,7 @@ async fn a_recalled_message_is_gone_everywhere_and_a_late_recipient_never_sees_i
     let tmp = tempfile::tempdir().unwrap();
     let time = Time::new();
     let server = start(tmp.path(), &time, MessagesConfig::default()).await;
-    let mut alice = person(&server, tmp.path(), "alice", &time).await;
-    let mut bob = person(&server, tmp.path(), "bob", &time).await;
-    let mut carol = person(&server, tmp.path(), "carol", &time).await;
-    alice
-        .create_group(
-            "ops",
-            &[bob.username().clone(), carol.username().clone()],
-            None,
-        )
-        .await
-        .unwrap();
-    bob.sync().await.unwrap();
-    carol.sync().await.unwrap();
+    let (mut alice, mut bob, mut carol) = ops_group(&server, tmp.path(), &time).await;
     let canary = "RECALL-CANARY-c0ffee";
     let sent = alice.send_text(&group("ops"), canary).await.unwrap();
     bob.sync().await.unwrap();
@@ -286,17 +280,7 @@ async fn edits_reach_every_member_and_the_window_and_limit_hold() {
     let tmp = tempfile::tempdir().unwrap();
     let time = Time::new();
     let server = start(tmp.path(), &time, MessagesConfig::default()).await;
-    let mut alice = person(&server, tmp.path(), "alice", &time).await;
-    let mut bob = person(&server, tmp.path(), "bob", &time).await;
-    let mut carol = person(&server, tmp.path(), "carol", &time).await;
-    alice
-        .create_group(
-            "ops",
-            &[bob.username().clone(), carol.username().clone()],
-            None,
-        )
-        .await
-        .unwrap();
+    let (mut alice, mut bob, mut carol) = ops_group(&server, tmp.path(), &time).await;
     let sent = alice.send_text(&group("ops"), "meet at 10").await.unwrap();
     let id = sent.id.to_string();
     bob.sync().await.unwrap();
@@ -351,19 +335,7 @@ async fn a_group_admin_recalls_any_message_at_any_time() {
     let tmp = tempfile::tempdir().unwrap();
     let time = Time::new();
     let server = start(tmp.path(), &time, MessagesConfig::default()).await;
-    let mut alice = person(&server, tmp.path(), "alice", &time).await;
-    let mut bob = person(&server, tmp.path(), "bob", &time).await;
-    let mut carol = person(&server, tmp.path(), "carol", &time).await;
-    alice
-        .create_group(
-            "ops",
-            &[bob.username().clone(), carol.username().clone()],
-            None,
-        )
-        .await
-        .unwrap();
-    bob.sync().await.unwrap();
-    carol.sync().await.unwrap();
+    let (mut alice, mut bob, mut carol) = ops_group(&server, tmp.path(), &time).await;
     let sent = bob
         .send_text(&group("ops"), "oops, a password")
         .await
