@@ -28,13 +28,30 @@
 //! | `GET /v1/link/{link_id}` | – | [`LinkRequest`] |
 //! | `POST /v1/link/{link_id}/approve` | [`LinkApproval`] | `204` |
 //! | `POST /v1/link/{link_id}/poll` | [`LinkPoll`] (no session) | [`LinkStatus`] |
+//! | `GET /v1/policy/messages` | – | [`MessagePolicy`] |
+//! | `GET /v1/policy/files` | – | [`FilePolicy`] |
+//! | `POST /v1/blobs` | [`NewBlob`] | `201` [`BlobStatus`] |
+//! | `PUT /v1/blobs/{blob_id}?offset=N` | raw bytes, one part | [`BlobStatus`] |
+//! | `GET /v1/blobs/{blob_id}/status` | – | [`BlobStatus`] (uploader only) |
+//! | `GET /v1/blobs/{blob_id}` | – (`Range: bytes=N-` resumes) | the blob's bytes, `200` or `206` |
+//! | `DELETE /v1/blobs/{blob_id}` | – | `204` (uploader only, before it is sent) |
+//!
+//! Blobs (file attachments) are opaque ciphertext to the server. An upload
+//! declares its conversation and exact size, then sends parts of
+//! [`crate::limits::BLOB_PART_BYTES`] in order, each at the offset the
+//! server has confirmed; it is complete when the last byte arrives. Only
+//! a complete blob attached to a message (see
+//! [`crate::frame::SendMessage::attachments`]) can be downloaded, and only
+//! by member devices of that conversation; the uploader always can. An id
+//! that does not exist and one the caller may not read answer the same
+//! `404`.
 //!
 //! Every request but `/health`, register, login, link start and link poll needs
 //! `Authorization: Bearer <token>`. Errors are [`crate::error::ErrorBody`];
 //! login, the 2FA routes and registration answer `429` with `Retry-After`
 //! after repeated failures.
 
-use crate::{DeviceId, GroupId, Millis, Username};
+use crate::{BlobId, DeviceId, GroupId, Millis, Username};
 use serde::{Deserialize, Serialize};
 
 /// Serde adapter: `Vec<u8>` as standard base64.
@@ -534,4 +551,34 @@ impl Default for MessagePolicy {
             recall_window_secs: crate::limits::DEFAULT_RECALL_WINDOW_SECS,
         }
     }
+}
+
+/// `POST /v1/blobs`: start an upload to a conversation the caller's device is
+/// a member of. `size` is the exact length of the blob (ciphertext, padded);
+/// it counts against the uploader's quota from now on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewBlob {
+    pub group: GroupId,
+    pub size: u64,
+}
+
+/// Where an upload stands. `received` is the length the server has stored
+/// durably: the next part goes at that offset.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobStatus {
+    pub id: BlobId,
+    pub size: u64,
+    pub received: u64,
+    pub complete: bool,
+}
+
+/// `GET /v1/policy/files`: the limits on uploads and the caller's usage.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilePolicy {
+    /// Largest blob accepted, in bytes.
+    pub max_file_bytes: u64,
+    /// Bytes of blobs one account may hold at once.
+    pub quota_bytes: u64,
+    /// Bytes the caller's account holds now (uploads in progress included).
+    pub used_bytes: u64,
 }

@@ -49,6 +49,10 @@ pub enum ErrorCode {
     RetentionExceeded,
     /// The time allowed for recalling or editing that message has passed.
     WindowClosed,
+    /// The upload would take the account past its file storage quota.
+    QuotaExceeded,
+    /// The server has no room left to store the upload; retry later.
+    StorageFull,
 }
 
 impl ErrorCode {
@@ -74,6 +78,8 @@ impl ErrorCode {
             Self::RateLimited => 17,
             Self::RetentionExceeded => 18,
             Self::WindowClosed => 19,
+            Self::QuotaExceeded => 20,
+            Self::StorageFull => 21,
         }
     }
 
@@ -99,6 +105,8 @@ impl ErrorCode {
             17 => Self::RateLimited,
             18 => Self::RetentionExceeded,
             19 => Self::WindowClosed,
+            20 => Self::QuotaExceeded,
+            21 => Self::StorageFull,
             _ => Self::Internal,
         }
     }
@@ -115,7 +123,8 @@ impl ErrorCode {
             Self::Forbidden | Self::NotMember | Self::InvalidInvite | Self::WindowClosed => 403,
             Self::NotFound | Self::NoKeyPackage => 404,
             Self::Conflict | Self::StaleEpoch => 409,
-            Self::TooLarge => 413,
+            Self::TooLarge | Self::QuotaExceeded => 413,
+            Self::StorageFull => 507,
             Self::RateLimited => 429,
             Self::Internal => 500,
         }
@@ -145,6 +154,8 @@ impl std::fmt::Display for ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::RetentionExceeded => "retention_exceeded",
             Self::WindowClosed => "window_closed",
+            Self::QuotaExceeded => "quota_exceeded",
+            Self::StorageFull => "storage_full",
         };
         f.write_str(name)
     }
@@ -170,7 +181,7 @@ mod tests {
 
     #[test]
     fn numeric_codes_round_trip() {
-        for n in 1..=19u16 {
+        for n in 1..=21u16 {
             assert_eq!(ErrorCode::from_u16(n).to_u16(), n);
         }
         assert_eq!(ErrorCode::from_u16(999), ErrorCode::Internal);
@@ -178,7 +189,7 @@ mod tests {
 
     #[test]
     fn display_matches_serde_name() {
-        for n in 1..=19u16 {
+        for n in 1..=21u16 {
             let code = ErrorCode::from_u16(n);
             let json = serde_json::to_string(&code).unwrap_or_default();
             assert_eq!(json, format!("\"{code}\""));

@@ -14,9 +14,9 @@
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::limits::{
     MAX_DEVICES_PER_COMMIT, MAX_ERROR_MESSAGE_LEN, MAX_HANDSHAKE_BYTES, MAX_MESSAGE_BYTES,
-    MAX_USERNAME_LEN,
+    MAX_USERNAME_LEN, MAX_ATTACHMENTS,
 };
-use crate::{DeviceId, ErrorCode, GroupId, IdempotencyKey, Millis, Username};
+use crate::{BlobId, DeviceId, ErrorCode, GroupId, IdempotencyKey, Millis, Username};
 
 /// The only frame version this build speaks.
 pub const FRAME_VERSION: u8 = 1;
@@ -51,6 +51,10 @@ pub struct SendMessage {
     /// A recall: the server deletes the undelivered copies of the message
     /// this group accepted under that key, if the sender may recall it.
     pub recalls: Option<IdempotencyKey>,
+    /// Uploaded blobs this message shares (the keys to them are inside the
+    /// encrypted message). The server binds each to this message, so it
+    /// expires and is recalled with it. At most [`MAX_ATTACHMENTS`].
+    pub attachments: Vec<BlobId>,
     pub message: Vec<u8>,
 }
 
@@ -253,6 +257,12 @@ impl ClientFrame {
                 recalls: read_option(&mut r, "recalls", |r| {
                     Ok(IdempotencyKey(r.array("recalled key")?))
                 })?,
+                attachments: {
+                    let n = r.count("attachments", MAX_ATTACHMENTS)?;
+                    (0..n)
+                        .map(|_| Ok(BlobId::from_random(r.array("blob id")?)))
+                        .collect::<Result<_, DecodeError>>()?
+                },
                 message: r.bytes("message", MAX_MESSAGE_BYTES)?.to_vec(),
             }),
             T_COMMIT => {
@@ -327,6 +337,10 @@ impl ClientFrame {
                 w.raw(s.group.as_bytes());
                 write_option(&mut w, s.expires_in, |w, v| w.u32(v));
                 write_option(&mut w, s.recalls, |w, k| w.raw(&k.0));
+                w.u32(s.attachments.len() as u32);
+                for blob in &s.attachments {
+                    w.raw(blob.as_bytes());
+                }
                 w.bytes(&s.message);
             }
             ClientFrame::Commit(c) => {
@@ -541,6 +555,7 @@ mod tests {
                 group,
                 expires_in: None,
                 recalls: None,
+                attachments: vec![],
                 message: b"ciphertext".to_vec(),
             }),
             ClientFrame::Send(SendMessage {
@@ -549,6 +564,7 @@ mod tests {
                 group,
                 expires_in: Some(30),
                 recalls: Some(IdempotencyKey([4; 16])),
+                attachments: vec![BlobId::from_random([5; 32]), BlobId::from_random([6; 32])],
                 message: b"recall".to_vec(),
             }),
             ClientFrame::Commit(CommitBundle {
@@ -645,6 +661,17 @@ mod tests {
         bytes.extend_from_slice(GroupId::new_group([0; 31]).as_bytes());
         // No expiry, no recall.
         bytes.extend_from_slice(&[0, 0]);
+        let mut too_many_attachments = bytes.clone();
+        too_many_attachments.extend_from_slice(&(MAX_ATTACHMENTS as u32 + 1).to_be_bytes());
+        assert!(matches!(
+            ClientFrame::decode(&too_many_attachments),
+            Err(DecodeError::TooLong {
+                field: "attachments",
+                ..
+            })
+        ));
+        // No attachments.
+        bytes.extend_from_slice(&[0, 0, 0, 0]);
         bytes.extend_from_slice(&u32::MAX.to_be_bytes());
         assert!(matches!(
             ClientFrame::decode(&bytes),

@@ -21,6 +21,9 @@ pub enum IdError {
     /// Group ids are 64 hexadecimal digits with a known kind prefix.
     #[error("a group id is 64 hexadecimal digits starting with 00 (group) or 01 (direct chat)")]
     Group,
+    /// Blob ids are 64 hexadecimal digits.
+    #[error("a file id is 64 hexadecimal digits")]
+    Blob,
 }
 
 /// An account name, lower-case, stable for the life of the account. It is also
@@ -238,6 +241,62 @@ impl<'de> Deserialize<'de> for GroupId {
     }
 }
 
+/// The id of an uploaded file (an encrypted blob): 32 random bytes chosen by
+/// the server, so ids are unguessable and never collide. Shown as 64 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlobId([u8; 32]);
+
+impl BlobId {
+    /// Length in bytes.
+    pub const LEN: usize = 32;
+
+    /// A blob id from 32 random bytes (the caller brings the randomness).
+    pub fn from_random(random: [u8; 32]) -> Self {
+        Self(random)
+    }
+
+    /// Parses raw bytes.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, IdError> {
+        bytes.try_into().map(Self).map_err(|_| IdError::Blob)
+    }
+
+    /// Parses the 64-hex-digit form.
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let bytes = hex::decode(s).map_err(|_| IdError::Blob)?;
+        Self::from_slice(&bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for BlobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+/// Only a prefix: a blob id is a capability-like secret in logs.
+impl fmt::Debug for BlobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BlobId({}…)", hex::encode(&self.0[..4]))
+    }
+}
+
+impl Serialize for BlobId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for BlobId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        BlobId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Chosen by the sender for each send; a resend with the same key is answered
 /// with the first answer and not delivered twice.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -286,5 +345,8 @@ mod tests {
         assert_eq!(DeviceId::parse(&d.to_string()), Ok(d));
         assert_eq!(DeviceId::parse("0000000000000000"), Err(IdError::Device));
         assert_eq!(DeviceId::parse("xyz"), Err(IdError::Device));
+        let b = BlobId::from_random([0xab; 32]);
+        assert_eq!(BlobId::parse(&b.to_string()), Ok(b));
+        assert_eq!(BlobId::parse("ab"), Err(IdError::Blob));
     }
 }

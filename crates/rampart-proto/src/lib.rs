@@ -18,7 +18,7 @@ pub mod ids;
 pub mod limits;
 
 pub use error::ErrorCode;
-pub use ids::{DeviceId, GroupId, GroupKind, IdError, IdempotencyKey, Username};
+pub use ids::{BlobId, DeviceId, GroupId, GroupKind, IdError, IdempotencyKey, Username};
 
 /// Milliseconds since the Unix epoch, as every timestamp on the wire.
 pub type Millis = u64;

@@ -67,3 +67,17 @@ pub const MAX_TIMER_SECS: u32 = 28 * 24 * 3600;
 pub const MAX_EDITS: u32 = 10;
 /// Default time after sending during which a sender may recall or edit.
 pub const DEFAULT_RECALL_WINDOW_SECS: u32 = 24 * 3600;
+
+/// Plaintext bytes per sealed chunk of an attachment (the STREAM construction;
+/// each chunk adds a 16-byte tag).
+pub const ATTACHMENT_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes of blob per upload request: every `PUT /v1/blobs/{id}` carries
+/// exactly this many bytes (the last one the rest), so an interrupted upload
+/// resumes at a part boundary. At least 5 MiB, the smallest part S3 accepts.
+pub const BLOB_PART_BYTES: usize = 8 * 1024 * 1024;
+/// Files attached to one message.
+pub const MAX_ATTACHMENTS: usize = 8;
+/// Longest attachment file name, in bytes (enforced by clients; inside the encryption).
+pub const MAX_FILE_NAME_LEN: usize = 255;
+/// Longest attachment media type, in bytes (enforced by clients).
+pub const MAX_MEDIA_TYPE_LEN: usize = 127;
