@@ -1,6 +1,7 @@
 //! What travels inside an MLS application message. Only members can read it;
 //! the server sees ciphertext of padded length.
 
+use crate::attachment::Attachment;
 use crate::store::MessageId;
 use rampart_proto::Millis;
 use rampart_proto::codec::{DecodeError, Reader, Writer};
@@ -21,6 +22,8 @@ pub enum Body {
     Recall(MessageId),
     /// Replace the text of that message (shown as "edited").
     Edit { target: MessageId, text: String },
+    /// A shared file: where its blob is and the key that opens it.
+    File(Box<Attachment>),
 }
 
 /// An application message: a sender-chosen random id (receivers deduplicate
@@ -43,6 +46,7 @@ const T_GROUP_NAME: u8 = 2;
 const T_TIMER: u8 = 3;
 const T_RECALL: u8 = 4;
 const T_EDIT: u8 = 5;
+const T_FILE: u8 = 6;
 
 impl AppMessage {
     pub fn encode(&self) -> Vec<u8> {
@@ -73,6 +77,10 @@ impl AppMessage {
                 w.raw(&target.0);
                 w.string(text);
             }
+            Body::File(attachment) => {
+                w.u8(T_FILE);
+                attachment.write(&mut w);
+            }
         }
         w.buf
     }
@@ -95,6 +103,7 @@ impl AppMessage {
                 target: MessageId(r.array("edited id")?),
                 text: r.string("text", MAX_TEXT_LEN)?.to_owned(),
             },
+            T_FILE => Body::File(Box::new(Attachment::read(&mut r)?)),
             tag => return Err(DecodeError::UnknownTag { what: "body", tag }),
         };
         r.finish()?;
@@ -134,6 +143,15 @@ mod tests {
                 target: MessageId([8; 16]),
                 text: "fixed".into(),
             },
+            Body::File(Box::new(Attachment {
+                blob: rampart_proto::BlobId::from_random([1; 32]),
+                key: crate::attachment::FileKey::generate(),
+                sha256: [2; 32],
+                size: 3,
+                name: "a.txt".into(),
+                media_type: "text/plain".into(),
+                caption: String::new(),
+            })),
         ] {
             let m = AppMessage {
                 id: MessageId([5; 16]),

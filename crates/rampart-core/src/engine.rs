@@ -25,8 +25,10 @@ use openmls_traits::storage::{CURRENT_VERSION, StorageProvider};
 use rampart_proto::api::MessagePolicy;
 use rampart_proto::frame::{CommitBundle, Create, Delivery, DeliveryKind};
 use rampart_proto::group::{GROUP_SETTINGS_EXTENSION, GroupSettings};
-use rampart_proto::limits::{MAX_GROUP_DEVICES, MAX_TEXT_LEN};
-use rampart_proto::{DeviceId, GroupId, GroupKind, IdempotencyKey, Millis, Username};
+use rampart_proto::limits::{
+    MAX_FILE_NAME_LEN, MAX_GROUP_DEVICES, MAX_MEDIA_TYPE_LEN, MAX_TEXT_LEN,
+};
+use rampart_proto::{BlobId, DeviceId, GroupId, GroupKind, IdempotencyKey, Millis, Username};
 use rand::RngCore as _;
 use std::ops::Not as _;
 
@@ -128,6 +130,17 @@ pub struct Outgoing {
     pub expires_in: Option<u32>,
     /// For a recall: the message whose undelivered copies the server deletes.
     pub recalls: Option<MessageId>,
+}
+
+impl Outgoing {
+    /// The blobs this message shares, which the server binds to it (so they
+    /// expire and are recalled with it).
+    pub fn attachments(&self) -> Vec<BlobId> {
+        match &self.stored.body {
+            Body::File(a) => vec![a.blob],
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// One device's view of its conversations.
@@ -962,10 +975,17 @@ impl Engine {
         S::Error: Send + Sync + 'static,
         A: AppStore,
     {
-        if let Body::Text(t) = &body
-            && t.len() > MAX_TEXT_LEN
-        {
-            return Err(CoreError::TextTooLong(t.len()));
+        match &body {
+            Body::Text(t) if t.len() > MAX_TEXT_LEN => return Err(CoreError::TextTooLong(t.len())),
+            Body::File(a) if a.caption.len() > MAX_TEXT_LEN => {
+                return Err(CoreError::TextTooLong(a.caption.len()));
+            }
+            Body::File(a)
+                if a.name.len() > MAX_FILE_NAME_LEN || a.media_type.len() > MAX_MEDIA_TYPE_LEN =>
+            {
+                return Err(CoreError::Invalid("file name or media type too long"));
+            }
+            _ => {}
         }
         let timer = app
             .conversation(group)

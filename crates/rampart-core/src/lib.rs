@@ -14,6 +14,7 @@
 //! running other software can keep what it was sent; Rampart only guarantees
 //! what the official clients and the server do.
 
+pub mod attachment;
 pub mod content;
 pub mod engine;
 pub mod error;

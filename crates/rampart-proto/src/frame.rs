@@ -13,8 +13,8 @@
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::limits::{
-    MAX_DEVICES_PER_COMMIT, MAX_ERROR_MESSAGE_LEN, MAX_HANDSHAKE_BYTES, MAX_MESSAGE_BYTES,
-    MAX_USERNAME_LEN, MAX_ATTACHMENTS,
+    MAX_ATTACHMENTS, MAX_DEVICES_PER_COMMIT, MAX_ERROR_MESSAGE_LEN, MAX_HANDSHAKE_BYTES,
+    MAX_MESSAGE_BYTES, MAX_USERNAME_LEN,
 };
 use crate::{BlobId, DeviceId, ErrorCode, GroupId, IdempotencyKey, Millis, Username};
 

@@ -60,7 +60,7 @@ impl Engine {
     pub fn record_sent<A: AppStore>(&self, app: &A, out: &Outgoing) -> Result<(), CoreError> {
         let group = &out.stored.group;
         match &out.stored.body {
-            Body::Text(_) => {
+            Body::Text(_) | Body::File(_) => {
                 app.insert_message(&out.stored).map_err(CoreError::store)?;
             }
             Body::Timer(timer) => {
@@ -122,9 +122,9 @@ impl Engine {
             .map_err(CoreError::store)?
             .filter(|m| !m.recalled)
             .ok_or(CoreError::UnknownMessage(*id))?;
-        if !matches!(target.body, Body::Text(_)) {
+        if !matches!(target.body, Body::Text(_) | Body::File(_)) {
             return Err(CoreError::NotAllowed(
-                "only text messages can be recalled or edited",
+                "only text messages and files can be recalled or edited",
             ));
         }
         Ok(target)
@@ -186,6 +186,11 @@ impl Engine {
         let target = self.own_text(app, group, id)?;
         if target.sender != self.user {
             return Err(CoreError::NotAllowed("you can edit only your own messages"));
+        }
+        if !matches!(target.body, Body::Text(_)) {
+            return Err(CoreError::NotAllowed(
+                "only text can be edited (recall the file and send it again)",
+            ));
         }
         if !lifetime::within_window(target.sent_at, now, &self.policy) {
             return Err(CoreError::WindowClosed {
@@ -264,7 +269,7 @@ impl Engine {
                 app.put_conversation(&c).map_err(CoreError::store)?;
                 Ok(vec![Event::Renamed { group, name }])
             }
-            body @ Body::Text(_) => {
+            body @ (Body::Text(_) | Body::File(_)) => {
                 let stored = stored(body);
                 if app.insert_message(&stored).map_err(CoreError::store)? {
                     Ok(vec![Event::Message(stored)])
@@ -315,7 +320,7 @@ impl Engine {
                     return dropped("already recalled");
                 }
                 let by_sender = target.sender == sender.user
-                    && matches!(target.body, Body::Text(_))
+                    && matches!(target.body, Body::Text(_) | Body::File(_))
                     && lifetime::within_window(target.sent_at, message.sent_at, &self.policy);
                 if !by_sender && !is_admin(mls, &sender.user) {
                     return dropped("recall by someone who may not recall that message");
