@@ -15,7 +15,7 @@ use rampart_proto::api::{
 };
 use rampart_proto::frame::{ClientFrame, Create, Delivery, SendMessage, ServerFrame};
 use rampart_proto::group::GroupSettings;
-use rampart_proto::{DeviceId, ErrorCode, GroupId, GroupKind, IdempotencyKey, Username};
+use rampart_proto::{BlobId, DeviceId, ErrorCode, GroupId, GroupKind, IdempotencyKey, Username};
 use rand::RngCore as _;
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -137,6 +137,7 @@ struct Envelope {
     key: IdempotencyKey,
     expires_in: Option<u32>,
     recalls: Option<IdempotencyKey>,
+    attachments: Vec<BlobId>,
 }
 
 impl Envelope {
@@ -148,6 +149,7 @@ impl Envelope {
             key: IdempotencyKey(key),
             expires_in: None,
             recalls: None,
+            attachments: Vec::new(),
         }
     }
 
@@ -158,6 +160,7 @@ impl Envelope {
             key: IdempotencyKey(out.stored.id.0),
             expires_in: out.expires_in,
             recalls: out.recalls.map(|id| IdempotencyKey(id.0)),
+            attachments: out.attachments(),
         }
     }
 }
@@ -344,7 +347,7 @@ impl Client {
         self.clock = clock;
     }
 
-    fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         self.clock.now_ms()
     }
 
@@ -369,6 +372,7 @@ impl Client {
         let n = self.store.app().purge_expired(self.now())?;
         if n > 0 {
             tracing::debug!(count = n, "expired messages deleted");
+            self.sweep_downloads()?;
         }
         Ok(n)
     }
@@ -504,8 +508,12 @@ impl Client {
                 Event::Dropped { reason, .. } => {
                     tracing::debug!(seq = delivery.seq, %reason, "delivery dropped");
                 }
-                // The erased text must not survive in the write-ahead log.
-                Event::Recalled { .. } => self.store.app().checkpoint(),
+                // The erased text must not survive in the write-ahead log,
+                // nor a recalled file's partial download.
+                Event::Recalled { .. } => {
+                    self.store.app().checkpoint();
+                    self.sweep_downloads()?;
+                }
                 _ => {}
             }
         }
@@ -910,7 +918,10 @@ impl Client {
     // ---- conversations -----------------------------------------------------------
 
     /// Resolves a target to a conversation, creating the 1:1 group if needed.
-    async fn conversation_for(&mut self, target: &Target) -> Result<GroupId, ClientError> {
+    pub(crate) async fn conversation_for(
+        &mut self,
+        target: &Target,
+    ) -> Result<GroupId, ClientError> {
         match target {
             Target::Group(name) => self.resolve_group(name),
             Target::User(peer) => {
@@ -997,7 +1008,10 @@ impl Client {
 
     /// Sends an application message and, once the server accepted it,
     /// applies it here (history, timer, recall, edit).
-    async fn deliver(&mut self, mut out: Outgoing) -> Result<StoredMessage, ClientError> {
+    pub(crate) async fn deliver(
+        &mut self,
+        mut out: Outgoing,
+    ) -> Result<StoredMessage, ClientError> {
         let group = out.stored.group;
         for _ in 0..COMMIT_ATTEMPTS {
             match self
@@ -1049,6 +1063,7 @@ impl Client {
             group,
             expires_in: envelope.expires_in,
             recalls: envelope.recalls,
+            attachments: envelope.attachments,
             message,
         });
         let reply = self.request(frame, request_id).await?;

@@ -37,6 +37,8 @@ pub enum ClientError {
     Protocol(String),
     #[error(transparent)]
     Core(#[from] rampart_core::CoreError),
+    #[error(transparent)]
+    File(#[from] rampart_core::attachment::AttachmentError),
     #[error("{0}")]
     Usage(String),
     #[error("timed out {0}")]

@@ -10,12 +10,13 @@
 
 use crate::error::ClientError;
 use openmls_sqlite_storage::{Codec, SqliteStorageProvider};
+use rampart_core::attachment::Attachment;
 use rampart_core::content::Body;
 use rampart_core::{
     AppStore, Conversation, ConversationState, IdentityPin, MessageId, Provider, StoredMessage,
     Trust,
 };
-use rampart_proto::{DeviceId, GroupId, GroupKind, Millis, Username};
+use rampart_proto::{BlobId, DeviceId, GroupId, GroupKind, Millis, Username};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -81,10 +82,23 @@ CREATE TABLE IF NOT EXISTS messages (
     expires_at INTEGER,
     edits INTEGER NOT NULL DEFAULT 0,
     recalled INTEGER NOT NULL DEFAULT 0,
+    attachment BLOB,
     UNIQUE (group_id, id)
 );
 CREATE INDEX IF NOT EXISTS messages_expiry ON messages(expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS messages_id ON messages(id);
+-- Files being uploaded, so an interrupted upload resumes: the planned
+-- attachment (blob id and key; its hash is filled in when sent) of one file
+-- (path, size, modification time) to one conversation.
+CREATE TABLE IF NOT EXISTS uploads (
+    group_id BLOB NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    modified INTEGER NOT NULL,
+    attachment BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (group_id, path)
+);
 CREATE TABLE IF NOT EXISTS pins (
     username TEXT PRIMARY KEY,
     identity_key BLOB NOT NULL,
@@ -105,11 +119,14 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("messages", "expires_at", "INTEGER"),
     ("messages", "edits", "INTEGER NOT NULL DEFAULT 0"),
     ("messages", "recalled", "INTEGER NOT NULL DEFAULT 0"),
+    ("messages", "attachment", "BLOB"),
 ];
 
-/// `messages.kind`: a text, or a conversation line about the timer.
+/// `messages.kind`: a text, a conversation line about the timer, or a file
+/// (`attachment` holds its encoded [`Attachment`], `body` its caption).
 const KIND_TEXT: i64 = 0;
 const KIND_TIMER: i64 = 1;
+const KIND_FILE: i64 = 2;
 
 fn trust_to_i64(t: Trust) -> i64 {
     match t {
@@ -345,10 +362,14 @@ pub struct HistoryEntry {
     pub sender: Username,
     pub sent_at: u64,
     pub received_at: u64,
-    /// `text`, or `timer` for a timer change (then see `timer`).
+    /// `text`, `file` (then see `file`), or `timer` for a timer change
+    /// (then see `timer`).
     pub kind: &'static str,
-    /// Empty when recalled.
+    /// The text, or a file's caption. Empty when recalled.
     pub text: String,
+    /// For `file` entries: what was shared (`rampart download ID` fetches it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileEntry>,
     /// For `timer` lines: the new timer in seconds (`None`: off).
     pub timer: Option<u32>,
     pub outgoing: bool,
@@ -360,8 +381,16 @@ pub struct HistoryEntry {
     pub expires_at: Option<u64>,
 }
 
+/// A shared file as the history shows it (never its key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FileEntry {
+    pub name: String,
+    pub size: u64,
+    pub media_type: String,
+}
+
 const MESSAGE_COLUMNS: &str = "group_id, id, sender, sender_device, sent_at, received_at, body, \
-     outgoing, kind, timer, expires_in, expires_at, edits, recalled";
+     outgoing, kind, timer, expires_in, expires_at, edits, recalled, attachment";
 
 fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
     let g: Vec<u8> = r.get(0)?;
@@ -377,10 +406,16 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
         sender_device: device_from_i64(r.get(3)?).ok_or(rusqlite::Error::InvalidQuery)?,
         sent_at: r.get::<_, i64>(4)? as u64,
         received_at: r.get::<_, i64>(5)? as u64,
-        body: if r.get::<_, i64>(8)? == KIND_TIMER {
-            Body::Timer(timer)
-        } else {
-            Body::Text(r.get(6)?)
+        body: match r.get::<_, i64>(8)? {
+            KIND_TIMER => Body::Timer(timer),
+            KIND_FILE => match r.get::<_, Option<Vec<u8>>>(14)? {
+                Some(raw) => Body::File(Box::new(
+                    Attachment::decode(&raw).map_err(|_| rusqlite::Error::InvalidQuery)?,
+                )),
+                // Recalled: the key is gone, the caption too.
+                None => Body::Text(String::new()),
+            },
+            _ => Body::Text(r.get(6)?),
         },
         outgoing: r.get::<_, i64>(7)? != 0,
         expires_in: r
@@ -471,10 +506,22 @@ impl AppDb<'_> {
         let mut stmt = self.0.prepare(&sql).map_err(ClientError::store)?;
         let map = |r: &rusqlite::Row<'_>| -> rusqlite::Result<(HistoryEntry, i64)> {
             let m = row_to_message(r)?;
-            let (kind, text, timer) = match m.body {
-                Body::Timer(t) => ("timer", String::new(), t),
-                Body::Text(t) => ("text", t, None),
-                _ => ("text", String::new(), None),
+            let file_row = r.get::<_, i64>(8)? == KIND_FILE;
+            let (kind, text, timer, file) = match m.body {
+                Body::Timer(t) => ("timer", String::new(), t, None),
+                Body::File(a) => (
+                    "file",
+                    a.caption,
+                    None,
+                    Some(FileEntry {
+                        name: a.name,
+                        size: a.size,
+                        media_type: a.media_type,
+                    }),
+                ),
+                Body::Text(_) if file_row => ("file", String::new(), None, None),
+                Body::Text(t) => ("text", t, None, None),
+                _ => ("text", String::new(), None, None),
             };
             Ok((
                 HistoryEntry {
@@ -485,14 +532,15 @@ impl AppDb<'_> {
                     received_at: m.received_at,
                     kind,
                     text,
+                    file,
                     timer,
                     outgoing: m.outgoing,
-                    unread: r.get::<_, i64>(14)? != 0,
+                    unread: r.get::<_, i64>(15)? != 0,
                     edited: m.edits > 0,
                     recalled: m.recalled,
                     expires_at: m.expires_at,
                 },
-                r.get(15)?,
+                r.get(16)?,
             ))
         };
         let rows: Vec<(HistoryEntry, i64)> = match group {
@@ -565,6 +613,83 @@ impl AppDb<'_> {
         Ok(n)
     }
 
+    /// The upload of `path` to `group` begun earlier, if it was of the same
+    /// file (size and modification time).
+    pub fn upload(
+        &self,
+        group: &GroupId,
+        path: &str,
+        size: u64,
+        modified: i64,
+    ) -> Result<Option<Attachment>, ClientError> {
+        let raw: Option<Vec<u8>> = self
+            .0
+            .query_row(
+                "SELECT attachment FROM uploads WHERE group_id = ?1 AND path = ?2 AND size = ?3 AND modified = ?4",
+                params![group.as_bytes().as_slice(), path, size as i64, modified],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(ClientError::store)?;
+        Ok(raw.and_then(|raw| Attachment::decode(&raw).ok()))
+    }
+
+    /// Remembers an upload in progress (replacing an older one of the path).
+    pub fn put_upload(
+        &self,
+        group: &GroupId,
+        path: &str,
+        size: u64,
+        modified: i64,
+        planned: &Attachment,
+        now: Millis,
+    ) -> Result<(), ClientError> {
+        self.0
+            .execute(
+                "INSERT OR REPLACE INTO uploads (group_id, path, size, modified, attachment, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    group.as_bytes().as_slice(),
+                    path,
+                    size as i64,
+                    modified,
+                    planned.encode(),
+                    now as i64
+                ],
+            )
+            .map(|_| ())
+            .map_err(ClientError::store)
+    }
+
+    /// Forgets an upload (sent, or abandoned).
+    pub fn delete_upload(&self, group: &GroupId, path: &str) -> Result<(), ClientError> {
+        self.0
+            .execute(
+                "DELETE FROM uploads WHERE group_id = ?1 AND path = ?2",
+                params![group.as_bytes().as_slice(), path],
+            )
+            .map(|_| ())
+            .map_err(ClientError::store)
+    }
+
+    /// Blobs of files still in the history (not expired or recalled).
+    pub fn referenced_blobs(&self) -> Result<Vec<BlobId>, ClientError> {
+        let mut stmt = self
+            .0
+            .prepare("SELECT attachment FROM messages WHERE kind = ?1 AND attachment IS NOT NULL")
+            .map_err(ClientError::store)?;
+        let rows = stmt
+            .query_map([KIND_FILE], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(ClientError::store)?;
+        let mut out = vec![];
+        for raw in rows {
+            if let Ok(a) = Attachment::decode(&raw.map_err(ClientError::store)?) {
+                out.push(a.blob);
+            }
+        }
+        Ok(out)
+    }
+
     /// Clears the write-ahead log after content was erased (see [`checkpoint`]).
     pub fn checkpoint(&self) {
         checkpoint(self.0);
@@ -621,15 +746,16 @@ impl AppStore for AppDb<'_> {
     }
 
     fn insert_message(&self, m: &StoredMessage) -> Result<bool, Self::Error> {
-        let (kind, text, timer) = match &m.body {
-            Body::Text(text) => (KIND_TEXT, text.as_str(), None),
-            Body::Timer(timer) => (KIND_TIMER, "", *timer),
+        let (kind, text, timer, attachment) = match &m.body {
+            Body::Text(text) => (KIND_TEXT, text.as_str(), None, None),
+            Body::Timer(timer) => (KIND_TIMER, "", *timer, None),
+            Body::File(a) => (KIND_FILE, a.caption.as_str(), None, Some(a.encode())),
             _ => return Ok(false),
         };
         let n = self.0.execute(
             "INSERT OR IGNORE INTO messages (group_id, id, sender, sender_device, sent_at, received_at, body,
-               outgoing, unread, kind, timer, expires_in, expires_at, edits, recalled)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+               outgoing, unread, kind, timer, expires_in, expires_at, edits, recalled, attachment)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             params![
                 m.group.as_bytes().as_slice(),
                 m.id.0.as_slice(),
@@ -645,7 +771,8 @@ impl AppStore for AppDb<'_> {
                 m.expires_in.map(i64::from),
                 m.expires_at.map(|t| t as i64),
                 i64::from(m.edits),
-                m.recalled as i64
+                m.recalled as i64,
+                attachment
             ],
         )?;
         Ok(n == 1)
@@ -677,7 +804,7 @@ impl AppStore for AppDb<'_> {
     fn recall_message(&self, group: &GroupId, id: &MessageId) -> Result<(), Self::Error> {
         // secure_delete overwrites the old text where it lay.
         self.0.execute(
-            "UPDATE messages SET body = '', recalled = 1 WHERE group_id = ?1 AND id = ?2",
+            "UPDATE messages SET body = '', attachment = NULL, recalled = 1 WHERE group_id = ?1 AND id = ?2",
             params![group.as_bytes().as_slice(), id.0.as_slice()],
         )?;
         Ok(())

@@ -2,6 +2,8 @@
 
 use crate::error::ClientError;
 use futures_util::{SinkExt as _, StreamExt as _};
+use rampart_proto::BlobId;
+use rampart_proto::api::BlobStatus;
 use rampart_proto::error::ErrorBody;
 use rampart_proto::frame::{ClientFrame, ServerFrame};
 use rampart_proto::limits::MAX_FRAME_BYTES;
@@ -19,6 +21,9 @@ pub struct Http {
     base: String,
     token: Option<String>,
     client: reqwest::Client,
+    /// For file transfers: no limit on the whole request (a large download
+    /// takes as long as it takes), only on silence.
+    transfer: reqwest::Client,
 }
 
 impl std::fmt::Debug for Http {
@@ -44,10 +49,16 @@ impl Http {
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .map_err(ClientError::network)?;
+        let transfer = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .read_timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(ClientError::network)?;
         Ok(Self {
             base,
             token,
             client,
+            transfer,
         })
     }
 
@@ -103,6 +114,57 @@ impl Http {
     ) -> Result<T, ClientError> {
         let req = self.auth(self.client.post(format!("{}{path}", self.base)).json(body));
         Self::finish(req.send().await.map_err(ClientError::network)?).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        let req = self.auth(self.client.delete(format!("{}{path}", self.base)));
+        Self::finish::<serde_json::Value>(req.send().await.map_err(ClientError::network)?)
+            .await
+            .map(|_| ())
+    }
+
+    /// Uploads one part of a blob at `offset`.
+    pub async fn put_blob_part(
+        &self,
+        blob: &BlobId,
+        offset: u64,
+        part: Vec<u8>,
+    ) -> Result<BlobStatus, ClientError> {
+        let url = format!("{}/v1/blobs/{blob}?offset={offset}", self.base);
+        let req = self.auth(self.transfer.put(url)).body(part);
+        Self::finish(req.send().await.map_err(ClientError::network)?).await
+    }
+
+    /// Starts downloading a blob from byte `from` (a resumed download).
+    /// The response's body is the blob from there on.
+    pub async fn get_blob(
+        &self,
+        blob: &BlobId,
+        from: u64,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut req = self.auth(self.transfer.get(format!("{}/v1/blobs/{blob}", self.base)));
+        if from > 0 {
+            req = req.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        }
+        let resp = req.send().await.map_err(ClientError::network)?;
+        let expected = if from > 0 {
+            reqwest::StatusCode::PARTIAL_CONTENT
+        } else {
+            reqwest::StatusCode::OK
+        };
+        if resp.status() == expected {
+            return Ok(resp);
+        }
+        if resp.status().is_success() {
+            return Err(ClientError::Protocol(format!(
+                "the server answered a download with HTTP {}",
+                resp.status()
+            )));
+        }
+        Err(Self::finish::<serde_json::Value>(resp)
+            .await
+            .err()
+            .unwrap_or_else(|| ClientError::Protocol("download refused".into())))
     }
 
     /// Opens the delivery WebSocket of this session.

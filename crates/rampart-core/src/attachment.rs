@@ -194,20 +194,35 @@ impl Sealer {
         Ok(())
     }
 
-    /// Appends the padding and the final chunks; returns the blob's SHA-256.
-    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<[u8; 32], AttachmentError> {
+    /// Zero bytes still to come after the file; see [`Sealer::pad`].
+    pub fn padding_left(&self) -> u64 {
+        self.padding
+    }
+
+    /// Appends up to `max` bytes of the padding (once the whole file was
+    /// fed), so a caller can flush between pieces of a large padding.
+    pub fn pad(&mut self, max: u64, out: &mut Vec<u8>) -> Result<(), AttachmentError> {
         if self.file_left != 0 {
             return Err(AttachmentError::FileChanged);
         }
-        while self.padding > 0 {
-            let take = ((ATTACHMENT_CHUNK_BYTES - self.pending.len()) as u64).min(self.padding);
+        let mut left = max.min(self.padding);
+        self.padding -= left;
+        while left > 0 {
+            let take = ((ATTACHMENT_CHUNK_BYTES - self.pending.len()) as u64).min(left);
             let len = self.pending.len() + take as usize;
             self.pending.resize(len, 0);
-            self.padding -= take;
+            left -= take;
             if self.pending.len() == ATTACHMENT_CHUNK_BYTES && self.next + 1 < self.chunks {
                 self.seal_pending(out, false);
             }
         }
+        Ok(())
+    }
+
+    /// Appends the rest of the padding and the final chunk; returns the
+    /// blob's SHA-256. Fails if the file was shorter than announced.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> Result<[u8; 32], AttachmentError> {
+        self.pad(self.padding, out)?;
         self.seal_pending(out, true);
         debug_assert_eq!(self.next, self.chunks);
         Ok(self.hasher.finalize().into())

@@ -1,0 +1,609 @@
+//! Sharing files: sealing and uploading a file, downloading and opening one.
+//!
+//! Both directions stream in constant memory, whatever the file's size: a
+//! blocking thread reads and seals (or opens and writes) while the async
+//! side talks to the server, with a bounded channel between them, so the
+//! CPU work and the network overlap.
+//!
+//! Both resume. An upload is remembered in the profile (`uploads`) with its
+//! blob id and key; sending the same file to the same conversation again
+//! asks the server how far it got and sends only the parts after that (the
+//! parts before are sealed again locally, which is deterministic, to
+//! recompute the hash). A download keeps the ciphertext received so far in
+//! `downloads/<blob>.part` in the profile directory and asks for the rest
+//! with a `Range` request.
+//!
+//! A download is written to a hidden temporary file beside its destination
+//! and renamed into place only after every chunk's tag and the blob's hash
+//! verified. If anything fails the temporary file is deleted, so no
+//! unverified plaintext is left on disk.
+
+use crate::client::{Client, Target};
+use crate::error::ClientError;
+use bytes::Bytes;
+use rampart_core::StoredMessage;
+use rampart_core::attachment::{
+    self, Attachment, AttachmentError, FileKey, Opener, Sealer, safe_file_name,
+};
+use rampart_core::content::Body;
+use rampart_proto::api::{BlobStatus, NewBlob};
+use rampart_proto::limits::{BLOB_PART_BYTES, MAX_TEXT_LEN};
+use rampart_proto::{BlobId, ErrorCode};
+use serde::Serialize;
+use std::fs::File;
+use std::io::{Read as _, Seek as _, Write as _};
+use std::path::{Path, PathBuf};
+use tokio::sync::{mpsc, oneshot};
+
+/// Bytes read from disk at a time.
+const READ_BYTES: usize = 1024 * 1024;
+/// Received pieces buffered between the network and the opening thread.
+const DOWNLOAD_QUEUE: usize = 64;
+const DOWNLOADS_DIR: &str = "downloads";
+
+/// Told how a transfer advances (the CLI draws a progress bar).
+pub trait Progress: Send {
+    /// A transfer of `total` bytes starts; `done` of them were transferred
+    /// by an earlier, interrupted attempt.
+    fn start(&mut self, total: u64, done: u64);
+    /// `bytes` more were transferred.
+    fn advance(&mut self, bytes: u64);
+}
+
+/// No progress reporting.
+#[derive(Debug, Default)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&mut self, _total: u64, _done: u64) {}
+    fn advance(&mut self, _bytes: u64) {}
+}
+
+/// A finished download.
+#[derive(Clone, Debug, Serialize)]
+pub struct Downloaded {
+    pub path: PathBuf,
+    pub name: String,
+    pub size: u64,
+    pub media_type: String,
+    /// Blob bytes an earlier, interrupted attempt had already fetched.
+    pub resumed_from: u64,
+}
+
+/// One part of a blob ready to upload, or the blob's hash at the end.
+enum Piece {
+    Part { offset: u64, bytes: Vec<u8> },
+    Done([u8; 32]),
+}
+
+impl Client {
+    /// Seals `path` with a fresh key, uploads it (resuming an interrupted
+    /// upload of the same file to the same conversation) and sends the
+    /// message that shares it. `expire_secs` as for a text.
+    pub async fn send_file(
+        &mut self,
+        target: &Target,
+        path: &Path,
+        caption: &str,
+        expire_secs: Option<u32>,
+        progress: &mut dyn Progress,
+    ) -> Result<StoredMessage, ClientError> {
+        if caption.len() > MAX_TEXT_LEN {
+            return Err(ClientError::Usage(format!(
+                "a caption is at most {MAX_TEXT_LEN} bytes"
+            )));
+        }
+        let path =
+            std::fs::canonicalize(path).map_err(|e| ClientError::io("opening the file", e))?;
+        let meta = std::fs::metadata(&path).map_err(|e| ClientError::io("opening the file", e))?;
+        if !meta.is_file() {
+            return Err(ClientError::Usage(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
+        }
+        let size = meta.len();
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as i64);
+        let blob_len = attachment::blob_len(size).ok_or(AttachmentError::TooLarge(size))?;
+        let group = self.conversation_for(target).await?;
+        let path_key = path.to_string_lossy().into_owned();
+
+        let (planned, received) = match self
+            .resumable(&group, &path_key, size, modified, blob_len)
+            .await?
+        {
+            Some(found) => found,
+            None => {
+                let status: BlobStatus = self
+                    .http
+                    .post(
+                        "/v1/blobs",
+                        &NewBlob {
+                            group,
+                            size: blob_len,
+                        },
+                    )
+                    .await?;
+                let name = safe_file_name(
+                    &path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                );
+                let planned = Attachment {
+                    blob: status.id,
+                    key: FileKey::generate(),
+                    sha256: [0; 32],
+                    size,
+                    media_type: attachment::media_type_for(&name).to_owned(),
+                    name,
+                    caption: String::new(),
+                };
+                self.store.app().put_upload(
+                    &group,
+                    &path_key,
+                    size,
+                    modified,
+                    &planned,
+                    self.now(),
+                )?;
+                (planned, 0)
+            }
+        };
+
+        progress.start(blob_len, received);
+        let sha256 = upload(self, &path, &planned, received, progress).await?;
+        let shared = Attachment {
+            sha256,
+            caption: caption.to_owned(),
+            ..planned
+        };
+        let now = self.now();
+        let engine = &self.engine;
+        let out = self.store.transact(|p, app| {
+            Ok(engine.send(
+                p,
+                app,
+                &group,
+                Body::File(Box::new(shared)),
+                now,
+                expire_secs,
+            )?)
+        })?;
+        let stored = self.deliver(out).await?;
+        self.store.app().delete_upload(&group, &path_key)?;
+        Ok(stored)
+    }
+
+    /// The earlier upload of this file to this conversation and how much of
+    /// it the server holds, if the server still has it.
+    async fn resumable(
+        &mut self,
+        group: &rampart_proto::GroupId,
+        path_key: &str,
+        size: u64,
+        modified: i64,
+        blob_len: u64,
+    ) -> Result<Option<(Attachment, u64)>, ClientError> {
+        let Some(planned) = self.store.app().upload(group, path_key, size, modified)? else {
+            return Ok(None);
+        };
+        match self
+            .http
+            .get::<BlobStatus>(&format!("/v1/blobs/{}/status", planned.blob))
+            .await
+        {
+            Ok(status) if status.size == blob_len => Ok(Some((planned, status.received))),
+            // Collected as an orphan, or not ours to resume: start again.
+            Ok(_)
+            | Err(ClientError::Server {
+                code: ErrorCode::NotFound,
+                ..
+            }) => {
+                self.store.app().delete_upload(group, path_key)?;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Downloads the file shared by message `id_prefix` (as `inbox --ids`
+    /// shows it), verifies it and writes it to `out`: a file path, a
+    /// directory, or (`None`) the current directory under the sender's file
+    /// name. An existing file is never overwritten.
+    pub async fn download(
+        &mut self,
+        id_prefix: &str,
+        out: Option<&Path>,
+        progress: &mut dyn Progress,
+    ) -> Result<Downloaded, ClientError> {
+        let message =
+            self.store.app().find_message(id_prefix)?.ok_or_else(|| {
+                ClientError::Usage(format!("no message {id_prefix} on this device"))
+            })?;
+        let shared = match message.body {
+            Body::File(a) if !message.recalled => *a,
+            _ if message.recalled => {
+                return Err(ClientError::Usage(format!(
+                    "message {id_prefix} was deleted by its sender"
+                )));
+            }
+            _ => {
+                return Err(ClientError::Usage(format!(
+                    "message {id_prefix} has no file attached"
+                )));
+            }
+        };
+        let dest = destination(out, &shared.name)?;
+        let parts_dir = self.dir.join(DOWNLOADS_DIR);
+        std::fs::create_dir_all(&parts_dir)
+            .map_err(|e| ClientError::io("creating the downloads folder", e))?;
+        let part = parts_dir.join(format!("{}.part", shared.blob));
+        let blob_len =
+            attachment::blob_len(shared.size).ok_or(AttachmentError::TooLarge(shared.size))?;
+
+        let (bytes_tx, bytes_rx) = mpsc::channel::<Bytes>(DOWNLOAD_QUEUE);
+        let (have_tx, have_rx) = oneshot::channel();
+        let job = OpenJob {
+            shared: shared.clone(),
+            part: part.clone(),
+            dest: dest.clone(),
+        };
+        let worker = tokio::task::spawn_blocking(move || job.run(have_tx, bytes_rx));
+        // The worker says how much an earlier attempt left (or fails first).
+        let Ok(have) = have_rx.await else {
+            return Err(join(worker.await).err().unwrap_or(ClientError::Protocol(
+                "the download stopped unexpectedly".into(),
+            )));
+        };
+        progress.start(blob_len, have);
+        let fetched = fetch(self, &shared.blob, have, blob_len, bytes_tx, progress).await;
+        let opened = join(worker.await);
+        // A network failure explains a truncated blob: report it, keep the part.
+        match (fetched, opened) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Err(e)) => Err(e),
+            (Ok(()), Ok(path)) => Ok(Downloaded {
+                path,
+                name: shared.name,
+                size: shared.size,
+                media_type: shared.media_type,
+                resumed_from: have,
+            }),
+        }
+    }
+
+    /// Deletes partial downloads whose message is gone (expired or recalled).
+    pub(crate) fn sweep_downloads(&self) -> Result<(), ClientError> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join(DOWNLOADS_DIR)) else {
+            return Ok(());
+        };
+        let live = self.store.app().referenced_blobs()?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let blob = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".part"))
+                .and_then(|n| BlobId::parse(n).ok());
+            if blob.is_none_or(|b| !live.contains(&b)) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Seals the file on a blocking thread and uploads its parts from
+/// `received` on; returns the blob's hash.
+async fn upload(
+    client: &Client,
+    path: &Path,
+    planned: &Attachment,
+    received: u64,
+    progress: &mut dyn Progress,
+) -> Result<[u8; 32], ClientError> {
+    // Two parts in flight between the threads: one sealed while one uploads.
+    let (tx, mut rx) = mpsc::channel::<Result<Piece, ClientError>>(2);
+    let (path, key, size) = (path.to_owned(), planned.key.clone(), planned.size);
+    let sealer = tokio::task::spawn_blocking(move || {
+        if let Err(e) = seal_file(&path, &key, size, received, &tx) {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let mut hash = None;
+    while let Some(piece) = rx.recv().await {
+        match piece? {
+            Piece::Part { offset, bytes } => {
+                let n = bytes.len() as u64;
+                client
+                    .http
+                    .put_blob_part(&planned.blob, offset, bytes)
+                    .await?;
+                progress.advance(n);
+            }
+            Piece::Done(h) => hash = Some(h),
+        }
+    }
+    let _ = sealer.await;
+    hash.ok_or_else(|| ClientError::Protocol("sealing the file stopped unexpectedly".into()))
+}
+
+/// Reads and seals the file, handing over every part from offset `skip` on
+/// (earlier parts are only hashed), then the hash. Stops quietly when the
+/// receiver is gone (the upload failed or was abandoned).
+fn seal_file(
+    path: &Path,
+    key: &FileKey,
+    size: u64,
+    skip: u64,
+    tx: &mpsc::Sender<Result<Piece, ClientError>>,
+) -> Result<(), ClientError> {
+    let mut file = File::open(path).map_err(|e| ClientError::io("reading the file", e))?;
+    let mut sealer = Sealer::new(key, size)?;
+    let mut buf = vec![0u8; READ_BYTES];
+    let mut sealed =
+        Vec::with_capacity(BLOB_PART_BYTES + READ_BYTES + attachment::SEALED_CHUNK_BYTES);
+    let mut offset = 0u64;
+    // Hands over every whole part in `sealed`; false once nobody listens.
+    let flush = |sealed: &mut Vec<u8>, offset: &mut u64, all: bool| -> bool {
+        while sealed.len() >= BLOB_PART_BYTES || (all && !sealed.is_empty()) {
+            let rest = sealed.split_off(sealed.len().min(BLOB_PART_BYTES));
+            let bytes = std::mem::replace(sealed, rest);
+            let len = bytes.len() as u64;
+            if *offset >= skip
+                && tx
+                    .blocking_send(Ok(Piece::Part {
+                        offset: *offset,
+                        bytes,
+                    }))
+                    .is_err()
+            {
+                return false;
+            }
+            *offset += len;
+        }
+        true
+    };
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| ClientError::io("reading the file", e))?;
+        if n == 0 {
+            break;
+        }
+        sealer.update(&buf[..n], &mut sealed)?;
+        if !flush(&mut sealed, &mut offset, false) {
+            return Ok(());
+        }
+    }
+    while sealer.padding_left() > 0 {
+        sealer.pad(READ_BYTES as u64, &mut sealed)?;
+        if !flush(&mut sealed, &mut offset, false) {
+            return Ok(());
+        }
+    }
+    let hash = sealer.finish(&mut sealed)?;
+    if !flush(&mut sealed, &mut offset, true) {
+        return Ok(());
+    }
+    let _ = tx.blocking_send(Ok(Piece::Done(hash)));
+    Ok(())
+}
+
+/// Streams the blob from `from` into `tx`, checking the server sends
+/// exactly the rest of a blob of `blob_len` bytes.
+async fn fetch(
+    client: &Client,
+    blob: &BlobId,
+    from: u64,
+    blob_len: u64,
+    tx: mpsc::Sender<Bytes>,
+    progress: &mut dyn Progress,
+) -> Result<(), ClientError> {
+    if from >= blob_len {
+        return Ok(());
+    }
+    let mut resp = client.http.get_blob(blob, from).await?;
+    if resp.content_length().is_some_and(|n| n != blob_len - from) {
+        return Err(AttachmentError::Truncated {
+            got: from + resp.content_length().unwrap_or(0),
+            expected: blob_len,
+        }
+        .into());
+    }
+    while let Some(chunk) = resp.chunk().await.map_err(ClientError::network)? {
+        let n = chunk.len() as u64;
+        if tx.send(chunk).await.is_err() {
+            // The opening thread stopped; its error is the one to report.
+            break;
+        }
+        progress.advance(n);
+    }
+    Ok(())
+}
+
+/// The opening side of a download, on a blocking thread.
+struct OpenJob {
+    shared: Attachment,
+    part: PathBuf,
+    dest: PathBuf,
+}
+
+impl OpenJob {
+    fn run(
+        self,
+        have_tx: oneshot::Sender<u64>,
+        mut rx: mpsc::Receiver<Bytes>,
+    ) -> Result<PathBuf, ClientError> {
+        let io = |what| move |e| ClientError::io(what, e);
+        let mut part = std::fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&self.part)
+            .map_err(io("opening the partial download"))?;
+        // One attempt at a time per blob: an abandoned attempt may still be
+        // draining what it received.
+        part.lock().map_err(io("locking the partial download"))?;
+        let mut opener = Opener::new(&self.shared.key, self.shared.size)?;
+        let mut have = part
+            .metadata()
+            .map_err(io("reading the partial download"))?
+            .len();
+        if have > opener.blob_len() {
+            part.set_len(0)
+                .map_err(io("resetting the partial download"))?;
+            have = 0;
+        }
+        let mut plain = TempFile::beside(&self.dest)?;
+        let result = (|| {
+            let mut out = Vec::with_capacity(READ_BYTES + attachment::SEALED_CHUNK_BYTES);
+            // What an earlier attempt fetched, verified again.
+            part.rewind().map_err(io("reading the partial download"))?;
+            let mut buf = vec![0u8; READ_BYTES];
+            let mut left = have;
+            while left > 0 {
+                let n = part
+                    .read(&mut buf)
+                    .map_err(io("reading the partial download"))?;
+                if n == 0 {
+                    break;
+                }
+                let n = n.min(left as usize);
+                left -= n as u64;
+                opener.update(&buf[..n], &mut out)?;
+                plain.write(&out)?;
+                out.clear();
+            }
+            let _ = have_tx.send(have);
+            while let Some(bytes) = rx.blocking_recv() {
+                part.write_all(&bytes)
+                    .map_err(io("saving the partial download"))?;
+                opener.update(&bytes, &mut out)?;
+                plain.write(&out)?;
+                out.clear();
+            }
+            opener.finish(&self.shared.sha256)?;
+            Ok::<_, ClientError>(())
+        })();
+        match result {
+            Ok(()) => {
+                let path = plain.persist(&self.dest)?;
+                let _ = std::fs::remove_file(&self.part);
+                Ok(path)
+            }
+            Err(e) => {
+                // Damaged data is not worth resuming from; a cut-off transfer is.
+                if !matches!(e, ClientError::File(AttachmentError::Truncated { .. })) {
+                    let _ = std::fs::remove_file(&self.part);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A hidden file beside the destination, deleted when dropped unless persisted.
+struct TempFile {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl TempFile {
+    fn beside(dest: &Path) -> Result<Self, ClientError> {
+        let dir = dest
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut random = [0u8; 6];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut random);
+        let path = dir.join(format!(".{name}.{}.rampart-partial", hex::encode(random)));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options
+            .open(&path)
+            .map_err(|e| ClientError::io("creating the downloaded file", e))?;
+        Ok(Self {
+            path,
+            file: Some(file),
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        if let Some(f) = &mut self.file {
+            f.write_all(bytes)
+                .map_err(|e| ClientError::io("writing the downloaded file", e))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes to disk and moves the file into place, never over an
+    /// existing file.
+    fn persist(mut self, dest: &Path) -> Result<PathBuf, ClientError> {
+        let io = |e| ClientError::io("saving the downloaded file", e);
+        if let Some(f) = self.file.take() {
+            f.sync_all().map_err(io)?;
+        }
+        // A hard link fails if `dest` exists, unlike a rename.
+        std::fs::hard_link(&self.path, dest).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                ClientError::Usage(format!(
+                    "{} already exists; choose another --out",
+                    dest.display()
+                ))
+            } else {
+                io(e)
+            }
+        })?;
+        Ok(dest.to_path_buf())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Where a download goes: `out` if it is a new path, `out/name` if it is a
+/// directory, else `name` in the current directory; " (1)", " (2)"… are
+/// added rather than overwrite a file the user did not name.
+fn destination(out: Option<&Path>, name: &str) -> Result<PathBuf, ClientError> {
+    let dir = match out {
+        Some(p) if p.is_dir() => p.to_path_buf(),
+        Some(p) if p.exists() => {
+            return Err(ClientError::Usage(format!(
+                "{} already exists; remove it or choose another --out",
+                p.display()
+            )));
+        }
+        Some(p) => return Ok(p.to_path_buf()),
+        None => PathBuf::from("."),
+    };
+    let candidate = dir.join(name);
+    if !candidate.exists() {
+        return Ok(candidate);
+    }
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
+        _ => (name, String::new()),
+    };
+    (1..1000)
+        .map(|i| dir.join(format!("{stem} ({i}){ext}")))
+        .find(|p| !p.exists())
+        .ok_or_else(|| ClientError::Usage(format!("too many files named {name}; pass --out")))
+}
+
+fn join<T>(r: Result<Result<T, ClientError>, tokio::task::JoinError>) -> Result<T, ClientError> {
+    r.map_err(|_| ClientError::Protocol("a file transfer thread failed".into()))?
+}
