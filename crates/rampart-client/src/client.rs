@@ -1171,7 +1171,7 @@ impl Client {
     }
 
     /// The message with this id (or unique id prefix) on this device.
-    fn find_message(&self, id: &str) -> Result<StoredMessage, ClientError> {
+    pub fn find_message(&self, id: &str) -> Result<StoredMessage, ClientError> {
         self.store.app().find_message(id)?.ok_or_else(|| {
             ClientError::Usage(format!(
                 "no message {id} on this device; `rampart inbox --all --ids` lists message ids"

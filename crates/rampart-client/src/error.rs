@@ -41,6 +41,10 @@ pub enum ClientError {
     File(#[from] rampart_core::attachment::AttachmentError),
     #[error("{0}")]
     Usage(String),
+    #[error(
+        "the transfer was cut off after {got} of {expected} bytes; run the same command again to resume"
+    )]
+    CutOff { got: u64, expected: u64 },
     #[error("timed out {0}")]
     Timeout(&'static str),
 }

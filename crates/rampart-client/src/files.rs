@@ -415,8 +415,20 @@ async fn fetch(
         }
         .into());
     }
-    while let Some(chunk) = resp.chunk().await.map_err(ClientError::network)? {
+    let mut got = from;
+    loop {
+        let chunk = match resp.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(ClientError::CutOff {
+                    got,
+                    expected: blob_len,
+                });
+            }
+        };
         let n = chunk.len() as u64;
+        got += n;
         if tx.send(chunk).await.is_err() {
             // The opening thread stopped; its error is the one to report.
             break;

@@ -83,6 +83,7 @@ impl Pair {
             group: self.group,
             expires_in: None,
             recalls: None,
+            attachments: Vec::new(),
             message: self.message.clone(),
         })
     }

@@ -3,7 +3,7 @@
 //! for scripts.
 
 use crate::account_cmd::{self, DevicesCommand, PasswordCommand, TwoFactorCommand};
-use crate::{bench, demo, messages_cmd, server_cmd};
+use crate::{bench, demo, files_cmd, messages_cmd, server_cmd};
 use anyhow::Context as _;
 use rampart_client::{Client, ClientError, Event, HistoryEntry, Registration, Target};
 use rampart_proto::Username;
@@ -106,6 +106,30 @@ enum Command {
         /// e.g. 5m, 1h, 2d), whatever the conversation's timer says.
         #[arg(long, value_name = "DURATION", value_parser = messages_cmd::parse_expiry)]
         expire: Option<u32>,
+    },
+    /// Send a file to @USER or #GROUP, encrypted on this device. An
+    /// interrupted upload resumes when you run the same command again.
+    SendFile {
+        /// @user or '#group' (quote # in shells).
+        target: String,
+        /// The file to send.
+        path: PathBuf,
+        /// Text shown with the file.
+        #[arg(long)]
+        caption: Option<String>,
+        /// Make it disappear this long after sending (30s to 4w).
+        #[arg(long, value_name = "DURATION", value_parser = messages_cmd::parse_expiry)]
+        expire: Option<u32>,
+    },
+    /// Download the file of a message (ids: `rampart inbox --all --ids`),
+    /// verify it and save it. An interrupted download resumes.
+    Download {
+        /// Message id, or its first 8+ hex digits.
+        id: String,
+        /// Where to save it: a new file name or a directory (default: the
+        /// current directory, under the sender's file name).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Set the disappearing-messages timer of @USER or #GROUP: a duration
     /// from 30s to 4w (e.g. 30s, 5m, 1h, 1d, 4w), or `off`.
@@ -266,6 +290,7 @@ fn print_entries(
                     "sent_at": e.sent_at,
                     "received_at": e.received_at,
                     "text": e.text,
+                    "file": e.file,
                     "timer_secs": e.timer,
                     "outgoing": e.outgoing,
                     "edited": e.edited,
@@ -306,6 +331,14 @@ fn describe(client: &Client, event: &Event) -> Option<String> {
                 client.conversation_label(&m.group),
                 m.sender,
                 t
+            ),
+            rampart_core::content::Body::File(a) => format!(
+                "[{}] {} {}: {} (`rampart download {}`)",
+                time(m.sent_at),
+                client.conversation_label(&m.group),
+                m.sender,
+                messages_cmd::file_line(&a.name, a.size, &a.media_type, &a.caption),
+                &m.id.to_string()[..12]
             ),
             _ => return None,
         },
@@ -558,6 +591,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
             client.close().await;
             Ok(())
+        }
+        Command::SendFile {
+            target,
+            path,
+            caption,
+            expire,
+        } => files_cmd::send_file(&profile, &target, &path, caption.as_deref(), expire, json).await,
+        Command::Download { id, out } => {
+            files_cmd::download(&profile, &id, out.as_deref(), json).await
         }
         Command::Group(g) => group(&profile, g, json).await,
         Command::Link {

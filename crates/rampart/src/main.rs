@@ -6,6 +6,7 @@ mod account_cmd;
 mod bench;
 mod cli;
 mod demo;
+mod files_cmd;
 mod messages_cmd;
 mod server_cmd;
 

@@ -29,8 +29,25 @@ pub(crate) fn entry_line(e: &HistoryEntry) -> String {
     if e.recalled {
         return format!("{}: (message deleted)", e.sender);
     }
+    if let Some(f) = &e.file {
+        return format!(
+            "{}: {}",
+            e.sender,
+            file_line(&f.name, f.size, &f.media_type, &e.text)
+        );
+    }
     let edited = if e.edited { " (edited)" } else { "" };
     format!("{}: {}{edited}", e.sender, e.text)
+}
+
+/// How a shared file reads in the history: `[file] name (size, type) caption`.
+pub(crate) fn file_line(name: &str, size: u64, media_type: &str, caption: &str) -> String {
+    let size = crate::files_cmd::human_size(size);
+    if caption.is_empty() {
+        format!("[file] {name} ({size}, {media_type})")
+    } else {
+        format!("[file] {name} ({size}, {media_type}) {caption}")
+    }
 }
 
 /// `rampart timer TARGET DURATION|off`.

@@ -6,6 +6,7 @@
 pub mod pages;
 
 use rampart_client::{Client, Registration, Target};
+use rampart_server::config::FilesConfig;
 use rampart_server::{Clock, MessagesConfig, Purger, Server, ServerConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,11 +36,23 @@ impl TestServer {
         clock: Clock,
         messages: MessagesConfig,
     ) -> Self {
+        Self::start_full(data, addr, clock, messages, FilesConfig::default()).await
+    }
+
+    /// [`TestServer::start_with`] with file-sharing limits too.
+    pub async fn start_full(
+        data: &Path,
+        addr: SocketAddr,
+        clock: Clock,
+        messages: MessagesConfig,
+        files: FilesConfig,
+    ) -> Self {
         let config = ServerConfig {
             data_dir: data.to_path_buf(),
             listen: addr,
             registration: rampart_server::Registration::Open,
             messages,
+            files,
             ..ServerConfig::default()
         };
         let server = Server::open_with_clock(config, clock)
