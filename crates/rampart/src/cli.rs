@@ -3,7 +3,7 @@
 //! for scripts.
 
 use crate::account_cmd::{self, DevicesCommand, PasswordCommand, TwoFactorCommand};
-use crate::{bench, demo, files_cmd, messages_cmd, server_cmd};
+use crate::{bench, bench_files, demo, files_cmd, messages_cmd, server_cmd};
 use anyhow::Context as _;
 use rampart_client::{Client, ClientError, Event, HistoryEntry, Registration, Target};
 use rampart_proto::Username;
@@ -204,6 +204,9 @@ enum GroupCommand {
 enum BenchCommand {
     /// Relay throughput and latency over real WebSockets to a real server.
     Relay(bench::RelayArgs),
+    /// Encrypted file transfer against a plain copy through the same
+    /// server, with peak memory of client and server.
+    Files(bench_files::FilesArgs),
 }
 
 fn default_profile() -> PathBuf {
@@ -426,6 +429,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Admin(a) => server_cmd::admin(a, json).await,
         Command::Demo => demo::run().await,
         Command::Bench(BenchCommand::Relay(a)) => bench::relay(a).await,
+        Command::Bench(BenchCommand::Files(a)) => bench_files::files(a).await,
         Command::Register {
             server,
             username,

@@ -4,6 +4,7 @@
 
 mod account_cmd;
 mod bench;
+mod bench_files;
 mod cli;
 mod demo;
 mod files_cmd;
