@@ -504,3 +504,73 @@ fn organisation_maximum_and_default_timer_from_the_server_config() {
     let after = now_ms();
     assert_expires_in(entry(&bob_inbox, &later), 86_400, before, after);
 }
+
+#[test]
+fn files_through_the_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let (_server, invite) = start_server(&data, port, None);
+    let alice = tmp.path().join("alice");
+    let bob = tmp.path().join("bob");
+    register_alice_and_bob(&data, &url, &invite, &alice, &bob);
+
+    let report = tmp.path().join("q3 report.pdf");
+    let content: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&report, &content).unwrap();
+    let sent = json(
+        &alice,
+        &[
+            "send-file",
+            "@bob",
+            report.to_str().unwrap(),
+            "--caption",
+            "numbers",
+        ],
+    );
+    assert_eq!(sent["name"], "q3 report.pdf");
+    assert_eq!(sent["size"], 200_000);
+    let id = sent["id"].as_str().unwrap().to_owned();
+
+    // The inbox shows the file, for people and for scripts.
+    let bob_inbox = synced_inbox(&bob);
+    let e = entry(&bob_inbox, &id);
+    assert_eq!(e["kind"], "file");
+    assert_eq!(e["text"], "numbers");
+    assert_eq!(e["file"]["name"], "q3 report.pdf");
+    assert_eq!(e["file"]["size"], 200_000);
+    assert_eq!(e["file"]["media_type"], "application/pdf");
+    let text = ok(rampart(&bob, &["inbox", "--all"], ""));
+    assert!(
+        text.contains("[file] q3 report.pdf (195.3 KiB, application/pdf) numbers"),
+        "{text}"
+    );
+
+    // Download into a directory, then again: never over the first.
+    let out = tmp.path().join("saved");
+    std::fs::create_dir_all(&out).unwrap();
+    let got = json(
+        &bob,
+        &["download", &id[..12], "--out", out.to_str().unwrap()],
+    );
+    let path = got["path"].as_str().unwrap().to_owned();
+    assert_eq!(std::fs::read(&path).unwrap(), content);
+    let again = ok(rampart(
+        &bob,
+        &["download", &id, "--out", out.to_str().unwrap()],
+        "",
+    ));
+    assert!(again.contains("q3 report (1).pdf"), "{again}");
+    // An explicit path that exists is refused, and says what to do.
+    let err = fails(rampart(&bob, &["download", &id, "--out", &path], ""));
+    assert!(err.contains("already exists"), "{err}");
+
+    // Clear errors for what cannot work.
+    let plain = send(&alice, "@bob", "just text", &[]);
+    ok(rampart(&bob, &["sync"], ""));
+    let err = fails(rampart(&bob, &["download", &plain], ""));
+    assert!(err.contains("has no file attached"), "{err}");
+    let err = fails(rampart(&alice, &["send-file", "@bob", "/no/such/file"], ""));
+    assert!(err.contains("opening the file"), "{err}");
+}
