@@ -60,7 +60,7 @@ pub async fn files(args: FilesArgs) -> Result<()> {
     .context("creating a working directory")?;
     let dir = tmp.path();
     let mut server = ChildServer::start(dir, size)?;
-    let result = run(dir, &server.url, server.pid(), size).await;
+    let result = run(dir, &server.url, size).await;
     let server_peak = peak_mib(server.pid());
     server.stop();
     let mut report = result?;
@@ -68,7 +68,7 @@ pub async fn files(args: FilesArgs) -> Result<()> {
     print(&report, args.json)
 }
 
-async fn run(dir: &Path, url: &str, _server_pid: u32, size: u64) -> Result<Report> {
+async fn run(dir: &Path, url: &str, size: u64) -> Result<Report> {
     eprintln!("writing a {} MiB test file...", size >> 20);
     let source = dir.join("source.bin");
     write_test_file(&source, size)?;
@@ -126,7 +126,10 @@ async fn run(dir: &Path, url: &str, _server_pid: u32, size: u64) -> Result<Repor
         .await?;
     let encrypted_download_s = start.elapsed().as_secs_f64();
     let client_peak_mib = peak_mib(std::process::id()).unwrap_or(f64::NAN);
-    ensure!(same_bytes(&source, &got.path)?, "the decrypted copy differs");
+    ensure!(
+        same_bytes(&source, &got.path)?,
+        "the decrypted copy differs"
+    );
     alice.close().await;
     bob.close().await;
 
@@ -164,7 +167,10 @@ async fn plain_upload(
         let len = (size - offset).min(BLOB_PART_BYTES as u64) as usize;
         let mut part = vec![0u8; len];
         file.read_exact(&mut part)?;
-        client.http().put_blob_part(&status.id, offset, part).await?;
+        client
+            .http()
+            .put_blob_part(&status.id, offset, part)
+            .await?;
         offset += len as u64;
     }
     Ok(status.id)
@@ -249,7 +255,10 @@ fn print(r: &Report, json: bool) -> Result<()> {
     );
     println!(
         "{:<24} {:>10.2} {:>10.2}   {:>8.0} MiB/s",
-        "encrypted (send-file)", r.encrypted_upload_s, r.encrypted_download_s, r.encrypted_mib_per_s
+        "encrypted (send-file)",
+        r.encrypted_upload_s,
+        r.encrypted_download_s,
+        r.encrypted_mib_per_s
     );
     println!("ratio encrypted/plain: {:.2} (aim ≥ 0.50)", r.ratio);
     println!(
@@ -299,7 +308,11 @@ impl ChildServer {
             };
             let line = line?;
             if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest.split_whitespace().next().unwrap_or_default().to_owned();
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
             }
         };
         // Keep draining its output so it never blocks on a full pipe.
