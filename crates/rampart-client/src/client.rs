@@ -29,6 +29,10 @@ const KEY_PACKAGE_LOW_WATER: u32 = 10;
 const SELF_UPDATE_INTERVAL_MS: u64 = 7 * 24 * 3600 * 1000;
 /// Attempts at a commit that keeps losing epoch races.
 const COMMIT_ATTEMPTS: usize = 8;
+/// How long an interrupted upload is remembered for resuming. The server
+/// deletes blobs never sent much sooner by default (after a day); this only
+/// bounds how long their keys stay in the profile.
+const UPLOAD_RESUME_MS: u64 = 7 * 24 * 3600 * 1000;
 /// How long to wait for the server before giving up.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -369,7 +373,11 @@ impl Client {
     /// Deletes, for good, the messages whose time is up. Runs at start and
     /// on every sync; returns how many went.
     pub fn purge_expired(&mut self) -> Result<u64, ClientError> {
-        let n = self.store.app().purge_expired(self.now())?;
+        let now = self.now();
+        let n = self.store.app().purge_expired(now)?;
+        self.store
+            .app()
+            .forget_uploads_before(now.saturating_sub(UPLOAD_RESUME_MS))?;
         if n > 0 {
             tracing::debug!(count = n, "expired messages deleted");
             self.sweep_downloads()?;

@@ -672,6 +672,15 @@ impl AppDb<'_> {
             .map_err(ClientError::store)
     }
 
+    /// Forgets uploads begun before `before` (the server collects blobs
+    /// never sent long before; their keys need not stay either).
+    pub fn forget_uploads_before(&self, before: Millis) -> Result<(), ClientError> {
+        self.0
+            .execute("DELETE FROM uploads WHERE created_at < ?1", [before as i64])
+            .map(|_| ())
+            .map_err(ClientError::store)
+    }
+
     /// Blobs of files still in the history (not expired or recalled).
     pub fn referenced_blobs(&self) -> Result<Vec<BlobId>, ClientError> {
         let mut stmt = self
