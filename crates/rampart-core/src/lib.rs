@@ -4,7 +4,8 @@
 //! each device's MLS signature key, see [`identity`]), how conversations map
 //! onto MLS groups (every conversation, 1:1 included, is a group whose leaves
 //! are devices, see [`engine`]), and what travels inside the encrypted messages
-//! ([`content`]). It does not open sockets, read clocks or touch files: the
+//! ([`content`]), including the sealing of shared files ([`attachment`]). It
+//! does not open sockets, read clocks or touch files: the
 //! driver (`rampart-client`) hands it bytes, the current time and a storage
 //! transaction, and sends what it returns. Storage comes in through two traits,
 //! OpenMLS's `StorageProvider` and this crate's [`store::AppStore`], so the
