@@ -16,7 +16,7 @@ struct Bar {
 impl Bar {
     /// A bar when standard error is a terminal and output is for people;
     /// otherwise nothing is drawn.
-    fn new(verb: &'static str, json: bool) -> Box<dyn Progress> {
+    fn for_output(verb: &'static str, json: bool) -> Box<dyn Progress> {
         if json || !std::io::stderr().is_terminal() {
             return Box::new(Silent);
         }
@@ -68,7 +68,7 @@ pub(crate) async fn send_file(
 ) -> anyhow::Result<()> {
     let target = Target::parse(target)?;
     let mut client = open(profile)?;
-    let mut progress = Bar::new("uploading", json);
+    let mut progress = Bar::for_output("uploading", json);
     let sent = client
         .send_file(
             &target,
@@ -109,7 +109,7 @@ pub(crate) async fn download(
     json: bool,
 ) -> anyhow::Result<()> {
     let mut client = open(profile)?;
-    let mut progress = Bar::new("downloading", json);
+    let mut progress = Bar::for_output("downloading", json);
     let got = client.download(id, out, progress.as_mut()).await;
     drop(progress);
     let got = got?;
