@@ -1,7 +1,9 @@
 //! Server configuration: what the operator chooses, checked before anything binds.
 
 use rampart_proto::api::MessagePolicy;
-use rampart_proto::limits::{DEFAULT_RECALL_WINDOW_SECS, MAX_TIMER_SECS, MIN_TIMER_SECS};
+use rampart_proto::limits::{
+    BLOB_PART_BYTES, DEFAULT_RECALL_WINDOW_SECS, MAX_TIMER_SECS, MIN_TIMER_SECS,
+};
 use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -55,6 +57,9 @@ pub struct ServerConfig {
     /// Message lifetime: maximum retention, default timer, recall window
     /// (the `[messages]` TOML section).
     pub messages: MessagesConfig,
+    /// File sharing: size limit, quota, orphan grace period and where
+    /// blobs are stored (the `[files]` TOML section).
+    pub files: FilesConfig,
 }
 
 /// Default for [`ServerConfig::session_idle_secs`]: 30 days.
@@ -198,6 +203,240 @@ impl MessagesConfig {
     }
 }
 
+/// File sharing: how large an upload may be, how much one account may hold,
+/// how long an upload that was never sent is kept, and where blobs live.
+/// Served to clients (with the caller's usage) as `GET /v1/policy/files`.
+///
+/// ```toml
+/// [files]
+/// max_file_bytes = 1073741824     # 1 GiB, the default
+/// quota_bytes = 5368709120        # 5 GiB per account, the default
+/// orphan_grace_secs = 86400       # uploads never sent are deleted after 24 hours
+/// store = "s3"                    # "files" (the default): under data_dir/blobs
+///
+/// [files.s3]                      # only with store = "s3"
+/// bucket = "rampart-blobs"
+/// endpoint = "https://s3.eu-central-1.amazonaws.com"  # or MinIO, Ceph, R2, ...
+/// region = "eu-central-1"
+/// access_key_id = "AKIA..."       # both keys, or neither: then the standard
+/// secret_access_key = "..."       # AWS_* environment variables or instance role
+/// allow_http = false              # plain http:// endpoints only when true
+/// ```
+///
+/// What the server enforces: the size declared when an upload starts (at
+/// most `max_file_bytes`) and every byte received against it; the sum of
+/// the sizes an account holds (uploads in progress included) against
+/// `quota_bytes`. A blob is deleted with the message that shares it (expiry
+/// or recall); one never sent is deleted `orphan_grace_secs` after its
+/// upload started. With S3, set a lifecycle rule on the bucket that aborts
+/// incomplete multipart uploads after a few days: an upload the server
+/// started but crashed before recording cannot be found from the server.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesConfig {
+    /// The largest blob accepted, in bytes: at least 1, at most
+    /// [`MAX_FILE_BYTES_LIMIT`] (what S3 multipart uploads of
+    /// [`BLOB_PART_BYTES`] parts can hold).
+    pub max_file_bytes: u64,
+    /// Bytes of blobs one account may hold at once (uploads in progress,
+    /// unsent and sent files until they are deleted). At least 1.
+    pub quota_bytes: u64,
+    /// Seconds after its upload started that a blob never attached to a
+    /// message is deleted, complete or not. At least 60.
+    pub orphan_grace_secs: u64,
+    /// Where blobs are stored.
+    pub store: StoreKind,
+    /// The S3-compatible object store (the `[files.s3]` section), required
+    /// with `store = "s3"`.
+    pub s3: Option<S3Config>,
+}
+
+/// Default for [`FilesConfig::max_file_bytes`]: 1 GiB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 1 << 30;
+/// Default for [`FilesConfig::quota_bytes`]: 5 GiB.
+pub const DEFAULT_QUOTA_BYTES: u64 = 5 << 30;
+/// Default for [`FilesConfig::orphan_grace_secs`]: 24 hours.
+pub const DEFAULT_ORPHAN_GRACE_SECS: u64 = 24 * 3600;
+/// Parts one S3 multipart upload may have.
+pub const MAX_PARTS: u64 = 10_000;
+/// The largest [`FilesConfig::max_file_bytes`]: [`MAX_PARTS`] parts of
+/// [`BLOB_PART_BYTES`] (80 GiB less a little).
+pub const MAX_FILE_BYTES_LIMIT: u64 = MAX_PARTS * BLOB_PART_BYTES as u64;
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            quota_bytes: DEFAULT_QUOTA_BYTES,
+            orphan_grace_secs: DEFAULT_ORPHAN_GRACE_SECS,
+            store: StoreKind::Files,
+            s3: None,
+        }
+    }
+}
+
+impl FilesConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let refuse = |text: String| Err(ConfigError::Files(text));
+        if !(1..=MAX_FILE_BYTES_LIMIT).contains(&self.max_file_bytes) {
+            return refuse(format!(
+                "files.max_file_bytes = {} is out of range: use 1 to {MAX_FILE_BYTES_LIMIT} \
+                 ({MAX_PARTS} upload parts of {BLOB_PART_BYTES} bytes)",
+                self.max_file_bytes
+            ));
+        }
+        if self.quota_bytes == 0 {
+            return refuse(
+                "files.quota_bytes = 0 would refuse every upload: use at least 1, \
+                 typically a few times files.max_file_bytes"
+                    .into(),
+            );
+        }
+        if self.orphan_grace_secs < 60 {
+            return refuse(format!(
+                "files.orphan_grace_secs = {} is too short: an upload must have time to finish \
+                 and be sent; use at least 60",
+                self.orphan_grace_secs
+            ));
+        }
+        match (self.store, &self.s3) {
+            (StoreKind::Files, None) => Ok(()),
+            (StoreKind::Files, Some(_)) => refuse(
+                "[files.s3] is set but files.store is \"files\": add store = \"s3\" to [files] \
+                 to use it, or remove [files.s3]"
+                    .into(),
+            ),
+            (StoreKind::S3, None) => refuse(
+                "files.store = \"s3\" needs a [files.s3] section with at least bucket = \"...\""
+                    .into(),
+            ),
+            (StoreKind::S3, Some(s3)) => s3.validate(),
+        }
+    }
+}
+
+/// Where blobs are stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// Files under `data_dir/blobs` (one machine).
+    #[default]
+    Files,
+    /// An S3-compatible object store ([`S3Config`]).
+    S3,
+}
+
+/// An S3-compatible object store for blobs (`[files.s3]`). Objects are
+/// named `blobs/<id>` in the bucket, which must exist.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// The bucket; it must exist.
+    pub bucket: String,
+    /// The service URL, for anything but AWS itself (MinIO, Ceph, R2, ...).
+    /// Requests use path-style addressing (`endpoint/bucket/key`).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The region to sign requests for.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Static credentials. Without them, the standard `AWS_*` environment
+    /// variables, web identity or instance metadata are used.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// Never logged or shown (see the `Debug` impl).
+    #[serde(default)]
+    pub secret_access_key: Option<Secret>,
+    /// Allow a plain `http://` endpoint (a store on the same host or
+    /// network only: requests are signed but not encrypted).
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key)
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
+}
+
+impl S3Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let refuse = |text: String| Err(ConfigError::Files(text));
+        if self.bucket.trim().is_empty() {
+            return refuse("files.s3.bucket is empty: name the bucket blobs go to".into());
+        }
+        if let Some(endpoint) = &self.endpoint {
+            if endpoint.starts_with("http://") {
+                if !self.allow_http {
+                    return refuse(format!(
+                        "files.s3.endpoint {endpoint:?} is plain HTTP: use https://, or add \
+                         allow_http = true to [files.s3] if the store is on a trusted network"
+                    ));
+                }
+            } else if !endpoint.starts_with("https://") {
+                return refuse(format!(
+                    "files.s3.endpoint {endpoint:?} is not a URL: write it as https://host[:port]"
+                ));
+            }
+        }
+        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
+            return refuse(
+                "files.s3.access_key_id and files.s3.secret_access_key go together: set both, \
+                 or neither to use the AWS_* environment variables or instance role"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A secret from the configuration: never shown by `Debug`, zeroed on drop.
+#[derive(Clone)]
+pub struct Secret(zeroize::Zeroizing<String>);
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self::new)
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for Secret {}
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(zeroize::Zeroizing::new(value.into()))
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -210,6 +449,7 @@ impl Default for ServerConfig {
             session_idle_secs: DEFAULT_SESSION_IDLE_SECS,
             rate_limits: RateLimits::default(),
             messages: MessagesConfig::default(),
+            files: FilesConfig::default(),
         }
     }
 }
@@ -253,6 +493,10 @@ pub enum ConfigError {
     /// the text names the setting, its value and the allowed range.
     #[error("{0}")]
     Messages(String),
+    /// A `[files]` setting is out of its range, missing or contradicts
+    /// another; the text names the setting and what to write instead.
+    #[error("{0}")]
+    Files(String),
 }
 
 impl ServerConfig {
@@ -287,6 +531,7 @@ impl ServerConfig {
 
     fn validate_limits(&self) -> Result<(), ConfigError> {
         self.messages.validate()?;
+        self.files.validate()?;
         let r = &self.rate_limits;
         let checks = [
             (

@@ -38,6 +38,9 @@ pub enum ServerError {
     /// The server key (`server.key` in the data directory) is unusable.
     #[error("server key {0}")]
     ServerKey(String),
+    /// The blob store (the `[files]` section) cannot be used.
+    #[error("blob store: {0}")]
+    BlobStore(String),
     /// A background task died (a bug).
     #[error("internal: {0}")]
     Internal(String),

@@ -32,6 +32,20 @@
 //! purged ciphertext is overwritten on disk. Deleting delivered copies is
 //! up to the clients: a modified client may keep them.
 //!
+//! File sharing ([`FilesConfig`], `GET /v1/policy/files`): clients upload
+//! encrypted files as opaque blobs of a declared size, in parts of
+//! `BLOB_PART_BYTES` at the offset the server confirmed, so an interrupted
+//! upload resumes; downloads stream and resume with `Range: bytes=N-`. The
+//! size limit and the per-account quota are checked when an upload starts,
+//! and every part against the declared size. Blobs live under
+//! `data_dir/blobs` (uploads in progress in `uploads/`, complete ones in
+//! `complete/`, so a half-written blob is never readable) or in an
+//! S3-compatible bucket. A blob becomes readable by a conversation's member
+//! devices once a message there lists it; until then only its uploader can
+//! read it. It is deleted when that message expires or is recalled, and
+//! one never sent after a grace period. The server never sees a file's
+//! name, type, key or plaintext.
+//!
 //! Every time-dependent check reads a [`Clock`], which tests replace with a
 //! manual one ([`Server::open_with_clock`]).
 //!
@@ -49,10 +63,12 @@
 //! Limits: a single process with SQLite; at most
 //! [`MAX_WEBSOCKETS`] WebSockets; plain HTTP only on loopback
 //! unless a TLS proxy is declared. Lockout counters live in memory, so a
-//! restart forgets them.
+//! restart forgets them. At most 16 upload parts (8 MiB each) are held in
+//! memory at once, whatever the number of clients.
 
 mod attempt;
 mod auth;
+mod blobs;
 mod client_ip;
 mod clock;
 pub mod config;
@@ -76,7 +92,10 @@ mod twofactor;
 
 pub use auth::AuthDevice;
 pub use clock::Clock;
-pub use config::{ConfigError, MessagesConfig, RateLimits, Registration, ServerConfig};
+pub use config::{
+    ConfigError, FilesConfig, MessagesConfig, RateLimits, Registration, S3Config, ServerConfig,
+    StoreKind,
+};
 pub use delivery::lifetime::Purger;
 pub use delivery::ws::MAX_WEBSOCKETS;
 pub use error::{ApiError, ServerError};
@@ -85,9 +104,9 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use rampart_proto::api::Health;
-use rampart_proto::limits::MAX_JSON_BODY_BYTES;
+use rampart_proto::limits::{BLOB_PART_BYTES, MAX_JSON_BODY_BYTES};
 use sqlx::SqlitePool;
 use state::AppState;
 use std::future::Future;
@@ -157,12 +176,14 @@ impl Server {
         let dummy_hash = password::dummy_hash()
             .await
             .map_err(|e| ServerError::Internal(e.message))?;
-        let purger = Purger::new(pool.clone(), clock.clone());
+        let blobs = Arc::new(blobs::Blobs::open(&config.files, &config.data_dir).await?);
+        let purger = Purger::new(pool.clone(), clock.clone(), blobs.clone());
         let (delivery, _actor) = delivery::actor::start(
             pool.clone(),
             clock.clone(),
             config.messages.clone(),
             purger.clone(),
+            blobs.clone(),
         )
         .await?;
         let (shutdown_tx, shutdown) = watch::channel(false);
@@ -181,6 +202,7 @@ impl Server {
                 .unwrap_or(i64::MAX),
             behind_tls_proxy: config.behind_tls_proxy,
             message_policy: Arc::new(config.messages.policy()),
+            blobs,
         };
         tokio::spawn(cleanup_loop(state.clone(), purger.clone()));
         Ok(Server {
@@ -237,6 +259,18 @@ impl Server {
             .route("/v1/groups", get(groups::list))
             .route("/v1/groups/{group_id}", get(groups::get))
             .route("/v1/policy/messages", get(policy::messages))
+            .route("/v1/policy/files", get(blobs::routes::policy))
+            .route("/v1/blobs", post(blobs::routes::create))
+            .route(
+                "/v1/blobs/{blob_id}",
+                // The handler reads the body itself, capped at one part;
+                // the limit here says the same to anything else.
+                put(blobs::routes::put)
+                    .layer(DefaultBodyLimit::max(BLOB_PART_BYTES))
+                    .get(blobs::routes::download)
+                    .delete(blobs::routes::delete),
+            )
+            .route("/v1/blobs/{blob_id}/status", get(blobs::routes::status))
             .route("/v1/ws", get(delivery::ws::upgrade))
             .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
             .layer(axum::middleware::from_fn(trace_request))
@@ -324,11 +358,18 @@ async fn cleanup_loop(state: AppState, purger: Purger) {
     loop {
         tokio::select! {
             _ = purge.tick() => {
-                if let Err(e) = purger.purge_now().await {
+                if let Err(e) = purger.purge_scheduled().await {
                     tracing::warn!(error = %e, "purging expired messages failed");
                 }
             }
             _ = tick.tick() => {
+                // On its own task: listing a large object store takes a while.
+                let collector = purger.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = collector.collect_orphans().await {
+                        tracing::warn!(error = %e, "collecting orphaned blobs failed");
+                    }
+                });
                 if let Err(e) = delivery::actor::cleanup(&state.pool, state.now()).await {
                     tracing::warn!(error = %e, "cleanup failed");
                 }

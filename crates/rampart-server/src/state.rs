@@ -1,5 +1,6 @@
 //! What every handler shares.
 
+use crate::blobs::Blobs;
 use crate::clock::Clock;
 use crate::config::Registration;
 use crate::delivery::DeliveryHandle;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub behind_tls_proxy: bool,
     /// Served as `GET /v1/policy/messages`.
     pub message_policy: Arc<MessagePolicy>,
+    /// The blob store and the file limits.
+    pub blobs: Arc<Blobs>,
 }
 
 impl AppState {

@@ -1272,6 +1272,7 @@ async fn devices_list_and_revoke() {
             group: group_id,
             expires_in: None,
             recalls: None,
+            attachments: vec![],
             message: msg,
         }),
     )

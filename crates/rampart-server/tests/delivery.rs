@@ -22,6 +22,7 @@ fn send_frame(request_id: u32, k: IdempotencyKey, group: GroupId, message: Vec<u
         group,
         expires_in: None,
         recalls: None,
+        attachments: vec![],
         message,
     })
 }

@@ -133,6 +133,7 @@ fn app(
         group,
         expires_in,
         recalls,
+        attachments: vec![],
         message,
     })
 }

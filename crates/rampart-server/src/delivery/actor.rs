@@ -16,9 +16,19 @@
 //! lifetime rules ([`lifetime`]); a recall authorised here deletes the
 //! target's undelivered copies in the same transaction that stores the
 //! recall message itself.
+//!
+//! Files: an application message that lists blobs binds each (in the
+//! batch's transaction) to its key and expiry, after checking that the
+//! sending account uploaded it, complete, to this conversation, and that
+//! no other message shares it. Only such messages cost a database read
+//! here; text messages do not. A recall deletes the blobs bound to its
+//! target too, even once every copy was delivered; their stored objects
+//! are deleted after the batch commits.
 
 use super::lifetime::{self, Purger};
 use super::{DeliveryHandle, OP_QUEUE, Op, Outbound};
+use crate::blobs::Blobs;
+use crate::blobs::store::discard;
 use crate::clock::Clock;
 use crate::config::MessagesConfig;
 use crate::db::{device_from_db, device_to_db, u64_from_db, u64_to_db};
@@ -27,10 +37,11 @@ use rampart_proto::frame::{
     CommitBundle, Create, Delivery, DeliveryKind, SendMessage, ServerFrame,
 };
 use rampart_proto::group::GroupSettings;
-use rampart_proto::limits::MAX_GROUP_DEVICES;
-use rampart_proto::{DeviceId, ErrorCode, GroupId, GroupKind, IdempotencyKey, Username};
+use rampart_proto::limits::{MAX_ATTACHMENTS, MAX_GROUP_DEVICES};
+use rampart_proto::{BlobId, DeviceId, ErrorCode, GroupId, GroupKind, IdempotencyKey, Username};
 use sqlx::{QueryBuilder, Row as _, Sqlite, SqlitePool};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
@@ -103,6 +114,18 @@ struct MessageRow {
     payload: Vec<u8>,
 }
 
+/// A blob bound to the message that shares it, written with the batch.
+struct Attach {
+    blob: BlobId,
+    group: GroupId,
+    /// The message's idempotency key (what a recall names).
+    key: [u8; 16],
+    uploader: Username,
+    at: i64,
+    /// The message's expiry: the blob goes with it.
+    expires_at: Option<i64>,
+}
+
 /// A group touched by this batch: its state before (to write the membership
 /// difference) and what to store.
 struct GroupWrite {
@@ -128,6 +151,11 @@ struct Batch {
     /// Messages recalled by this batch: deleted (with their queue rows)
     /// after its inserts, so a target stored in the same batch goes too.
     recalled: Vec<i64>,
+    /// Blobs bound to messages of this batch.
+    attach: Vec<Attach>,
+    /// Blobs recalled by this batch: rows deleted after the binds, objects
+    /// once the batch is durable.
+    recalled_blobs: Vec<BlobId>,
     /// Set once a handshake message is in the batch: from then on pushes wait
     /// for the commit, which also keeps each device's pushes in seq order.
     hold_pushes: bool,
@@ -156,6 +184,13 @@ impl From<sqlx::Error> for Rejection {
     }
 }
 
+fn not_yours() -> Rejection {
+    reject(
+        ErrorCode::NotFound,
+        "that file was not uploaded by you to this conversation, or has been deleted",
+    )
+}
+
 fn not_member() -> Rejection {
     reject(
         ErrorCode::NotMember,
@@ -169,6 +204,8 @@ pub struct Actor {
     messages: MessagesConfig,
     /// Asks for a WAL checkpoint after a recall deleted rows (coalesced).
     checkpoints: mpsc::Sender<()>,
+    /// Where recalled blobs are deleted from.
+    blobs: Arc<Blobs>,
     rx: mpsc::Receiver<Op>,
     groups: HashMap<GroupId, Group>,
     devices: HashMap<DeviceId, Device>,
@@ -179,12 +216,14 @@ pub struct Actor {
 
 /// Loads the delivery state and starts the actor, which reads `clock` for
 /// every timestamp and applies the `messages` lifetime rules. `purger`
-/// checkpoints the WAL after recalls (on its own task, off the hot path).
+/// checkpoints the WAL after recalls (on its own task, off the hot path);
+/// recalled blobs are deleted from `blobs`.
 pub async fn start(
     pool: SqlitePool,
     clock: Clock,
     messages: MessagesConfig,
     purger: Purger,
+    blobs: Arc<Blobs>,
 ) -> Result<(DeliveryHandle, tokio::task::JoinHandle<()>), sqlx::Error> {
     let (tx, rx) = mpsc::channel(OP_QUEUE);
     // Capacity one: requests made while a checkpoint waits coalesce; the
@@ -200,6 +239,7 @@ pub async fn start(
         clock,
         messages,
         checkpoints,
+        blobs,
         rx,
         groups: HashMap::new(),
         devices: HashMap::new(),
@@ -488,13 +528,36 @@ impl Actor {
         let expires_in = lifetime::check_send(&self.messages, kind, msg.expires_in, msg.recalls)
             .map_err(|r| reject(r.code, r.message))?;
         let now = self.clock.now_db();
+        let application = kind == DeliveryKind::Application;
+        let bind = if msg.attachments.is_empty() {
+            Vec::new()
+        } else if !application {
+            return Err(reject(
+                ErrorCode::BadRequest,
+                "only application messages share files",
+            ));
+        } else {
+            self.check_attachments(batch, &sender, msg.group, msg.key, &msg.attachments, now)
+                .await?
+        };
         if let Some(target) = msg.recalls {
-            let recalled = self
+            let (messages, blobs) = self
                 .recall(batch, &sender, admin, msg.group, target, now)
                 .await?;
-            batch.recalled.extend(recalled);
+            batch.recalled.extend(messages);
+            batch.recalled_blobs.extend(blobs);
         }
-        let application = kind == DeliveryKind::Application;
+        let expires_at = expires_in.map(|secs| lifetime::expires_at(now, secs));
+        for blob in bind {
+            batch.attach.push(Attach {
+                blob,
+                group: msg.group,
+                key: msg.key.0,
+                uploader: sender.clone(),
+                at: now,
+                expires_at,
+            });
+        }
         self.store_and_fan_out(
             batch,
             MessageRow {
@@ -505,7 +568,7 @@ impl Actor {
                 epoch,
                 time: now,
                 client_key: application.then_some(msg.key.0),
-                expires_at: expires_in.map(|secs| lifetime::expires_at(now, secs)),
+                expires_at,
                 payload: msg.message,
             },
             &sender,
@@ -515,11 +578,72 @@ impl Actor {
         Ok((epoch, false))
     }
 
-    /// The undelivered, unexpired messages of `group` accepted under
-    /// `target` that `sender` may recall: their own within the recall
-    /// window, or any if they are an admin of the group. None stored (all
-    /// delivered, expired, or never sent): nothing to do, and clients judge
-    /// the recall themselves. Some stored but none allowed: refused.
+    /// The blobs `msg` may bind: each must exist, be complete and unexpired,
+    /// have been uploaded by the sending account to this group, and be bound
+    /// to no other message (this same key again is a resend: nothing to
+    /// bind). Any failure refuses the whole message, with the same answer
+    /// whatever the reason, so others' ids cannot be probed.
+    async fn check_attachments(
+        &self,
+        batch: &Batch,
+        sender: &Username,
+        group: GroupId,
+        key: IdempotencyKey,
+        ids: &[BlobId],
+        now: i64,
+    ) -> Result<Vec<BlobId>, Rejection> {
+        let mut unique: Vec<BlobId> = Vec::with_capacity(ids.len());
+        for id in ids.iter().take(MAX_ATTACHMENTS) {
+            if !unique.contains(id) {
+                unique.push(*id);
+            }
+        }
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT b.id, b.group_id, b.complete, b.message_key, b.expires_at, u.username              FROM blobs b JOIN users u ON u.id = b.uploader_user WHERE b.id IN (",
+        );
+        let mut list = q.separated(", ");
+        for id in &unique {
+            list.push_bind(id.as_bytes().to_vec());
+        }
+        q.push(")");
+        let rows = q.build().fetch_all(&self.pool).await?;
+        let mut bind = Vec::with_capacity(unique.len());
+        for id in unique {
+            let mut row = None;
+            for r in &rows {
+                if r.try_get::<&[u8], _>("id")? == id.as_bytes().as_slice() {
+                    row = Some(r);
+                }
+            }
+            let row = row.ok_or_else(not_yours)?;
+            let usable = row.try_get::<&[u8], _>("group_id")? == group.as_bytes().as_slice()
+                && row.try_get::<i64, _>("complete")? != 0
+                && row.try_get::<&str, _>("username")? == sender.as_str()
+                && row
+                    .try_get::<Option<i64>, _>("expires_at")?
+                    .is_none_or(|t| t > now);
+            if !usable {
+                return Err(not_yours());
+            }
+            let stored = row.try_get::<Option<&[u8]>, _>("message_key")?;
+            let pending = batch.attach.iter().find(|a| a.blob == id).map(|a| a.key);
+            match stored.or(pending.as_ref().map(|k| k.as_slice())) {
+                None => bind.push(id),
+                Some(bound) if bound == key.0.as_slice() => {}
+                Some(_) => return Err(not_yours()),
+            }
+        }
+        Ok(bind)
+    }
+
+    /// What a recall of `target` in `group` by `sender` deletes: the
+    /// undelivered, unexpired messages accepted under that key, and the
+    /// blobs bound to it (delivered or not). The sender may recall their
+    /// own within the recall window (for blobs, counted from when they were
+    /// sent), an admin of the group anything at any time. None stored (all
+    /// delivered and no files, expired, or never sent): nothing to do, and
+    /// clients judge the recall themselves. Some stored but none allowed:
+    /// refused.
     async fn recall(
         &mut self,
         batch: &Batch,
@@ -528,7 +652,7 @@ impl Actor {
         group: GroupId,
         target: IdempotencyKey,
         now: i64,
-    ) -> Result<Vec<i64>, Rejection> {
+    ) -> Result<(Vec<i64>, Vec<BlobId>), Rejection> {
         // (message id, sending device, server time); this batch first, as
         // it is not in the database yet.
         let mut found: Vec<(i64, DeviceId, i64)> = batch
@@ -563,11 +687,37 @@ impl Actor {
                 found.push((id, device, row.try_get("server_time")?));
             }
         }
-        if found.is_empty() {
-            return Ok(Vec::new());
+        // (blob, the sender's own, when bound); this batch first again.
+        let mut files: Vec<(BlobId, bool, i64)> = batch
+            .attach
+            .iter()
+            .filter(|a| a.group == group && a.key == target.0)
+            .map(|a| (a.blob, a.uploader == *sender, a.at))
+            .collect();
+        let rows = sqlx::query(
+            "SELECT b.id, u.username, b.attached_at FROM blobs b              JOIN users u ON u.id = b.uploader_user              WHERE b.group_id = ? AND b.message_key = ? LIMIT ?",
+        )
+        .bind(group.as_bytes().as_slice())
+        .bind(target.0.as_slice())
+        .bind(MAX_RECALL_TARGETS * MAX_ATTACHMENTS as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let Ok(id) = BlobId::from_slice(row.try_get::<&[u8], _>("id")?) else {
+                continue;
+            };
+            if !files.iter().any(|f| f.0 == id) {
+                let own = row.try_get::<&str, _>("username")? == sender.as_str();
+                let at = row.try_get::<Option<i64>, _>("attached_at")?.unwrap_or(0);
+                files.push((id, own, at));
+            }
+        }
+        if found.is_empty() && files.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
         }
         let window_ms = i64::from(self.messages.recall_window_secs) * 1000;
         let mut allowed = Vec::with_capacity(found.len());
+        let mut allowed_files = Vec::with_capacity(files.len());
         let mut too_late = false;
         for (id, device, time) in found {
             let own = self
@@ -580,8 +730,15 @@ impl Actor {
                 too_late = true;
             }
         }
-        if !allowed.is_empty() {
-            return Ok(allowed);
+        for (id, own, at) in files {
+            if admin || (own && now.saturating_sub(at) <= window_ms) {
+                allowed_files.push(id);
+            } else if own {
+                too_late = true;
+            }
+        }
+        if !allowed.is_empty() || !allowed_files.is_empty() {
+            return Ok((allowed, allowed_files));
         }
         Err(if too_late {
             reject(
@@ -869,6 +1026,19 @@ impl Actor {
         let result = self.write(&mut batch).await;
         match result {
             Ok(()) => {
+                if !batch.recalled_blobs.is_empty() {
+                    // Off the actor: an object store may take a while.
+                    // Their rows are gone; a failed deletion leaves an
+                    // object without a row, which the collector removes.
+                    let ids = std::mem::take(&mut batch.recalled_blobs);
+                    let blobs = self.blobs.clone();
+                    tracing::debug!(blobs = ids.len(), "recalled blobs");
+                    tokio::spawn(async move {
+                        for id in ids {
+                            discard(blobs.store.as_ref(), id, None, true).await;
+                        }
+                    });
+                }
                 for (to, out) in std::mem::take(&mut batch.held) {
                     self.push(to, out);
                 }
@@ -924,6 +1094,8 @@ impl Actor {
             && batch.idempotency.is_empty()
             && batch.revoked.is_empty()
             && batch.recalled.is_empty()
+            && batch.attach.is_empty()
+            && batch.recalled_blobs.is_empty()
         {
             return Ok(());
         }
@@ -1032,9 +1204,37 @@ impl Actor {
             .execute(&mut *tx)
             .await?;
         }
+        for a in &batch.attach {
+            // Only if still unbound: a concurrent DELETE by the uploader
+            // (or the orphan collector) may have removed it since the
+            // check, and then the message simply shares a deleted file.
+            let bound = sqlx::query(
+                "UPDATE blobs SET message_key = ?, attached_at = ?, expires_at = ?                  WHERE id = ? AND message_key IS NULL",
+            )
+            .bind(a.key.as_slice())
+            .bind(a.at)
+            .bind(a.expires_at)
+            .bind(a.blob.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if bound == 0 {
+                tracing::info!(blob = ?a.blob, "a file was deleted while its message was sent");
+            }
+        }
         // After this batch's inserts, so a target stored in this batch goes too.
         for chunk in batch.recalled.chunks(ROWS_PER_INSERT) {
             delete_messages(&mut tx, chunk).await?;
+        }
+        // After the binds, so a file sent and recalled in one batch goes too.
+        for chunk in batch.recalled_blobs.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::<Sqlite>::new("DELETE FROM blobs WHERE id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_bytes().to_vec());
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
         }
         for (device, up_to) in &batch.acks {
             let (d, s) = (device_to_db(*device), u64_to_db(*up_to));

@@ -12,7 +12,11 @@
 //! clients delete those; a modified client may keep them), database backups
 //! and filesystem snapshots taken before the purge, and the free blocks of a
 //! file system or SSD that remap writes.
+//!
+//! The [`Purger`] also deletes the blobs of expired messages, and collects
+//! blobs that were never sent (see `blobs::gc`).
 
+use crate::blobs::{Blobs, gc};
 use crate::clock::Clock;
 use crate::config::MessagesConfig;
 use crate::error::ServerError;
@@ -212,17 +216,21 @@ pub async fn checkpoint(pool: &SqlitePool) {
     }
 }
 
-/// Purges expired messages on demand (tests, operators) and on the
-/// server's own schedule. Cheap to clone; clones share one lock, so two
-/// purges (or a purge and a checkpoint after a recall) never overlap and a
-/// purge returns only once its checkpoint is done.
+/// Purges expired messages and their blobs on demand (tests, operators) and
+/// on the server's own schedule. Cheap to clone; clones share one lock, so
+/// two purges (or a purge and a checkpoint after a recall) never overlap
+/// and a purge returns only once its checkpoint is done.
 ///
 /// Get one from `Server::purger` before serving.
 #[derive(Clone)]
 pub struct Purger {
     pool: SqlitePool,
     clock: Clock,
+    blobs: Arc<Blobs>,
     lock: Arc<Mutex<()>>,
+    /// Orphan collections never overlap either (they list the whole store),
+    /// but they do not hold up purges.
+    collecting: Arc<Mutex<()>>,
 }
 
 impl std::fmt::Debug for Purger {
@@ -234,19 +242,41 @@ impl std::fmt::Debug for Purger {
 }
 
 impl Purger {
-    pub(crate) fn new(pool: SqlitePool, clock: Clock) -> Self {
+    pub(crate) fn new(pool: SqlitePool, clock: Clock, blobs: Arc<Blobs>) -> Self {
         Self {
             pool,
             clock,
+            blobs,
             lock: Arc::new(Mutex::new(())),
+            collecting: Arc::new(Mutex::new(())),
         }
     }
 
-    /// Deletes every message that has expired by the server's clock now,
-    /// and checkpoints the WAL if any was. Returns how many were deleted.
+    /// Deletes every message and blob that has expired by the server's
+    /// clock now, and checkpoints the WAL if any message was; then collects
+    /// orphaned blobs (never sent within the grace period, or stored without
+    /// a row), which the server otherwise does hourly. Returns how many
+    /// messages were deleted.
     pub async fn purge_now(&self) -> Result<u64, ServerError> {
+        let messages = self.purge_scheduled().await?;
+        self.collect_orphans().await?;
+        Ok(messages)
+    }
+
+    /// What runs every few seconds: expired messages, then expired blobs.
+    pub(crate) async fn purge_scheduled(&self) -> Result<u64, ServerError> {
         let _one_at_a_time = self.lock.lock().await;
-        Ok(purge_expired(&self.pool, self.clock.now_db()).await?)
+        let now = self.clock.now_db();
+        let messages = purge_expired(&self.pool, now).await?;
+        gc::purge_expired(&self.pool, &self.blobs, now).await?;
+        Ok(messages)
+    }
+
+    /// What runs hourly: blobs never sent, and stored objects without a row.
+    pub(crate) async fn collect_orphans(&self) -> Result<(), ServerError> {
+        let _one_at_a_time = self.collecting.lock().await;
+        gc::collect_orphans(&self.pool, &self.blobs, self.clock.now_db()).await?;
+        Ok(())
     }
 
     /// A checkpoint after rows were deleted some other way (a recall).
