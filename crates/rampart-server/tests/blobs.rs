@@ -449,6 +449,7 @@ async fn downloads_resume_with_a_range() {
     assert_eq!(resp.headers()["content-length"], size.to_string().as_str());
     assert_eq!(resp.headers()["accept-ranges"], "bytes");
     assert_eq!(resp.headers()["content-type"], "application/octet-stream");
+    assert_eq!(resp.bytes().await.unwrap(), data);
 
     for start in [0, 1, PART - 1, PART, size - 1] {
         let resp = w
@@ -984,7 +985,7 @@ async fn a_recall_after_the_window_keeps_the_file_but_an_admin_may_recall_it() {
     .await;
     assert!(matches!(answer, ServerFrame::Accepted { .. }), "{answer:?}");
     w.clock.advance(Duration::from_secs(24 * 3600 + 1));
-    let recall = ClientFrame::Send(SendMessage {
+    let mut recall = SendMessage {
         request_id: 61,
         key: key(61),
         group: w.h,
@@ -992,12 +993,21 @@ async fn a_recall_after_the_window_keeps_the_file_but_an_admin_may_recall_it() {
         recalls: Some(key(60)),
         attachments: vec![],
         message: w.a.message(&mut w.ha, b"recall"),
-    });
-    match send_once(&w.server, &w.alice.token, recall).await {
+    };
+    match send_once(&w.server, &w.alice.token, ClientFrame::Send(recall.clone())).await {
         ServerFrame::Rejected { code, .. } => assert_eq!(code, ErrorCode::WindowClosed),
         other => panic!("{other:?}"),
     }
     assert_eq!(w.rows(id).await, 1);
+    assert!(w.complete_file(id).exists());
+
+    // Carol administers `h`: she may recall it at any time.
+    recall.key = key(62);
+    recall.message = w.a.message(&mut w.ha, b"admin recall");
+    let answer = send_once(&w.server, &w.carol.token, ClientFrame::Send(recall)).await;
+    assert!(matches!(answer, ServerFrame::Accepted { .. }), "{answer:?}");
+    assert_eq!(w.rows(id).await, 0);
+    assert!(gone(&w.complete_file(id)).await);
     let _ = (&w.ga, &w.bob, &w.config, &w.g);
     w.server.stop().await;
 }

@@ -16,11 +16,11 @@ use super::store::{
 };
 use crate::config::S3Config;
 use futures_util::stream::{BoxStream, StreamExt as _, TryStreamExt as _};
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::multipart::{MultipartStore as _, PartId};
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore as _, ObjectStoreExt as _,
+    BackoffConfig, ClientConfigKey, GetOptions, GetRange, ObjectStore as _, ObjectStoreExt as _,
     PutPayload, RetryConfig,
 };
 use rampart_proto::BlobId;
@@ -47,11 +47,16 @@ impl S3Store {
     /// config come from the standard `AWS_*` environment, web identity or
     /// instance metadata.
     pub fn new(config: &S3Config) -> Result<Self, StoreError> {
+        // Client settings one by one: `with_client_options` would replace
+        // those set before (allow_http among them) and from the environment.
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&config.bucket)
             .with_region(&config.region)
             .with_allow_http(config.allow_http)
-            .with_client_options(ClientOptions::new().with_timeout(REQUEST_TIMEOUT))
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                format!("{}s", REQUEST_TIMEOUT.as_secs()),
+            )
             .with_retry(RetryConfig {
                 backoff: BackoffConfig::default(),
                 max_retries: 4,
@@ -101,18 +106,22 @@ fn store_error(id: Option<BlobId>, e: object_store::Error) -> StoreError {
     if let object_store::Error::NotFound { .. } = e {
         return StoreError::NotFound;
     }
+    // The whole chain: the innermost cause (a TLS or URL error under
+    // "builder error", the store's error code) is what an operator needs.
     let mut text = e.to_string();
     let mut source: Option<&dyn std::error::Error> = std::error::Error::source(&e);
-    let mut chain = text.clone();
     while let Some(s) = source {
-        chain.push_str(&s.to_string());
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
         source = s.source();
     }
     if let Some(id) = id {
-        let short = format!("{id:?}");
-        text = text.replace(&id.to_string(), &short);
+        text = text.replace(&id.to_string(), &format!("{id:?}"));
     }
-    if chain.contains("507 Insufficient Storage") || chain.contains("StorageFull") {
+    if text.contains("507 Insufficient Storage") || text.contains("StorageFull") {
         StoreError::Full(text)
     } else {
         StoreError::Other(text)
