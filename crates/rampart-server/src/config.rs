@@ -719,4 +719,127 @@ mod tests {
         );
         assert!(toml::from_str::<ServerConfig>("[messages]\nbogus = 1").is_err());
     }
+
+    #[test]
+    fn toml_files_section() {
+        let d = ServerConfig::default().files;
+        assert_eq!(
+            (
+                d.max_file_bytes,
+                d.quota_bytes,
+                d.orphan_grace_secs,
+                d.store
+            ),
+            (1 << 30, 5 << 30, 24 * 3600, StoreKind::Files)
+        );
+        assert!(d.s3.is_none());
+        let c: ServerConfig = toml::from_str(
+            "[files]\nmax_file_bytes = 1048576\nstore = \"s3\"\n\
+             [files.s3]\nbucket = \"blobs\"\nendpoint = \"http://127.0.0.1:9000\"\n\
+             allow_http = true\naccess_key_id = \"AKIAEXAMPLE\"\n\
+             secret_access_key = \"very-secret-key\"\n",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(c.files.max_file_bytes, 1 << 20);
+        assert_eq!(c.files.quota_bytes, DEFAULT_QUOTA_BYTES);
+        assert_eq!(c.files.store, StoreKind::S3);
+        let s3 = c.files.s3.clone().unwrap_or_else(|| unreachable!());
+        assert_eq!(s3.region, "us-east-1");
+        assert_eq!(
+            s3.secret_access_key.as_ref().map(Secret::expose),
+            Some("very-secret-key")
+        );
+        assert!(c.validate().is_ok());
+        // The secret never shows in logs.
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("very-secret-key"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        for bad in [
+            "[files]\nbogus = 1",
+            "[files]\nstore = \"ftp\"",
+            "[files.s3]\nbucket = \"b\"\nbogus = 1",
+            "[files]\nmax_file_bytes = -1",
+        ] {
+            assert!(toml::from_str::<ServerConfig>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn file_settings_in_range() {
+        let s3 = |endpoint: &str, allow_http: bool| S3Config {
+            bucket: "b".into(),
+            endpoint: Some(endpoint.into()),
+            region: default_region(),
+            access_key_id: None,
+            secret_access_key: None,
+            allow_http,
+        };
+        let files = |f: FilesConfig| ServerConfig {
+            files: f,
+            ..ServerConfig::default()
+        };
+        let s3_store = |c: S3Config| FilesConfig {
+            store: StoreKind::S3,
+            s3: Some(c),
+            ..FilesConfig::default()
+        };
+        assert!(
+            files(s3_store(s3("https://s3.example", false)))
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            files(s3_store(s3("http://minio:9000", true)))
+                .validate()
+                .is_ok()
+        );
+        let max = FilesConfig {
+            max_file_bytes: MAX_FILE_BYTES_LIMIT,
+            ..FilesConfig::default()
+        };
+        assert!(files(max).validate().is_ok());
+        for bad in [
+            FilesConfig {
+                max_file_bytes: 0,
+                ..FilesConfig::default()
+            },
+            FilesConfig {
+                max_file_bytes: MAX_FILE_BYTES_LIMIT + 1,
+                ..FilesConfig::default()
+            },
+            FilesConfig {
+                quota_bytes: 0,
+                ..FilesConfig::default()
+            },
+            FilesConfig {
+                orphan_grace_secs: 59,
+                ..FilesConfig::default()
+            },
+            FilesConfig {
+                store: StoreKind::S3,
+                ..FilesConfig::default()
+            },
+            FilesConfig {
+                s3: Some(s3("https://s3.example", false)),
+                ..FilesConfig::default()
+            },
+            s3_store(s3("http://minio:9000", false)),
+            s3_store(s3("minio:9000", true)),
+            s3_store(S3Config {
+                bucket: " ".into(),
+                ..s3("https://s3.example", false)
+            }),
+            s3_store(S3Config {
+                access_key_id: Some("k".into()),
+                ..s3("https://s3.example", false)
+            }),
+        ] {
+            let err = files(bad.clone()).validate().err().map(|e| e.to_string());
+            let msg = err.unwrap_or_default();
+            assert!(
+                msg.starts_with("files.") || msg.starts_with("[files.s3]"),
+                "{bad:?}: {msg:?}"
+            );
+        }
+    }
 }

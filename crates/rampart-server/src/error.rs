@@ -97,6 +97,15 @@ impl ApiError {
         }
     }
 
+    /// Too much at once from this caller (not a failure): wait `secs`
+    /// seconds, for the reason given.
+    pub fn slow_down(secs: u64, message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(secs.max(1)),
+            ..Self::new(ErrorCode::RateLimited, message)
+        }
+    }
+
     /// A wrong password (or unknown user: the same words on purpose).
     pub fn bad_credentials() -> Self {
         Self::new(ErrorCode::BadCredentials, "username or password is wrong")

@@ -24,15 +24,22 @@ pub mod store;
 use crate::config::{FilesConfig, StoreKind};
 use crate::error::ServerError;
 use rampart_proto::BlobId;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use store::BlobStore;
 use tokio::sync::Semaphore;
 
 /// Parts written at once, server-wide: each holds up to `BLOB_PART_BYTES`
 /// in memory, so this bounds upload memory whatever clients do.
 const PART_WRITES: usize = 16;
+/// Parts one account may be sending at once, so that one account cannot
+/// take every slot of [`PART_WRITES`].
+pub const PARTS_PER_ACCOUNT: usize = 4;
+/// A part must arrive within this (about 28 KB/s for a full part), so a
+/// stalled client does not keep its slot.
+pub const PART_READ_TIMEOUT: Duration = Duration::from_secs(300);
 /// Uploads one account may have unfinished at once.
 pub const MAX_UNFINISHED_UPLOADS: i64 = 16;
 
@@ -48,6 +55,8 @@ pub struct Blobs {
     /// second request for the same blob waits for none of it and is told
     /// to retry, so two writers never race on one upload.
     busy: Mutex<HashSet<BlobId>>,
+    /// Parts being sent per account (see [`PARTS_PER_ACCOUNT`]).
+    senders: Mutex<HashMap<i64, usize>>,
 }
 
 impl std::fmt::Debug for Blobs {
@@ -69,6 +78,24 @@ pub struct BusyGuard<'a> {
 impl Drop for BusyGuard<'_> {
     fn drop(&mut self) {
         self.blobs.busy_set().remove(&self.id);
+    }
+}
+
+/// Counts one part being sent by an account until dropped.
+pub struct SenderGuard<'a> {
+    blobs: &'a Blobs,
+    user: i64,
+}
+
+impl Drop for SenderGuard<'_> {
+    fn drop(&mut self) {
+        let mut senders = self.blobs.sender_counts();
+        if let Some(n) = senders.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                senders.remove(&self.user);
+            }
+        }
     }
 }
 
@@ -110,12 +137,32 @@ impl Blobs {
                 .unwrap_or(i64::MAX),
             writes: Semaphore::new(PART_WRITES),
             busy: Mutex::new(HashSet::new()),
+            senders: Mutex::new(HashMap::new()),
         }
     }
 
     fn busy_set(&self) -> std::sync::MutexGuard<'_, HashSet<BlobId>> {
         // Nothing panics while holding it; a poisoned set is still valid.
         self.busy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn sender_counts(&self) -> std::sync::MutexGuard<'_, HashMap<i64, usize>> {
+        self.senders.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a part the account is sending, or `None` if it already sends
+    /// [`PARTS_PER_ACCOUNT`].
+    pub fn try_sender(&self, user: i64) -> Option<SenderGuard<'_>> {
+        let admitted = {
+            let mut senders = self.sender_counts();
+            let n = senders.entry(user).or_insert(0);
+            let free = *n < PARTS_PER_ACCOUNT;
+            if free {
+                *n += 1;
+            }
+            free
+        };
+        admitted.then(|| SenderGuard { blobs: self, user })
     }
 
     /// Marks `id` busy, or `None` if another request already does.
@@ -185,5 +232,15 @@ mod tests {
         assert!(blobs.try_busy(BlobId::from_random([2; 32])).is_some());
         drop(guard);
         assert!(blobs.try_busy(id).is_some());
+
+        let senders: Vec<_> = (0..PARTS_PER_ACCOUNT)
+            .map(|_| blobs.try_sender(7))
+            .collect();
+        assert!(senders.iter().all(Option::is_some));
+        assert!(blobs.try_sender(7).is_none());
+        assert!(blobs.try_sender(8).is_some());
+        drop(senders);
+        assert!(blobs.try_sender(7).is_some());
+        assert!(blobs.sender_counts().is_empty());
     }
 }

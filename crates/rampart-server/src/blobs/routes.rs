@@ -14,7 +14,7 @@
 
 use super::range::{self, Requested};
 use super::store::{StoreError, discard};
-use super::{Blobs, MAX_UNFINISHED_UPLOADS, human_bytes};
+use super::{Blobs, MAX_UNFINISHED_UPLOADS, PART_READ_TIMEOUT, PARTS_PER_ACCOUNT, human_bytes};
 use crate::auth::AuthDevice;
 use crate::db::{device_from_db, device_to_db, u64_from_db, u64_to_db};
 use crate::error::{ApiError, ApiJson};
@@ -396,13 +396,31 @@ pub async fn put(
     }
 
     let written = {
+        let _sender = blobs.try_sender(auth.user_id).ok_or_else(|| {
+            ApiError::slow_down(
+                1,
+                format!(
+                    "this account is already sending {PARTS_PER_ACCOUNT} parts at once: \
+                     wait for one to finish"
+                ),
+            )
+        })?;
         // Bounds the parts in memory server-wide; held until written.
         let _permit = blobs
             .writes
             .acquire()
             .await
             .map_err(|_| ApiError::unavailable("the server is shutting down; retry later"))?;
-        let data = read_part(body, &upload, offset, part_len).await?;
+        let data = tokio::time::timeout(
+            PART_READ_TIMEOUT,
+            read_part(body, &upload, offset, part_len),
+        )
+        .await
+        .map_err(|_| {
+            ApiError::bad_request(
+                "the part arrived too slowly and was dropped; ask for the status and resume",
+            )
+        })??;
         let index = u32::try_from(offset / PART)
             .map_err(|_| ApiError::internal("part index out of range"))?;
         blobs

@@ -119,7 +119,9 @@ pub trait BlobStore: Send + Sync + 'static {
 
 /// Removes whatever the store holds of a blob: its upload in progress, if
 /// any, and the complete object. Failures are logged, not returned: the
-/// row is already gone, and the collector of objects without rows retries.
+/// row is already gone. The collector of objects without rows retries what
+/// the store can list (files; complete S3 objects); an S3 multipart upload
+/// that failed to abort is left to the bucket's lifecycle rule.
 pub async fn discard(store: &dyn BlobStore, id: BlobId, upload: UploadHandle, complete: bool) {
     if !complete && let Err(e) = store.abort(id, upload).await {
         tracing::warn!(blob = ?id, error = %e, "aborting an upload failed; the collector retries");
