@@ -1065,6 +1065,40 @@ async fn orphans_are_collected_after_the_grace_period() {
 }
 
 #[tokio::test]
+async fn unfinished_uploads_of_a_revoked_device_go_at_once_but_its_sent_files_stay() {
+    let mut w = world(FilesConfig::default()).await;
+    let phone = link_device(&w.http, &w.server, &w.alice, 0xa2).await;
+    let data = bytes(PART + 1, 18);
+    let unfinished = w.created(&w.alice.token, w.g, data.len() as u64).await;
+    w.part(&w.alice.token, unfinished, &data, 0).await;
+    let sent = w.uploaded(&w.alice.token, w.g, &data[..10]).await;
+    let m = w.a.message(&mut w.ga, b"sent before the laptop was lost");
+    let answer = send_once(
+        &w.server,
+        &w.alice.token,
+        share(key(90), w.g, m, vec![sent], None),
+    )
+    .await;
+    assert!(matches!(answer, ServerFrame::Accepted { .. }), "{answer:?}");
+
+    let resp = w
+        .http
+        .post(w.url(&format!("/v1/devices/{}/revoke", w.alice.device)))
+        .bearer_auth(&phone)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    // No grace period for a revoked device's unfinished uploads.
+    w.server.purger.purge_now().await.unwrap();
+    assert_eq!(w.rows(unfinished).await, 0);
+    assert!(!w.upload_file(unfinished).exists());
+    assert_eq!(w.downloaded(&w.bob.token, sent).await, &data[..10]);
+    let _ = (&w.h, &w.ha, &w.clock, &w.config, &w.carol);
+    w.server.stop().await;
+}
+
+#[tokio::test]
 async fn a_full_disk_is_a_507_and_the_upload_continues_afterwards() {
     if !Path::new("/dev/full").exists() {
         eprintln!("skipped: no /dev/full on this system");
