@@ -531,9 +531,10 @@ impl TempFile {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let name = dest
+        // Short enough that the prefix and suffix keep it under NAME_MAX.
+        let name: String = dest
             .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
+            .map(|n| n.to_string_lossy().chars().take(48).collect())
             .unwrap_or_default();
         let mut random = [0u8; 6];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut random);
