@@ -184,12 +184,10 @@ impl Sealer {
         }
         self.file_left -= data.len() as u64;
         while !data.is_empty() {
-            let take = (ATTACHMENT_CHUNK_BYTES - self.pending.len()).min(data.len());
+            let take = self.room().min(data.len());
             self.pending.extend_from_slice(&data[..take]);
             data = &data[take..];
-            if self.pending.len() == ATTACHMENT_CHUNK_BYTES && self.next + 1 < self.chunks {
-                self.seal_pending(out, false);
-            }
+            self.seal_if_full(out);
         }
         Ok(())
     }
@@ -208,15 +206,26 @@ impl Sealer {
         let mut left = max.min(self.padding);
         self.padding -= left;
         while left > 0 {
-            let take = ((ATTACHMENT_CHUNK_BYTES - self.pending.len()) as u64).min(left);
+            let take = (self.room() as u64).min(left);
             let len = self.pending.len() + take as usize;
             self.pending.resize(len, 0);
             left -= take;
-            if self.pending.len() == ATTACHMENT_CHUNK_BYTES && self.next + 1 < self.chunks {
-                self.seal_pending(out, false);
-            }
+            self.seal_if_full(out);
         }
         Ok(())
+    }
+
+    /// Bytes the chunk being filled still takes.
+    fn room(&self) -> usize {
+        ATTACHMENT_CHUNK_BYTES - self.pending.len()
+    }
+
+    /// Seals the chunk being filled once it is full, unless it is the final
+    /// one (sealed by [`Sealer::finish`] with the last flag).
+    fn seal_if_full(&mut self, out: &mut Vec<u8>) {
+        if self.pending.len() == ATTACHMENT_CHUNK_BYTES && self.next + 1 < self.chunks {
+            self.seal_pending(out, false);
+        }
     }
 
     /// Appends the rest of the padding and the final chunk; returns the
