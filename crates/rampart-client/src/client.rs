@@ -5,6 +5,7 @@ use crate::error::ClientError;
 use crate::store::{HistoryEntry, Store};
 use crate::transport::{Http, Socket};
 use rampart_core::content::Body;
+use rampart_core::guard::TextCheck;
 use rampart_core::{
     Conversation, ConversationState, DeviceCredential, Engine, Event, IdentityKey, Outgoing,
     PendingCommit, StoredMessage, VerifiedKeyPackage,
@@ -107,6 +108,8 @@ pub enum Alert {
         device_id: DeviceId,
         reason: String,
     },
+    /// The organisation changed its policy; this device applies it now.
+    PolicyUpdated { revision: u64 },
 }
 
 pub(crate) enum CommitOutcome {
@@ -134,6 +137,10 @@ pub struct Client {
     pub(crate) events: Vec<Event>,
     pub(crate) alerts: Vec<Alert>,
     clock: Clock,
+    /// The organisation's policy, applied before every send.
+    pub(crate) guard: rampart_core::guard::Guard,
+    /// The server said the policy changed; fetch it before the next send.
+    pub(crate) dlp_stale: bool,
 }
 
 /// What the envelope of a send tells the server.
@@ -261,6 +268,7 @@ impl Client {
         )?;
         client.replenish_key_packages(true).await?;
         client.refresh_policy().await?;
+        client.refresh_dlp_policy().await?;
         Ok(client)
     }
 
@@ -328,6 +336,7 @@ impl Client {
         {
             engine.set_policy(policy);
         }
+        let guard = crate::dlp::cached_guard(&store.app());
         Ok(Self {
             dir: dir.to_path_buf(),
             http: Http::new(&server, token)?,
@@ -343,6 +352,8 @@ impl Client {
             events: vec![],
             alerts: vec![],
             clock: Clock::system(),
+            guard,
+            dlp_stale: false,
         })
     }
 
@@ -494,7 +505,12 @@ impl Client {
                     current_epoch: None,
                 })
             }
-            Some(frame) => Ok(frame),
+            Some(frame) => {
+                if let ServerFrame::PolicyChanged { .. } = frame {
+                    self.dlp_stale = true;
+                }
+                Ok(frame)
+            }
             None => {
                 self.socket = None;
                 Err(ClientError::Protocol(
@@ -592,6 +608,7 @@ impl Client {
                         current_epoch: None,
                     });
                 }
+                Some(ServerFrame::PolicyChanged { .. }) => self.dlp_stale = true,
                 Some(_) => {}
                 None => {
                     self.socket = None;
@@ -600,6 +617,9 @@ impl Client {
                     ));
                 }
             }
+        }
+        if self.dlp_stale {
+            self.refresh_dlp_policy().await?;
         }
         self.commit_queued_leaves().await?;
         // A long-running session (chat, bots) deletes on time too.
@@ -618,9 +638,13 @@ impl Client {
             socket.close().await;
         }
         self.refresh_policy().await?;
+        self.refresh_dlp_policy().await?;
         self.connect().await?;
         self.apply_deferred().await?;
         self.purge_expired()?;
+        if let Err(e) = self.flush_dlp_events().await {
+            tracing::debug!(error = %e, "DLP events kept for later");
+        }
         self.commit_queued_leaves().await?;
         self.self_update_due().await?;
         self.replenish_key_packages(false).await?;
@@ -975,7 +999,7 @@ impl Client {
     }
 
     /// Finds a group by display name (or id prefix).
-    fn resolve_group(&self, name: &str) -> Result<GroupId, ClientError> {
+    pub(crate) fn resolve_group(&self, name: &str) -> Result<GroupId, ClientError> {
         let conversations = self.store.app().conversations()?;
         let matches: Vec<&Conversation> = conversations
             .iter()
@@ -1130,20 +1154,40 @@ impl Client {
         text: &str,
         expire_secs: Option<u32>,
     ) -> Result<StoredMessage, ClientError> {
+        self.send_text_with(target, text, expire_secs, false)
+            .await
+            .map(|(sent, _)| sent)
+    }
+
+    /// Sends a text once the organisation's policy has checked it: a
+    /// blocked text is refused ([`ClientError::Blocked`]), one with
+    /// warnings needs `confirmed` ([`ClientError::NeedsConfirmation`]), and
+    /// findings the policy redacts are masked before encryption. What fired
+    /// is reported to the server (rule and action, never the text).
+    /// Returns the message as sent and what the policy found in it.
+    pub async fn send_text_with(
+        &mut self,
+        target: &Target,
+        text: &str,
+        expire_secs: Option<u32>,
+        confirmed: bool,
+    ) -> Result<(StoredMessage, TextCheck), ClientError> {
+        if self.dlp_stale {
+            self.refresh_dlp_policy().await?;
+        }
+        let check = self
+            .screen(self.target_group(target)?, text, confirmed)
+            .await?;
         let group = self.conversation_for(target).await?;
         let now = self.now();
+        let body = check.text_to_send(text).into_owned();
         let engine = &self.engine;
         let out = self.store.transact(|p, app| {
-            Ok(engine.send(
-                p,
-                app,
-                &group,
-                Body::Text(text.to_owned()),
-                now,
-                expire_secs,
-            )?)
+            Ok(engine.send(p, app, &group, Body::Text(body), now, expire_secs)?)
         })?;
-        self.deliver(out).await
+        let stored = self.deliver(out).await?;
+        self.report_dlp(group, &check).await;
+        Ok((stored, check))
     }
 
     /// Sets the disappearing-messages timer of a conversation (`None`: off).
@@ -1203,15 +1247,33 @@ impl Client {
 
     /// Replaces the text of one of your messages (shown as "edited").
     pub async fn edit(&mut self, id: &str, text: &str) -> Result<StoredMessage, ClientError> {
+        self.edit_with(id, text, false).await.map(|(sent, _)| sent)
+    }
+
+    /// [`Client::edit`], with the new text checked like a new message (see
+    /// [`Client::send_text_with`]).
+    pub async fn edit_with(
+        &mut self,
+        id: &str,
+        text: &str,
+        confirmed: bool,
+    ) -> Result<(StoredMessage, TextCheck), ClientError> {
         self.connect().await?;
         self.apply_deferred().await?;
+        if self.dlp_stale {
+            self.refresh_dlp_policy().await?;
+        }
         let target = self.find_message(id)?;
+        let check = self.screen(target.group, text, confirmed).await?;
+        let text = check.text_to_send(text).into_owned();
         let now = self.now();
         let engine = &self.engine;
         let out = self
             .store
-            .transact(|p, app| Ok(engine.edit(p, app, &target.group, &target.id, text, now)?))?;
-        self.deliver(out).await
+            .transact(|p, app| Ok(engine.edit(p, app, &target.group, &target.id, &text, now)?))?;
+        let stored = self.deliver(out).await?;
+        self.report_dlp(target.group, &check).await;
+        Ok((stored, check))
     }
 
     /// Creates a named group with `members` (all their devices, and this

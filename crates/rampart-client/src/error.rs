@@ -47,6 +47,16 @@ pub enum ClientError {
     CutOff { got: u64, expected: u64 },
     #[error("timed out {0}")]
     Timeout(&'static str),
+    /// The organisation's policy forbids sending this (the text says which
+    /// rule and why, and never repeats what was found in full).
+    #[error("{0}")]
+    Blocked(String),
+    /// The organisation's policy asks the user to confirm before sending.
+    #[error(
+        "this contains {}; your organisation asks you to confirm before sending it: run the command again with --confirm",
+        found.join(", ")
+    )]
+    NeedsConfirmation { found: Vec<String> },
 }
 
 impl ClientError {

@@ -17,6 +17,7 @@
 mod account;
 mod client;
 mod clock;
+mod dlp;
 mod error;
 mod files;
 mod link;
@@ -30,6 +31,7 @@ pub use error::ClientError;
 pub use files::{Downloaded, Progress, Silent};
 pub use link::{Approved, LinkDisplay};
 pub use rampart_core::Event;
+pub use rampart_core::guard::{Guard, Hit, TextCheck};
 pub use store::HistoryEntry;
 pub use transport::{Http, Socket};
 

@@ -16,6 +16,7 @@ use rampart_core::{
     AppStore, Conversation, ConversationState, IdentityPin, MessageId, Provider, StoredMessage,
     Trust,
 };
+use rampart_proto::api::DlpEvent;
 use rampart_proto::{BlobId, DeviceId, GroupId, GroupKind, Millis, Username};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -98,6 +99,12 @@ CREATE TABLE IF NOT EXISTS uploads (
     attachment BLOB NOT NULL,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (group_id, path)
+);
+-- DLP events (rule, action, conversation, time; never content) not yet
+-- taken by the server.
+CREATE TABLE IF NOT EXISTS dlp_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS pins (
     username TEXT PRIMARY KEY,
@@ -677,6 +684,45 @@ impl AppDb<'_> {
     pub fn forget_uploads_before(&self, before: Millis) -> Result<(), ClientError> {
         self.0
             .execute("DELETE FROM uploads WHERE created_at < ?1", [before as i64])
+            .map(|_| ())
+            .map_err(ClientError::store)
+    }
+
+    /// Queues DLP events for the server.
+    pub fn queue_dlp_events(&self, events: &[DlpEvent]) -> Result<(), ClientError> {
+        for event in events {
+            let json = serde_json::to_string(event).map_err(ClientError::store)?;
+            self.0
+                .execute("INSERT INTO dlp_outbox (event) VALUES (?1)", [json])
+                .map_err(ClientError::store)?;
+        }
+        Ok(())
+    }
+
+    /// The oldest queued DLP events (with their queue ids), at most `limit`.
+    /// Rows that no longer parse are skipped (and deleted with the batch).
+    pub fn dlp_outbox(&self, limit: usize) -> Result<Vec<(i64, DlpEvent)>, ClientError> {
+        let mut stmt = self
+            .0
+            .prepare("SELECT id, event FROM dlp_outbox ORDER BY id LIMIT ?1")
+            .map_err(ClientError::store)?;
+        let rows = stmt
+            .query_map([limit as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .map_err(ClientError::store)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, json) = row.map_err(ClientError::store)?;
+            if let Ok(event) = serde_json::from_str(&json) {
+                out.push((id, event));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets the queued events up to and including `last`.
+    pub fn delete_dlp_outbox(&self, last: i64) -> Result<(), ClientError> {
+        self.0
+            .execute("DELETE FROM dlp_outbox WHERE id <= ?1", [last])
             .map(|_| ())
             .map_err(ClientError::store)
     }

@@ -19,6 +19,7 @@ pub mod attachment;
 pub mod content;
 pub mod engine;
 pub mod error;
+pub mod guard;
 pub mod identity;
 pub mod lifetime;
 pub mod link;

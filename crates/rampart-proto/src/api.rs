@@ -30,6 +30,8 @@
 //! | `POST /v1/link/{link_id}/poll` | [`LinkPoll`] (no session) | [`LinkStatus`] |
 //! | `GET /v1/policy/messages` | – | [`MessagePolicy`] |
 //! | `GET /v1/policy/files` | – | [`FilePolicy`] |
+//! | `GET /v1/policy/dlp` | – | [`OrgPolicy`] |
+//! | `POST /v1/dlp/events` | [`DlpEventBatch`] | `204` |
 //! | `POST /v1/blobs` | [`NewBlob`] | `201` [`BlobStatus`] |
 //! | `PUT /v1/blobs/{blob_id}?offset=N` | raw bytes, one part | [`BlobStatus`] |
 //! | `GET /v1/blobs/{blob_id}/status` | – | [`BlobStatus`] (uploader only) |
@@ -45,6 +47,13 @@
 //! by member devices of that conversation; the uploader always can. An id
 //! that does not exist and one the caller may not read answer the same
 //! `404`.
+//!
+//! Data-loss prevention runs in the sending client, before encryption. The
+//! server only hands out the organisation's policy ([`OrgPolicy`], an opaque
+//! document to it) and records what clients report ([`DlpEvent`]: which rule
+//! fired and what was done, never the content). When an administrator
+//! changes the policy, every connected device gets
+//! [`crate::frame::ServerFrame::PolicyChanged`] and fetches it again.
 //!
 //! Every request but `/health`, register, login, link start and link poll needs
 //! `Authorization: Bearer <token>`. Errors are [`crate::error::ErrorBody`];
@@ -581,4 +590,159 @@ pub struct FilePolicy {
     pub quota_bytes: u64,
     /// Bytes the caller's account holds now (uploads in progress included).
     pub used_bytes: u64,
+}
+
+/// `GET /v1/policy/dlp`: the organisation's data-loss prevention policy.
+///
+/// The server does not interpret `document`: it is the canonical JSON that
+/// `rampart admin policy set` produced from the administrator's file (see
+/// `rampart-policy`), and clients parse it. `revision` grows by one with every
+/// change; it is 0, with no document, while none was ever set (clients then
+/// apply their built-in defaults).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgPolicy {
+    pub revision: u64,
+    /// At most [`crate::limits::MAX_POLICY_DOCUMENT_BYTES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<String>,
+    /// When this revision was stored (server clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Millis>,
+}
+
+/// The actions a DLP event may report. `off` is not one: a rule that is off
+/// does not fire.
+pub const DLP_EVENT_ACTIONS: [&str; 4] = ["block", "warn", "redact", "audit"];
+
+/// One DLP rule that fired in a sending client: which rule, what the client
+/// did, in which conversation, and when (the client's clock).
+///
+/// Deliberately nothing else: not the text, not what matched, not a hash of
+/// it. The server stores exactly these four fields and ignores any other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DlpEvent {
+    /// `card`, `custom.project-falcon`, `file.executable`, … (see
+    /// [`is_valid_rule_id`]).
+    pub rule: String,
+    /// One of [`DLP_EVENT_ACTIONS`].
+    pub action: String,
+    /// The conversation the message was for (it may not exist on the server
+    /// yet: a blocked first message never created it).
+    pub group_id: GroupId,
+    pub at: Millis,
+}
+
+/// `POST /v1/dlp/events`: at most [`crate::limits::MAX_DLP_EVENTS_PER_BATCH`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DlpEventBatch {
+    pub events: Vec<DlpEvent>,
+}
+
+/// Why a [`DlpEvent`] is refused. The texts never repeat the refused value:
+/// a broken client might have put message content there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DlpEventError {
+    #[error("rule ids are 1 to 64 characters: lowercase ASCII letters, digits, '.', '-' and '_'")]
+    RuleId,
+    #[error("the action must be one of block, warn, redact, audit")]
+    Action,
+}
+
+/// 1 to [`crate::limits::MAX_RULE_ID_LEN`] bytes of `a-z`, `0-9`, `.`, `-`, `_`.
+pub fn is_valid_rule_id(rule: &str) -> bool {
+    !rule.is_empty()
+        && rule.len() <= crate::limits::MAX_RULE_ID_LEN
+        && rule.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        })
+}
+
+impl DlpEvent {
+    /// Checks the rule id and the action (both sides do: the client before
+    /// queueing, the server before storing).
+    pub fn validate(&self) -> Result<(), DlpEventError> {
+        if !is_valid_rule_id(&self.rule) {
+            return Err(DlpEventError::RuleId);
+        }
+        if !DLP_EVENT_ACTIONS.contains(&self.action.as_str()) {
+            return Err(DlpEventError::Action);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(rule: &str, action: &str) -> DlpEvent {
+        DlpEvent {
+            rule: rule.into(),
+            action: action.into(),
+            group_id: GroupId::new_group([1; 31]),
+            at: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn dlp_events_accept_rule_ids_and_actions_of_the_policy() {
+        for rule in [
+            "card",
+            "custom.project-falcon",
+            "file.executable",
+            "link.blocklisted",
+            "a_1",
+            &"x".repeat(64),
+        ] {
+            for action in DLP_EVENT_ACTIONS {
+                assert_eq!(event(rule, action).validate(), Ok(()), "{rule} {action}");
+            }
+        }
+    }
+
+    #[test]
+    fn dlp_events_refuse_bad_rule_ids_and_actions() {
+        for rule in [
+            "",
+            "Card",
+            "card number",
+            "card/1",
+            "carte\u{301}",
+            &"x".repeat(65),
+        ] {
+            assert_eq!(event(rule, "block").validate(), Err(DlpEventError::RuleId));
+        }
+        for action in ["", "off", "Block", "delete", "block "] {
+            assert_eq!(event("card", action).validate(), Err(DlpEventError::Action));
+        }
+    }
+
+    #[test]
+    fn org_policy_without_a_document_is_just_a_revision() {
+        let none = OrgPolicy {
+            revision: 0,
+            document: None,
+            updated_at: None,
+        };
+        let json = serde_json::to_string(&none).unwrap();
+        assert_eq!(json, r#"{"revision":0}"#);
+        assert_eq!(serde_json::from_str::<OrgPolicy>(&json).unwrap(), none);
+    }
+
+    #[test]
+    fn dlp_events_ignore_unknown_fields() {
+        // A newer client may add fields; they are dropped, never kept.
+        let batch: DlpEventBatch = serde_json::from_value(serde_json::json!({
+            "events": [{
+                "rule": "card",
+                "action": "block",
+                "group_id": GroupId::new_group([1; 31]),
+                "at": 5,
+                "text": "4111 1111 1111 1111",
+            }]
+        }))
+        .unwrap();
+        assert_eq!(batch.events.len(), 1);
+    }
 }

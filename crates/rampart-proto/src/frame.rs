@@ -10,6 +10,12 @@
 //! [`ServerFrame::BacklogDone`], then new deliveries as they arrive. The client
 //! sends [`ClientFrame::Ack`] for what it has durably processed; the server keeps
 //! everything not yet acknowledged, so delivery is at least once.
+//!
+//! [`ServerFrame::PolicyChanged`] may arrive at any time after `BacklogDone`:
+//! once right after it when the organisation has a DLP policy (so a client
+//! that fetched the policy just before connecting cannot miss a change made
+//! in between), and again whenever the policy changes. Clients fetch
+//! `GET /v1/policy/dlp` when the revision is newer than the one they hold.
 
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::limits::{
@@ -176,6 +182,12 @@ pub enum ServerFrame {
         code: ErrorCode,
         message: String,
     },
+    /// The organisation's DLP policy is now at this revision (see
+    /// `GET /v1/policy/dlp`). Only the latest revision is sent: a client
+    /// that was slow to read sees one frame, not every change.
+    PolicyChanged {
+        revision: u64,
+    },
 }
 
 const T_SEND: u8 = 1;
@@ -186,6 +198,7 @@ const T_ACCEPTED: u8 = 0x82;
 const T_REJECTED: u8 = 0x83;
 const T_BACKLOG_DONE: u8 = 0x84;
 const T_ERROR: u8 = 0x85;
+const T_POLICY_CHANGED: u8 = 0x86;
 
 fn read_header(r: &mut Reader<'_>) -> Result<u8, DecodeError> {
     let version = r.u8("version")?;
@@ -452,6 +465,9 @@ impl ServerFrame {
                 code: ErrorCode::from_u16(r.u16("error code")?),
                 message: r.string("message", MAX_ERROR_MESSAGE_LEN)?.to_owned(),
             },
+            T_POLICY_CHANGED => ServerFrame::PolicyChanged {
+                revision: r.u64("policy revision")?,
+            },
             tag => {
                 return Err(DecodeError::UnknownTag {
                     what: "server frame",
@@ -518,6 +534,10 @@ impl ServerFrame {
                         w.u8(T_ERROR);
                         w.u16(code.to_u16());
                         w.string(truncate(message, MAX_ERROR_MESSAGE_LEN));
+                    }
+                    ServerFrame::PolicyChanged { revision } => {
+                        w.u8(T_POLICY_CHANGED);
+                        w.u64(*revision);
                     }
                 }
                 w.buf
@@ -622,6 +642,8 @@ mod tests {
                 code: ErrorCode::TooLarge,
                 message: "frame too large".into(),
             },
+            ServerFrame::PolicyChanged { revision: 1 },
+            ServerFrame::PolicyChanged { revision: u64::MAX },
         ];
         (client, server)
     }
@@ -695,6 +717,20 @@ mod tests {
             ClientFrame::decode(&[FRAME_VERSION, 0x77]),
             Err(DecodeError::UnknownTag { .. })
         ));
+    }
+
+    #[test]
+    fn policy_changed_has_a_fixed_layout() {
+        // Version, type, then the revision as a big-endian u64: other
+        // clients (and older decoders, which refuse the unknown type) rely on it.
+        let bytes = ServerFrame::PolicyChanged { revision: 0x0102 }.encode();
+        assert_eq!(
+            bytes,
+            [FRAME_VERSION, T_POLICY_CHANGED, 0, 0, 0, 0, 0, 0, 1, 2]
+        );
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(ServerFrame::decode(&longer), Err(DecodeError::Trailing(1)));
     }
 
     #[test]

@@ -81,3 +81,14 @@ pub const MAX_ATTACHMENTS: usize = 8;
 pub const MAX_FILE_NAME_LEN: usize = 255;
 /// Longest attachment media type, in bytes (enforced by clients).
 pub const MAX_MEDIA_TYPE_LEN: usize = 127;
+
+/// The organisation's data-loss prevention policy as stored and served
+/// (canonical JSON; blocklists can be long).
+pub const MAX_POLICY_DOCUMENT_BYTES: usize = 2 * 1024 * 1024;
+/// DLP events in one `POST /v1/dlp/events`.
+pub const MAX_DLP_EVENTS_PER_BATCH: usize = 100;
+/// Longest DLP rule id (`card`, `custom.project-falcon`, …).
+pub const MAX_RULE_ID_LEN: usize = 64;
+/// The body of one `POST /v1/dlp/events`: a full batch of the longest
+/// events is about 25 KiB, so this leaves room and little else.
+pub const MAX_DLP_EVENTS_BODY_BYTES: usize = 64 * 1024;

@@ -46,6 +46,15 @@
 //! one never sent after a grace period. The server never sees a file's
 //! name, type, key or plaintext.
 //!
+//! Data-loss prevention (`GET /v1/policy/dlp`, `POST /v1/dlp/events`): the
+//! organisation's policy is an opaque JSON document stored with a revision
+//! ([`set_dlp_policy`], or a [`PolicyHandle`] in process); a running server
+//! notices a new revision within [`POLICY_POLL_INTERVAL`] and sends
+//! `PolicyChanged` to every connected device. Clients scan before
+//! encrypting and report which rule fired and what they did, never the
+//! content; the server stores those events ([`dlp_events`]) and nothing
+//! else from them. A modified client can skip DLP altogether.
+//!
 //! Every time-dependent check reads a [`Clock`], which tests replace with a
 //! manual one ([`Server::open_with_clock`]).
 //!
@@ -76,6 +85,7 @@ mod db;
 mod delivery;
 mod devices;
 mod directory;
+mod dlp;
 mod error;
 mod groups;
 mod keypackages;
@@ -98,6 +108,10 @@ pub use config::{
 };
 pub use delivery::lifetime::Purger;
 pub use delivery::ws::MAX_WEBSOCKETS;
+pub use dlp::{
+    DlpEventRecord, POLICY_POLL_INTERVAL, PolicyDocumentError, PolicyHandle, events as dlp_events,
+    policy as dlp_policy, set_policy as set_dlp_policy,
+};
 pub use error::{ApiError, ServerError};
 
 use axum::Router;
@@ -106,7 +120,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use rampart_proto::api::Health;
-use rampart_proto::limits::{BLOB_PART_BYTES, MAX_JSON_BODY_BYTES};
+use rampart_proto::limits::{BLOB_PART_BYTES, MAX_DLP_EVENTS_BODY_BYTES, MAX_JSON_BODY_BYTES};
 use sqlx::SqlitePool;
 use state::AppState;
 use std::future::Future;
@@ -134,6 +148,8 @@ pub struct Server {
     first_invite: Option<String>,
     shutdown_tx: watch::Sender<bool>,
     purger: Purger,
+    policy: PolicyHandle,
+    policy_poll: Duration,
 }
 
 impl std::fmt::Debug for Server {
@@ -187,6 +203,7 @@ impl Server {
         )
         .await?;
         let (shutdown_tx, shutdown) = watch::channel(false);
+        let policy = PolicyHandle::new(pool.clone(), clock.clone()).await?;
         let state = AppState {
             pool,
             registration: config.registration,
@@ -203,6 +220,7 @@ impl Server {
             behind_tls_proxy: config.behind_tls_proxy,
             message_policy: Arc::new(config.messages.policy()),
             blobs,
+            policy_revision: policy.subscribe(),
         };
         tokio::spawn(cleanup_loop(state.clone(), purger.clone()));
         Ok(Server {
@@ -212,7 +230,23 @@ impl Server {
             first_invite,
             shutdown_tx,
             purger,
+            policy,
+            policy_poll: POLICY_POLL_INTERVAL,
         })
+    }
+
+    /// Sets the DLP policy in this process and tells connected devices at
+    /// once; it stays usable while the server runs (take it before
+    /// [`Server::serve`]). Another process uses [`set_dlp_policy`].
+    pub fn policy_handle(&self) -> PolicyHandle {
+        self.policy.clone()
+    }
+
+    /// How often the running server reads the stored policy revision to
+    /// notice a policy set by another process ([`POLICY_POLL_INTERVAL`]
+    /// unless changed; tests use it to tell the two paths apart).
+    pub fn set_policy_poll_interval(&mut self, every: Duration) {
+        self.policy_poll = every.max(Duration::from_millis(10));
     }
 
     /// A handle that purges expired messages now rather than at the next
@@ -260,6 +294,11 @@ impl Server {
             .route("/v1/groups/{group_id}", get(groups::get))
             .route("/v1/policy/messages", get(policy::messages))
             .route("/v1/policy/files", get(blobs::routes::policy))
+            .route("/v1/policy/dlp", get(dlp::get_policy))
+            .route(
+                "/v1/dlp/events",
+                post(dlp::report).layer(DefaultBodyLimit::max(MAX_DLP_EVENTS_BODY_BYTES)),
+            )
             .route("/v1/blobs", post(blobs::routes::create))
             .route(
                 "/v1/blobs/{blob_id}",
@@ -286,6 +325,12 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let router = self.router();
+        // Only while serving: the revision matters to connected sockets.
+        tokio::spawn(
+            self.policy
+                .clone()
+                .poll(self.policy_poll, self.state.shutdown.clone()),
+        );
         let shutdown_tx = self.shutdown_tx.clone();
         // One signal for everyone: HTTP stops accepting and WebSockets close.
         let signal = async move {

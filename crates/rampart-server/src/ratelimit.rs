@@ -3,7 +3,8 @@
 //! Failures are counted per [`Key`] (an account, or a client address). Past
 //! the free allowance a key is locked, and every further failure doubles the
 //! lock up to a cap (see [`RateLimits`]). Starts of registrations and device
-//! links are counted per address in fixed windows, successful or not.
+//! links are counted per address in fixed windows, successful or not, and
+//! DLP event reports per device.
 //!
 //! The tables are bounded ([`RateLimits::max_tracked_keys`] each): stale
 //! entries are dropped first, then the least recently failed. One
@@ -26,12 +27,22 @@ pub enum Key {
     Ip(String),
 }
 
-/// Per-address throttled actions.
+/// Throttled actions, counted per address (or per device for reports).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
     Register,
     Link,
+    /// `POST /v1/dlp/events`, keyed by device id.
+    DlpReport,
 }
+
+/// Batches of DLP events one device may send per [`DLP_REPORT_WINDOW_MS`].
+/// A rule firing is a rare, human-paced thing; a client that was offline
+/// sends its queue in batches of 100, so this is generous for real use
+/// and caps what a rogue device can write to the database.
+pub const DLP_REPORTS_PER_WINDOW: u32 = 30;
+/// See [`DLP_REPORTS_PER_WINDOW`].
+pub const DLP_REPORT_WINDOW_MS: u64 = 60_000;
 
 #[derive(Clone, Copy, Debug)]
 struct Failures {
@@ -43,7 +54,16 @@ struct Failures {
 #[derive(Clone, Copy, Debug)]
 struct Window {
     start_ms: u64,
+    /// Its action's window length: actions have different ones, and stale
+    /// windows are dropped without knowing which action they count.
+    len_ms: u64,
     count: u32,
+}
+
+impl Window {
+    fn stale(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.start_ms) >= self.len_ms
+    }
 }
 
 #[derive(Default)]
@@ -151,30 +171,39 @@ impl Limiter {
         self.tables().failures.remove(key);
     }
 
-    /// Counts one start of `action` from `ip`; `Err(seconds)` once the
-    /// window's allowance is used up.
-    pub fn admit(&self, action: Action, ip: &str, now_ms: u64) -> Result<(), u64> {
-        let window_ms = self.policy.registration_window_secs.saturating_mul(1000);
-        let limit = self.policy.registrations_per_ip;
+    /// The allowance of `action` and its window in milliseconds.
+    fn allowance(&self, action: Action) -> (u32, u64) {
+        match action {
+            Action::Register | Action::Link => (
+                self.policy.registrations_per_ip,
+                self.policy.registration_window_secs.saturating_mul(1000),
+            ),
+            Action::DlpReport => (DLP_REPORTS_PER_WINDOW, DLP_REPORT_WINDOW_MS),
+        }
+    }
+
+    /// Counts one start of `action` by `who` (a client address, or a device
+    /// for reports); `Err(seconds)` once the window's allowance is used up.
+    pub fn admit(&self, action: Action, who: &str, now_ms: u64) -> Result<(), u64> {
+        let (limit, window_ms) = self.allowance(action);
+        let fresh = Window {
+            start_ms: now_ms,
+            len_ms: window_ms,
+            count: 0,
+        };
         let mut tables = self.tables();
-        let key = (action, ip.to_owned());
+        let key = (action, who.to_owned());
         if !tables.windows.contains_key(&key) {
             make_room(
                 &mut tables.windows,
                 self.policy.max_tracked_keys,
-                |w| now_ms.saturating_sub(w.start_ms) >= window_ms,
+                |w| w.stale(now_ms),
                 |w| w.start_ms,
             );
         }
-        let window = tables.windows.entry(key).or_insert(Window {
-            start_ms: now_ms,
-            count: 0,
-        });
-        if now_ms.saturating_sub(window.start_ms) >= window_ms {
-            *window = Window {
-                start_ms: now_ms,
-                count: 0,
-            };
+        let window = tables.windows.entry(key).or_insert(fresh);
+        if window.stale(now_ms) {
+            *window = fresh;
         }
         if window.count >= limit {
             return Err(secs_until(
@@ -188,12 +217,9 @@ impl Limiter {
 
     /// Drops every entry that no longer matters (called periodically).
     pub fn evict_stale(&self, now_ms: u64) {
-        let window_ms = self.policy.registration_window_secs.saturating_mul(1000);
         let mut tables = self.tables();
         tables.failures.retain(|_, f| !self.decayed(f, now_ms));
-        tables
-            .windows
-            .retain(|_, w| now_ms.saturating_sub(w.start_ms) < window_ms);
+        tables.windows.retain(|_, w| !w.stale(now_ms));
     }
 
     /// Entries tracked (failure keys, window keys).
@@ -288,6 +314,24 @@ mod tests {
         assert!(l.admit(Action::Link, "1.2.3.4", T0).is_ok());
         assert!(l.admit(Action::Register, "5.6.7.8", T0).is_ok());
         assert!(l.admit(Action::Register, "1.2.3.4", T0 + 600_000).is_ok());
+    }
+
+    #[test]
+    fn dlp_reports_have_their_own_per_device_window() {
+        let l = limiter();
+        for _ in 0..DLP_REPORTS_PER_WINDOW {
+            assert!(l.admit(Action::DlpReport, "7", T0).is_ok());
+        }
+        assert_eq!(l.admit(Action::DlpReport, "7", T0 + 1000), Err(59));
+        assert!(l.admit(Action::DlpReport, "8", T0).is_ok());
+        assert!(l.admit(Action::Register, "7", T0).is_ok());
+        assert!(
+            l.admit(Action::DlpReport, "7", T0 + DLP_REPORT_WINDOW_MS)
+                .is_ok()
+        );
+        // The one-minute windows go long before the ten-minute ones.
+        l.evict_stale(T0 + 2 * DLP_REPORT_WINDOW_MS);
+        assert_eq!(l.len().1, 1);
     }
 
     #[test]

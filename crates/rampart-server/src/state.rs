@@ -38,6 +38,9 @@ pub struct AppState {
     pub message_policy: Arc<MessagePolicy>,
     /// The blob store and the file limits.
     pub blobs: Arc<Blobs>,
+    /// The organisation's DLP policy revision; WebSockets watch it to send
+    /// `PolicyChanged` (see `dlp`).
+    pub policy_revision: watch::Receiver<u64>,
 }
 
 impl AppState {

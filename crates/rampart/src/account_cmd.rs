@@ -123,6 +123,9 @@ pub fn describe_alert(alert: &Alert) -> String {
             device_id,
             reason,
         } => format!("!!! refused device {device_id} of @{user}: {reason}"),
+        Alert::PolicyUpdated { revision } => format!(
+            "* your organisation updated its message policy (revision {revision}); it applies from now on"
+        ),
     }
 }
 

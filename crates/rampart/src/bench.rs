@@ -437,6 +437,7 @@ fn describe(frame: Option<&ServerFrame>) -> String {
         }
         Some(ServerFrame::BacklogDone { .. }) => "BacklogDone".into(),
         Some(ServerFrame::Error { code, message }) => format!("Error ({code}: {message})"),
+        Some(ServerFrame::PolicyChanged { revision }) => format!("PolicyChanged ({revision})"),
     }
 }
 

@@ -4,9 +4,11 @@
 
 mod account_cmd;
 mod bench;
+mod bench_dlp;
 mod bench_files;
 mod cli;
 mod demo;
+mod dlp_cmd;
 mod files_cmd;
 mod messages_cmd;
 mod server_cmd;

@@ -2,7 +2,7 @@
 //! `rampart edit`, and how timer lines, edits and recalls read in the inbox.
 
 use crate::cli::open;
-use rampart_client::{HistoryEntry, Target};
+use rampart_client::{ClientError, HistoryEntry, Target};
 use rampart_core::lifetime::{describe, parse_duration};
 use rampart_proto::Username;
 use serde_json::json;
@@ -103,7 +103,13 @@ pub(crate) async fn recall(profile: &Path, id: &str, json: bool) -> anyhow::Resu
 }
 
 /// `rampart edit ID TEXT`.
-pub(crate) async fn edit(profile: &Path, id: &str, text: &str, json: bool) -> anyhow::Result<()> {
+pub(crate) async fn edit(
+    profile: &Path,
+    id: &str,
+    text: &str,
+    confirm: bool,
+    json: bool,
+) -> anyhow::Result<()> {
     let text = if text == "-" {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
@@ -113,11 +119,22 @@ pub(crate) async fn edit(profile: &Path, id: &str, text: &str, json: bool) -> an
     };
     let mut client = open(profile)?;
     client.sync().await?;
-    let sent = client.edit(id, &text).await?;
+    let (sent, check) = match client.edit_with(id, &text, confirm).await {
+        Err(ClientError::NeedsConfirmation { found }) => {
+            if crate::dlp_cmd::ask_to_send(&found, json) {
+                client.edit_with(id, &text, true).await?
+            } else {
+                return Err(ClientError::NeedsConfirmation { found }.into());
+            }
+        }
+        other => other?,
+    };
+    crate::dlp_cmd::print_check(&check, json);
     if json {
         println!(
             "{}",
-            json!({"edited": true, "group_id": sent.group.to_string()})
+            json!({"edited": true, "group_id": sent.group.to_string(),
+                   "dlp": crate::dlp_cmd::check_json(&check)})
         );
     } else {
         println!("edited in {}", client.conversation_label(&sent.group));

@@ -1,9 +1,10 @@
 //! `rampart server` and `rampart admin`.
 
+use crate::cli::time;
 use anyhow::Context as _;
 use rampart_server::{Registration, Server, ServerConfig};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Flags of `rampart server`; each overrides the config file, and each can come
 /// from a `RAMPART_*` environment variable.
@@ -121,17 +122,75 @@ pub enum AdminCommand {
         #[arg(long, env = "RAMPART_DATA", default_value = "./rampart-data")]
         data: PathBuf,
     },
+    /// The organisation's data-loss prevention (DLP) policy, which every
+    /// official client applies to messages and files before encrypting them.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// List the DLP events clients reported, newest first: when, who, from
+    /// which device, in which conversation, which rule fired and what the
+    /// client did. Never the content: clients do not send it.
+    DlpEvents {
+        /// The server's data directory.
+        #[arg(long, env = "RAMPART_DATA", default_value = "./rampart-data")]
+        data: PathBuf,
+        /// How many events to list.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+/// `rampart admin policy …`.
+#[derive(clap::Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Check a policy file and make it the organisation's policy.
+    ///
+    /// FILE is TOML (or JSON if it starts with `{`); an invalid file is
+    /// refused with the line at fault and nothing changes. Works while the
+    /// server runs or is stopped: a running server tells every connected
+    /// client within a second, and clients fetch it at start otherwise.
+    ///
+    /// Example:
+    ///
+    ///     version = 1
+    ///     [detectors.card]
+    ///     action = "block"          # block | warn | redact | audit | off
+    ///     [[custom]]
+    ///     id = "project-falcon"
+    ///     keywords = ["project falcon"]
+    ///     action = "warn"
+    #[command(verbatim_doc_comment)]
+    Set {
+        /// The policy file.
+        file: PathBuf,
+        /// The server's data directory.
+        #[arg(long, env = "RAMPART_DATA", default_value = "./rampart-data")]
+        data: PathBuf,
+    },
+    /// Show the stored policy: its revision, when it was set and the
+    /// document (as clients receive it; `--json` embeds it as an object).
+    Show {
+        /// The server's data directory.
+        #[arg(long, env = "RAMPART_DATA", default_value = "./rampart-data")]
+        data: PathBuf,
+    },
+}
+
+/// Admin commands open the database directly; refuse to create a fresh
+/// one when the directory is wrong.
+fn existing_data_dir(data: &Path) -> anyhow::Result<()> {
+    if !data.exists() {
+        anyhow::bail!(
+            "{} does not exist; pass the server's --data directory",
+            data.display()
+        );
+    }
+    Ok(())
 }
 
 pub async fn admin(command: AdminCommand, json: bool) -> anyhow::Result<()> {
     match command {
         AdminCommand::Invite { data } => {
-            if !data.exists() {
-                anyhow::bail!(
-                    "{} does not exist; pass the server's --data directory",
-                    data.display()
-                );
-            }
+            existing_data_dir(&data)?;
             let code = rampart_server::create_invite(&data).await?;
             if json {
                 println!("{}", serde_json::json!({ "invite": code }));
@@ -140,5 +199,82 @@ pub async fn admin(command: AdminCommand, json: bool) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        AdminCommand::Policy(PolicyCommand::Set { file, data }) => {
+            policy_set(&file, &data, json).await
+        }
+        AdminCommand::Policy(PolicyCommand::Show { data }) => policy_show(&data, json).await,
+        AdminCommand::DlpEvents { data, limit } => dlp_events(&data, limit, json).await,
     }
+}
+
+async fn policy_set(file: &Path, data: &Path, json: bool) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // Validated here, not by the server, which stores the document without
+    // knowing the detectors. The error names the line.
+    let policy = rampart_policy::Policy::parse(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    existing_data_dir(data)?;
+    let revision = rampart_server::set_dlp_policy(data, &policy.to_json()).await?;
+    if json {
+        println!("{}", serde_json::json!({ "revision": revision }));
+    } else {
+        println!(
+            "policy revision {revision} stored; a running server tells connected clients within a second"
+        );
+    }
+    Ok(())
+}
+
+async fn policy_show(data: &Path, json: bool) -> anyhow::Result<()> {
+    existing_data_dir(data)?;
+    let policy = rampart_server::dlp_policy(data).await?;
+    // The stored document is JSON; shown as such rather than as a string.
+    let document = policy.document.as_deref().map(|d| {
+        serde_json::from_str::<serde_json::Value>(d)
+            .unwrap_or_else(|_| serde_json::Value::String(d.to_owned()))
+    });
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "revision": policy.revision,
+                "updated_at": policy.updated_at,
+                "document": document,
+            })
+        );
+        return Ok(());
+    }
+    match (document, policy.updated_at) {
+        (Some(document), Some(at)) => {
+            println!("revision {}, set {} UTC", policy.revision, time(at));
+            println!("{}", serde_json::to_string_pretty(&document)?);
+        }
+        _ => println!("no policy has been set; clients apply their built-in defaults"),
+    }
+    Ok(())
+}
+
+async fn dlp_events(data: &Path, limit: u32, json: bool) -> anyhow::Result<()> {
+    existing_data_dir(data)?;
+    let events = rampart_server::dlp_events(data, limit).await?;
+    if json {
+        println!("{}", serde_json::to_string(&events)?);
+    } else if events.is_empty() {
+        println!("no DLP events reported");
+    } else {
+        for e in events {
+            // Ids print with `write_str`, which ignores widths: pad strings.
+            let user = format!("@{}", e.username);
+            println!(
+                "{}  {user:<17} device {}  group {}  {:<28} {}",
+                time(e.received_at),
+                e.device_id,
+                e.group_id.short(),
+                e.rule,
+                e.action
+            );
+        }
+    }
+    Ok(())
 }

@@ -4,6 +4,11 @@
 //!
 //! A message whose expiry has passed (by the server clock) is never sent,
 //! from the backlog or live, even if the purge has not deleted it yet.
+//!
+//! After the backlog, each connection also watches the DLP policy revision
+//! (see `crate::dlp`) and sends `PolicyChanged`: right away if a policy is
+//! set, then on every change. The watch channel holds only the latest
+//! revision, so nothing queues up behind a slow socket.
 
 use super::mls::{self, Refusal};
 use super::{CONNECTION_BUFFER, Op, Outbound, internal_rejection};
@@ -112,6 +117,13 @@ async fn run(socket: WebSocket, state: AppState, device: DeviceId) {
     let mut shutdown = state.shutdown.clone();
     let mut closing: Option<Message> = None;
     let mut kick_open = true;
+    // The current revision counts as unseen when there is one: a client may
+    // have fetched the policy just before it changed and it connected.
+    let mut policy = state.policy_revision.clone();
+    if *policy.borrow_and_update() > 0 {
+        policy.mark_changed();
+    }
+    let mut policy_open = true;
 
     loop {
         tokio::select! {
@@ -164,6 +176,17 @@ async fn run(socket: WebSocket, state: AppState, device: DeviceId) {
                     ));
                     break;
                 }
+            },
+            // After BacklogDone, so the backlog-then-BacklogDone order holds.
+            changed = policy.changed(), if backlog_done && policy_open => match changed {
+                Ok(()) => {
+                    let revision = *policy.borrow_and_update();
+                    if sink.send(binary(&ServerFrame::PolicyChanged { revision })).await.is_err() {
+                        break;
+                    }
+                }
+                // The server is going away; shutdown closes the socket.
+                Err(_) => policy_open = false,
             },
             incoming = stream.next(), if pending.len() < MAX_IN_FLIGHT => {
                 let bytes = match incoming {

@@ -53,6 +53,11 @@ impl TestServer {
             ..config
         };
         let server = Server::open_with_clock(config, clock).await.unwrap();
+        Self::serve(server).await
+    }
+
+    /// Serves an opened server (for tests that adjust it before serving).
+    pub async fn serve(server: Server) -> Self {
         let first_invite = server.first_invite().map(str::to_owned);
         let purger = server.purger();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
