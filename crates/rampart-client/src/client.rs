@@ -1444,7 +1444,18 @@ impl Client {
 
     /// Messages: unread ones (marking them read), or all with `all`.
     pub fn inbox(&self, all: bool) -> Result<Vec<HistoryEntry>, ClientError> {
-        self.store.app().history(None, all, true)
+        let mut entries = self.store.app().history(None, all, true)?;
+        self.add_warnings(&mut entries);
+        Ok(entries)
+    }
+
+    /// Explains the risks of received links and files, by the policy now
+    /// in force (so a domain blocked today is flagged in old messages too).
+    fn add_warnings(&self, entries: &mut [HistoryEntry]) {
+        for e in entries.iter_mut().filter(|e| !e.outgoing && !e.recalled) {
+            let name = e.file.as_ref().map(|f| f.name.as_str());
+            e.warnings = self.guard.incoming_warnings(&e.text, name);
+        }
     }
 
     /// The history of one conversation.
@@ -1453,7 +1464,9 @@ impl Client {
         target: &Target,
     ) -> Result<(GroupId, Vec<HistoryEntry>), ClientError> {
         let group = self.conversation_for(target).await?;
-        Ok((group, self.store.app().history(Some(&group), true, true)?))
+        let mut entries = self.store.app().history(Some(&group), true, true)?;
+        self.add_warnings(&mut entries);
+        Ok((group, entries))
     }
 
     /// Closes the connection politely.

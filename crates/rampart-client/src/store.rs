@@ -386,6 +386,10 @@ pub struct HistoryEntry {
     pub recalled: bool,
     /// When this device deletes it (ms since the Unix epoch).
     pub expires_at: Option<u64>,
+    /// What the recipient should know about its links and file (filled in
+    /// by the client from the organisation's policy; never for own messages).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<rampart_core::guard::Warning>,
 }
 
 /// A shared file as the history shows it (never its key).
@@ -546,6 +550,7 @@ impl AppDb<'_> {
                     edited: m.edits > 0,
                     recalled: m.recalled,
                     expires_at: m.expires_at,
+                    warnings: Vec::new(),
                 },
                 r.get(16)?,
             ))

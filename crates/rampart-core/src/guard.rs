@@ -10,6 +10,7 @@
 //!
 //! This runs in the official clients only: a modified client can skip it.
 
+use rampart_policy::link::{LinkChecker, LinkRisk, LinkWarning};
 use rampart_policy::{Action, Detector, Finding, Policy, PolicyError, Rule, Scanner, redact};
 use std::borrow::Cow;
 
@@ -18,6 +19,7 @@ pub struct Guard {
     revision: u64,
     policy: Policy,
     scanner: Scanner,
+    links: LinkChecker,
 }
 
 impl std::fmt::Debug for Guard {
@@ -33,6 +35,7 @@ impl Default for Guard {
         let scanner = Scanner::new(&policy.dlp).unwrap_or_else(|_| Scanner::all_builtin());
         Guard {
             revision: 0,
+            links: LinkChecker::new(&policy.links),
             policy,
             scanner,
         }
@@ -46,6 +49,7 @@ impl Guard {
         let scanner = Scanner::new(&policy.dlp)?;
         Ok(Guard {
             revision,
+            links: LinkChecker::new(&policy.links),
             policy,
             scanner,
         })
@@ -60,6 +64,10 @@ impl Guard {
         &self.policy
     }
 
+    fn file_name_warnings(&self, _name: &str) -> Vec<Warning> {
+        Vec::new()
+    }
+
     /// What the policy makes of a text about to be sent.
     pub fn check_text(&self, text: &str) -> TextCheck {
         let mut hits: Vec<Hit> = Vec::new();
@@ -70,8 +78,59 @@ impl Guard {
             }
             hits.push(Hit::new(text, finding, action, &self.policy));
         }
+        // A link the organisation blocklisted does not leave either.
+        for warning in self.links.check(text) {
+            if warning.risk == LinkRisk::Blocklisted {
+                hits.push(Hit {
+                    rule: warning.risk.id().to_owned(),
+                    action: Action::Block,
+                    what: "a link to a site your organisation blocks".to_owned(),
+                    why: warning.explanation,
+                    masked: warning.url_shown,
+                    finding: None,
+                });
+            }
+        }
         TextCheck { hits }
     }
+
+    /// What a recipient should know about the links in a message, most
+    /// dangerous first.
+    pub fn link_warnings(&self, text: &str) -> Vec<LinkWarning> {
+        let mut warnings = self.links.check(text);
+        warnings.sort_by(|a, b| b.severity.cmp(&a.severity));
+        warnings
+    }
+
+    /// Everything a recipient should be told about a received message: its
+    /// links, and for a shared file what its name says about it (what it
+    /// really is is known only once downloaded).
+    pub fn incoming_warnings(&self, text: &str, file_name: Option<&str>) -> Vec<Warning> {
+        let mut out: Vec<Warning> = self
+            .link_warnings(text)
+            .into_iter()
+            .map(|w| Warning {
+                risk: w.risk.id(),
+                severity: w.severity.as_str(),
+                explanation: w.explanation,
+            })
+            .collect();
+        if let Some(name) = file_name {
+            out.extend(self.file_name_warnings(name));
+        }
+        out
+    }
+}
+
+/// A warning shown with a received message.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Warning {
+    /// Stable id: `link.lookalike`, `file.executable`, …
+    pub risk: &'static str,
+    /// `caution` or `danger`.
+    pub severity: &'static str,
+    /// One sentence for a non-expert.
+    pub explanation: String,
 }
 
 /// One rule that fired on a text.
@@ -87,7 +146,8 @@ pub struct Hit {
     /// The finding as it would look masked (`4111 **** **** 1111`); secrets
     /// are masked whole. Safe to show; the full secret never is.
     pub masked: String,
-    finding: Finding,
+    /// The span in the text, for findings that can be masked.
+    finding: Option<Finding>,
 }
 
 impl Hit {
@@ -114,23 +174,25 @@ impl Hit {
             what,
             why: finding.why.clone(),
             masked,
-            finding,
+            finding: Some(finding),
         }
     }
 
     /// "a payment card number (4111 **** **** 1111)"; for secrets just what
     /// it is, since nothing of it may be shown.
     pub fn describe(&self) -> String {
-        match &self.finding.rule {
-            Rule::Builtin(d) if !d.is_secret() => format!("{} ({})", self.what, self.masked),
-            _ => self.what.clone(),
+        match self.finding.as_ref().map(|f| &f.rule) {
+            Some(Rule::Builtin(d)) if d.is_secret() => self.what.clone(),
+            Some(Rule::Custom(_)) => self.what.clone(),
+            _ => format!("{} ({})", self.what, self.masked),
         }
     }
 
+    /// The built-in detector that found it, if one did.
     pub fn detector(&self) -> Option<Detector> {
-        match self.finding.rule {
-            Rule::Builtin(d) => Some(d),
-            Rule::Custom(_) => None,
+        match self.finding.as_ref().map(|f| &f.rule) {
+            Some(Rule::Builtin(d)) => Some(*d),
+            _ => None,
         }
     }
 }
@@ -162,7 +224,7 @@ impl TextCheck {
             .hits
             .iter()
             .filter(|h| h.action == Action::Redact)
-            .map(|h| h.finding.clone())
+            .filter_map(|h| h.finding.clone())
             .collect();
         if masked.is_empty() {
             Cow::Borrowed(text)

@@ -311,6 +311,7 @@ fn print_entries(
                     "edited": e.edited,
                     "recalled": e.recalled,
                     "expires_at": e.expires_at,
+                    "warnings": e.warnings,
                 })
             })
             .collect();
@@ -331,6 +332,9 @@ fn print_entries(
                 time(e.sent_at),
                 messages_cmd::entry_line(e)
             )?;
+            for w in &e.warnings {
+                writeln!(out, "{}", dlp_cmd::warning_line(w))?;
+            }
         }
     }
     Ok(())
@@ -338,6 +342,26 @@ fn print_entries(
 
 /// A line for an event, or nothing for quiet ones.
 fn describe(client: &Client, event: &Event) -> Option<String> {
+    let line = describe_event(client, event)?;
+    let warnings = match event {
+        Event::Message(m) => match &m.body {
+            rampart_core::content::Body::Text(t) => client.guard().incoming_warnings(t, None),
+            rampart_core::content::Body::File(a) => {
+                client.guard().incoming_warnings(&a.caption, Some(&a.name))
+            }
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    let mut out = line;
+    for w in &warnings {
+        out.push('\n');
+        out.push_str(&dlp_cmd::warning_line(w));
+    }
+    Some(out)
+}
+
+fn describe_event(client: &Client, event: &Event) -> Option<String> {
     Some(match event {
         Event::Message(m) => match &m.body {
             rampart_core::content::Body::Text(t) => format!(

@@ -70,3 +70,9 @@ pub(crate) async fn send_text(
         other => other,
     }
 }
+
+/// A warning under a received message: `  ⚠ danger: this link goes to …`.
+pub(crate) fn warning_line(w: &rampart_core::guard::Warning) -> String {
+    let mark = if w.severity == "danger" { "!!" } else { "!" };
+    format!("    {mark} {}: {}", w.severity, w.explanation)
+}

@@ -1,0 +1,250 @@
+//! Data-loss prevention end to end: a real server on loopback with its
+//! SQLite data directory, real clients with encrypted profiles, and the
+//! organisation's policy set the way `rampart admin policy set` sets it.
+//! Every action (block, warn, redact, audit) is followed from the sender's
+//! decision to what the recipient gets and what the server recorded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use rampart_client::{Alert, Client, ClientError};
+use rampart_policy::Policy;
+use std::path::Path;
+use std::time::Duration;
+use support::*;
+
+fn loopback() -> std::net::SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Validates a TOML policy as the admin command does and stores it.
+async fn set_policy(server: &TestServer, toml: &str) -> u64 {
+    let policy = Policy::parse(toml).expect("valid policy");
+    rampart_server::set_dlp_policy(&server.data, &policy.to_json())
+        .await
+        .expect("policy stored")
+}
+
+async fn events(server: &TestServer) -> Vec<(String, String, String)> {
+    let mut list: Vec<_> = rampart_server::dlp_events(&server.data, 100)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| (e.username.to_string(), e.rule, e.action))
+        .collect();
+    list.reverse();
+    list
+}
+
+async fn pair(tmp: &Path) -> (TestServer, Client, Client) {
+    let server = TestServer::start(&tmp.join("server"), loopback()).await;
+    let alice = register(&server, tmp, "alice").await;
+    let bob = register(&server, tmp, "bob").await;
+    (server, alice, bob)
+}
+
+fn server_holds(server: &TestServer, needle: &str) -> bool {
+    all_bytes(&server.data)
+        .iter()
+        .any(|(_, bytes)| contains(bytes, needle.as_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_text_never_leaves_the_sender() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, mut alice, mut bob) = pair(tmp.path()).await;
+    set_policy(&server, "version = 1\n[detectors.card]\naction = \"block\"\n").await;
+    alice.sync().await.unwrap();
+
+    let canary = "canary-7Hq2 card 4532 0151 1283 0366 exp 09/29";
+    let err = alice
+        .send_text_with(&user("bob"), canary, None, true)
+        .await
+        .expect_err("blocked");
+    let message = err.to_string();
+    assert!(matches!(err, ClientError::Blocked(_)), "{err:?}");
+    assert!(message.contains("rule card"), "{message}");
+    assert!(message.contains("4532 **** **** 0366"), "{message}");
+    assert!(!message.contains("0151"), "the refusal repeats the number: {message}");
+
+    // Nothing reached the server or bob; the event did, without content.
+    assert!(received(&mut bob).await.is_empty());
+    assert!(!server_holds(&server, "canary-7Hq2"));
+    assert!(!server_holds(&server, "4532 0151 1283 0366"));
+    assert_eq!(
+        events(&server).await,
+        vec![("alice".into(), "card".into(), "block".into())]
+    );
+    let record = &rampart_server::dlp_events(&server.data, 1).await.unwrap()[0];
+    assert_eq!(
+        record.group_id,
+        rampart_proto::GroupId::direct(alice.username(), bob.username())
+    );
+    // A blocked first message does not even start the conversation.
+    assert!(alice.groups().unwrap().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warning_needs_confirmation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, mut alice, mut bob) = pair(tmp.path()).await;
+    // No policy set: the built-in defaults warn about card numbers.
+    let text = "the company card is 5555 5555 5555 4444";
+    let err = alice
+        .send_text_with(&user("bob"), text, None, false)
+        .await
+        .expect_err("needs confirmation");
+    match &err {
+        ClientError::NeedsConfirmation { found } => {
+            assert_eq!(found, &vec!["a payment card number (5555 **** **** 4444)".to_owned()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("--confirm"));
+    assert!(received(&mut bob).await.is_empty());
+    alice.report_declined(&user("bob"), text).await;
+
+    let (_, check) = alice
+        .send_text_with(&user("bob"), text, None, true)
+        .await
+        .expect("sent once confirmed");
+    assert_eq!(check.hits.len(), 1);
+    assert_eq!(received(&mut bob).await, vec![format!("alice: {text}")]);
+    assert_eq!(
+        events(&server).await,
+        vec![
+            ("alice".into(), "card".into(), "warn".into()),
+            ("alice".into(), "card".into(), "warn".into()),
+        ]
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redaction_masks_before_encryption_and_audit_sends_as_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, mut alice, mut bob) = pair(tmp.path()).await;
+    set_policy(
+        &server,
+        "version = 1\n[detectors.card]\naction = \"redact\"\n[detectors.ssn]\naction = \"audit\"\n",
+    )
+    .await;
+    alice.sync().await.unwrap();
+
+    alice
+        .send_text(&user("bob"), "pay with 4532\u{200B}0151\u{200B}1283\u{200B}0366 today")
+        .await
+        .expect("sent redacted");
+    alice
+        .send_text(&user("bob"), "her ssn is 536-22-8172")
+        .await
+        .expect("sent and audited");
+    assert_eq!(
+        received(&mut bob).await,
+        vec![
+            "alice: pay with 4532********0366 today".to_owned(),
+            "alice: her ssn is 536-22-8172".to_owned(),
+        ]
+    );
+    // The sender's own copy is the masked one too.
+    let own: Vec<String> = alice
+        .inbox(true)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.outgoing)
+        .map(|e| e.text)
+        .collect();
+    assert_eq!(own[0], "pay with 4532********0366 today");
+    assert_eq!(
+        events(&server).await,
+        vec![
+            ("alice".into(), "card".into(), "redact".into()),
+            ("alice".into(), "ssn".into(), "audit".into()),
+        ]
+    );
+    // The server holds the events, never what they were about.
+    assert!(!server_holds(&server, "536-22-8172"));
+    assert!(!server_holds(&server, "4532015112830366"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_change_reaches_a_connected_client() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, mut alice, mut bob) = pair(tmp.path()).await;
+    alice.send_text(&user("bob"), "hi bob").await.unwrap();
+    bob.sync().await.unwrap();
+    bob.take_alerts();
+    assert_eq!(bob.guard().revision(), 0);
+
+    // bob waits for live deliveries while the administrator changes the policy.
+    let revision = set_policy(
+        &server,
+        r#"
+version = 1
+[[custom]]
+id = "falcon"
+description = "the code name of an unannounced product"
+keywords = ["project falcon"]
+action = "block"
+"#,
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while bob.guard().revision() != revision {
+        assert!(tokio::time::Instant::now() < deadline, "the change never arrived");
+        let _ = tokio::time::timeout(Duration::from_secs(2), bob.next_events()).await;
+    }
+    assert!(bob.take_alerts().contains(&Alert::PolicyUpdated { revision }));
+
+    // The new rule holds at once, without a sync.
+    let err = bob
+        .send_text(&user("alice"), "the Project Falcon launch slipped")
+        .await
+        .expect_err("blocked by the new rule");
+    let message = err.to_string();
+    assert!(message.contains("custom.falcon"), "{message}");
+    assert!(message.contains("unannounced product"), "{message}");
+    assert!(!message.contains("launch slipped"), "{message}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn received_links_are_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, mut alice, mut bob) = pair(tmp.path()).await;
+    set_policy(
+        &server,
+        "version = 1\n[links]\norg_domains = [\"example.com\"]\nblocked_domains = [\"evil.test\"]\n",
+    )
+    .await;
+    alice
+        .send_text(
+            &user("bob"),
+            "reset it at https://rnicrosoft.com/reset or [example.com](https://exarnple.com/login), wiki at https://wiki.example.com",
+        )
+        .await
+        .unwrap();
+    bob.sync().await.unwrap();
+    let inbox = bob.inbox(false).unwrap();
+    let risks: Vec<&str> = inbox[0].warnings.iter().map(|w| w.risk).collect();
+    assert!(risks.contains(&"link.lookalike"), "{risks:?}");
+    assert!(risks.contains(&"link.mismatched_text"), "{risks:?}");
+    let explained = inbox[0]
+        .warnings
+        .iter()
+        .any(|w| w.explanation.contains("rnicrosoft.com") && w.explanation.contains("microsoft.com"));
+    assert!(explained, "{:?}", inbox[0].warnings);
+    // The sender's own copy has no warnings; the organisation's wiki is fine.
+    assert!(alice.inbox(true).unwrap().iter().all(|e| e.warnings.is_empty()));
+
+    // A blocklisted link does not leave the sender.
+    let err = bob
+        .send_text(&user("alice"), "see http://login.evil.test/x")
+        .await
+        .expect_err("blocklisted");
+    assert!(err.to_string().contains("link.blocklisted"), "{err}");
+    server.stop().await;
+}
