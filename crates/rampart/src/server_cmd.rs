@@ -122,13 +122,17 @@ pub enum AdminCommand {
         #[arg(long, env = "RAMPART_DATA", default_value = "./rampart-data")]
         data: PathBuf,
     },
-    /// The organisation's data-loss prevention (DLP) policy, which every
-    /// official client applies to messages and files before encrypting them.
+    /// The organisation's data-loss prevention (DLP) policy.
+    ///
+    /// Every official client fetches it and applies it to messages and
+    /// files before encrypting them; the server only stores and hands it out.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// List the DLP events clients reported, newest first: when, who, from
-    /// which device, in which conversation, which rule fired and what the
-    /// client did. Never the content: clients do not send it.
+    /// List the DLP events clients reported, newest first.
+    ///
+    /// Each shows when it arrived, who and which device reported it, the
+    /// conversation, which rule fired and what the client did (block, warn,
+    /// redact or audit). Never the content: clients do not send it.
     DlpEvents {
         /// The server's data directory.
         #[arg(long, env = "RAMPART_DATA", default_value = "./rampart-data")]
@@ -142,7 +146,7 @@ pub enum AdminCommand {
 /// `rampart admin policy …`.
 #[derive(clap::Subcommand, Debug)]
 pub enum PolicyCommand {
-    /// Check a policy file and make it the organisation's policy.
+    /// Check a policy file and make it the organisation's policy
     ///
     /// FILE is TOML (or JSON if it starts with `{`); an invalid file is
     /// refused with the line at fault and nothing changes. Works while the
@@ -166,8 +170,10 @@ pub enum PolicyCommand {
         #[arg(long, env = "RAMPART_DATA", default_value = "./rampart-data")]
         data: PathBuf,
     },
-    /// Show the stored policy: its revision, when it was set and the
-    /// document (as clients receive it; `--json` embeds it as an object).
+    /// Show the stored policy: its revision, when it was set, the document
+    ///
+    /// The document is shown as clients receive it (the canonical JSON of
+    /// the file given to `set`); `--json` embeds it as an object.
     Show {
         /// The server's data directory.
         #[arg(long, env = "RAMPART_DATA", default_value = "./rampart-data")]
