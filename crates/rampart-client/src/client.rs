@@ -141,6 +141,8 @@ pub struct Client {
     pub(crate) guard: rampart_core::guard::Guard,
     /// The server said the policy changed; fetch it before the next send.
     pub(crate) dlp_stale: bool,
+    /// When this session last fetched the policy (this client's clock).
+    pub(crate) dlp_fetched_at: Option<u64>,
 }
 
 /// What the envelope of a send tells the server.
@@ -354,6 +356,7 @@ impl Client {
             clock: Clock::system(),
             guard,
             dlp_stale: false,
+            dlp_fetched_at: None,
         })
     }
 
@@ -506,8 +509,8 @@ impl Client {
                 })
             }
             Some(frame) => {
-                if let ServerFrame::PolicyChanged { .. } = frame {
-                    self.dlp_stale = true;
+                if let ServerFrame::PolicyChanged { revision } = frame {
+                    self.dlp_stale |= revision != self.guard.revision();
                 }
                 Ok(frame)
             }
@@ -608,7 +611,9 @@ impl Client {
                         current_epoch: None,
                     });
                 }
-                Some(ServerFrame::PolicyChanged { .. }) => self.dlp_stale = true,
+                Some(ServerFrame::PolicyChanged { revision }) => {
+                    self.dlp_stale |= revision != self.guard.revision();
+                }
                 Some(_) => {}
                 None => {
                     self.socket = None;
@@ -1172,9 +1177,7 @@ impl Client {
         expire_secs: Option<u32>,
         confirmed: bool,
     ) -> Result<(StoredMessage, TextCheck), ClientError> {
-        if self.dlp_stale {
-            self.refresh_dlp_policy().await?;
-        }
+        self.ensure_current_policy().await?;
         let check = self
             .screen(self.target_group(target)?, text, confirmed)
             .await?;
@@ -1260,9 +1263,7 @@ impl Client {
     ) -> Result<(StoredMessage, TextCheck), ClientError> {
         self.connect().await?;
         self.apply_deferred().await?;
-        if self.dlp_stale {
-            self.refresh_dlp_policy().await?;
-        }
+        self.ensure_current_policy().await?;
         let target = self.find_message(id)?;
         let check = self.screen(target.group, text, confirmed).await?;
         let text = check.text_to_send(text).into_owned();

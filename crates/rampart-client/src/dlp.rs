@@ -16,6 +16,10 @@ use rampart_proto::{ErrorCode, GroupId};
 
 /// The last policy fetched, as the server sent it (JSON of [`OrgPolicy`]).
 const META_DLP_POLICY: &str = "dlp_policy";
+/// A policy fetched longer ago than this is fetched again before a send.
+/// Connected clients hear of changes at once; this covers a command-line
+/// run that starts from the profile's cached copy, and missed pushes.
+const POLICY_MAX_AGE_MS: u64 = 5 * 60 * 1000;
 
 /// The policy cached in a profile, or the built-in defaults. A cached
 /// document this build cannot read (a newer schema) also falls back to the
@@ -50,6 +54,7 @@ impl Client {
     pub async fn refresh_dlp_policy(&mut self) -> Result<(), ClientError> {
         let fetched: OrgPolicy = self.http.get("/v1/policy/dlp").await?;
         self.dlp_stale = false;
+        self.dlp_fetched_at = Some(self.now());
         if fetched.revision == self.guard.revision() {
             return Ok(());
         }
@@ -70,6 +75,19 @@ impl Client {
         self.alerts.push(crate::client::Alert::PolicyUpdated {
             revision: fetched.revision,
         });
+        Ok(())
+    }
+
+    /// Makes sure the policy about to be applied is the organisation's
+    /// current one: fetched in this session, recently, and not announced as
+    /// changed since.
+    pub(crate) async fn ensure_current_policy(&mut self) -> Result<(), ClientError> {
+        let fresh = self
+            .dlp_fetched_at
+            .is_some_and(|at| self.now().saturating_sub(at) < POLICY_MAX_AGE_MS);
+        if self.dlp_stale || !fresh {
+            self.refresh_dlp_policy().await?;
+        }
         Ok(())
     }
 

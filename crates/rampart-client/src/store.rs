@@ -712,7 +712,9 @@ impl AppDb<'_> {
             .prepare("SELECT id, event FROM dlp_outbox ORDER BY id LIMIT ?1")
             .map_err(ClientError::store)?;
         let rows = stmt
-            .query_map([limit as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .query_map([limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
             .map_err(ClientError::store)?;
         let mut out = Vec::new();
         for row in rows {

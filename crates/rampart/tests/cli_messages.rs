@@ -574,3 +574,71 @@ fn files_through_the_binary() {
     let err = fails(rampart(&alice, &["send-file", "@bob", "/no/such/file"], ""));
     assert!(err.contains("opening the file"), "{err}");
 }
+
+/// The organisation's policy at the command line: a warning refuses to send
+/// without a terminal and says how to confirm, `--confirm` sends, a policy
+/// set with `admin policy set` while the server runs applies to the very
+/// next command, a blocked text exits non-zero without sending, and links
+/// in received messages are explained in `inbox`.
+#[test]
+fn dlp_confirmation_block_and_link_warnings_through_the_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let alice = tmp.path().join("alice");
+    let bob = tmp.path().join("bob");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let (_server, invite) = start_server(&data, port, None);
+    register_alice_and_bob(&data, &url, &invite, &alice, &bob);
+
+    let card = "the card is 4111 1111 1111 1111";
+    let err = fails(rampart(&alice, &["send", "@bob", card], ""));
+    assert!(err.contains("--confirm"), "{err}");
+    assert!(err.contains("4111 **** **** 1111"), "{err}");
+    assert!(!err.contains("4111 1111 1111 1111"), "{err}");
+    let sent = json(&alice, &["send", "@bob", card, "--confirm"]);
+    assert_eq!(sent["dlp"], serde_json::json!([{"rule": "card", "action": "warn"}]));
+    let got = synced_inbox(&bob);
+    assert_eq!(entry(&got, sent["id"].as_str().unwrap())["text"], card);
+
+    let policy = tmp.path().join("policy.toml");
+    std::fs::write(&policy, "version = 1\n[detectors.card]\naction = \"block\"\n").unwrap();
+    let set = Command::new(BIN)
+        .args(["admin", "policy", "set"])
+        .arg(&policy)
+        .args(["--data", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    ok(set);
+    let err = fails(rampart(&alice, &["send", "@bob", card, "--confirm"], ""));
+    assert!(err.contains("not sent") && err.contains("rule card"), "{err}");
+
+    ok(rampart(
+        &alice,
+        &["send", "@bob", "new login page: https://rnicrosoft.com/login"],
+        "",
+    ));
+    ok(rampart(&bob, &["sync"], ""));
+    let shown = ok(rampart(&bob, &["inbox", "--all"], ""));
+    assert!(
+        shown.contains("rnicrosoft.com, which imitates microsoft.com"),
+        "{shown}"
+    );
+    let got = inbox(&bob);
+    let last = got.last().unwrap();
+    assert_eq!(last["warnings"][0]["risk"], "link.lookalike", "{last:#}");
+
+    let listed = Command::new(BIN)
+        .args(["--json", "admin", "dlp-events", "--data", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let listed: Value = serde_json::from_str(&ok(listed)).unwrap();
+    let actions: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, vec!["block", "warn", "warn"], "{listed:#}");
+    assert!(!listed.to_string().contains("4111"), "{listed:#}");
+}
