@@ -79,7 +79,11 @@ fn card_layout(run: &Run, from: usize, to: usize) -> bool {
 /// people; `None` for numbers no network issues.
 fn brand(d: &[u8]) -> Option<&'static str> {
     let len = d.len();
-    let prefix = |n: usize| d.iter().take(n).fold(0u32, |acc, &x| acc * 10 + u32::from(x));
+    let prefix = |n: usize| {
+        d.iter()
+            .take(n)
+            .fold(0u32, |acc, &x| acc * 10 + u32::from(x))
+    };
     let (p1, p2, p3, p4, p6) = (prefix(1), prefix(2), prefix(3), prefix(4), prefix(6));
     let within = |lo: usize, hi: usize| (lo..=hi).contains(&len);
     if p1 == 4 && matches!(len, 13 | 16 | 19) {
@@ -108,7 +112,11 @@ fn brand(d: &[u8]) -> Option<&'static str> {
     if (2200..=2204).contains(&p4) && within(16, 19) {
         return Some("a Mir number that passes the Luhn check");
     }
-    if matches!(p4, 5018 | 5020 | 5038 | 5893 | 6304 | 6759 | 6761 | 6762 | 6763) && within(12, 19) {
+    if matches!(
+        p4,
+        5018 | 5020 | 5038 | 5893 | 6304 | 6759 | 6761 | 6762 | 6763
+    ) && within(12, 19)
+    {
         return Some("a Maestro number that passes the Luhn check");
     }
     if (matches!(p2, 60 | 81 | 82) || p3 == 508) && len == 16 {
@@ -146,13 +154,13 @@ mod tests {
             ("378282246310005", false),  // Amex, 15
             ("3782 822463 10005", true), // Amex layout
             ("6011111111111117", false),
-            ("3530111333300000", false),      // JCB
-            ("30569309025904", false),        // Diners, 14
-            ("6200000000000005", false),      // UnionPay
-            ("4222222222222", false),         // Visa, 13
+            ("3530111333300000", false),       // JCB
+            ("30569309025904", false),         // Diners, 14
+            ("6200000000000005", false),       // UnionPay
+            ("4222222222222", false),          // Visa, 13
             ("4111 1111 1111 1111 110", true), // Visa, 19
-            ("2200 0000 0000 0004", true),    // Mir
-            ("6759649826438453", false),      // Maestro
+            ("2200 0000 0000 0004", true),     // Mir
+            ("6759649826438453", false),       // Maestro
         ] {
             let text = format!("pay with {number} please");
             let found = spans(&text);
@@ -170,18 +178,18 @@ mod tests {
     #[test]
     fn not_cards() {
         for text in [
-            "4111111111111112",                  // Luhn fails
-            "41111111111111110",                 // inside a longer run
-            "x4111111111111111",                 // glued to a word
-            "1234567812345670",                  // no brand starts with 1
-            "9780306406157",                     // ISBN-13
-            "490154203237518",                   // an IMEI: 15 digits, Visa needs 13/16/19
-            "4111 11 11111111 11",               // not a card layout
-            "4111 1111-1111 1111",               // mixed separators
-            "1700000000000",                     // a timestamp
-            "0000000000000000",                  // no brand, all zeros
-            "3.4111111111111111",                // a decimal
-            "deadbeef4111111111111111cafe",      // inside hex
+            "4111111111111112",             // Luhn fails
+            "41111111111111110",            // inside a longer run
+            "x4111111111111111",            // glued to a word
+            "1234567812345670",             // no brand starts with 1
+            "9780306406157",                // ISBN-13
+            "490154203237518",              // an IMEI: 15 digits, Visa needs 13/16/19
+            "4111 11 11111111 11",          // not a card layout
+            "4111 1111-1111 1111",          // mixed separators
+            "1700000000000",                // a timestamp
+            "0000000000000000",             // no brand, all zeros
+            "3.4111111111111111",           // a decimal
+            "deadbeef4111111111111111cafe", // inside hex
             "4111111111111111.5",
         ] {
             assert!(spans(text).is_empty(), "{text}: {:?}", spans(text));

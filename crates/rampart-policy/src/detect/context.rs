@@ -18,18 +18,55 @@ fn words(detector: Detector) -> (&'static [&'static str], &'static [&'static str
     match detector {
         Detector::Card => (
             &[
-                "card", "credit", "debit", "visa", "mastercard", "amex", "discover", "jcb",
-                "diners", "maestro", "unionpay", "cvv", "cvc", "exp", "payment", "pan", "kreditkarte",
-                "tarjeta", "carte",
+                "card",
+                "credit",
+                "debit",
+                "visa",
+                "mastercard",
+                "amex",
+                "discover",
+                "jcb",
+                "diners",
+                "maestro",
+                "unionpay",
+                "cvv",
+                "cvc",
+                "exp",
+                "payment",
+                "pan",
+                "kreditkarte",
+                "tarjeta",
+                "carte",
             ],
             &[
-                "order", "tracking", "invoice", "imei", "isbn", "serial", "ref", "sku", "parcel",
-                "shipment", "confirmation", "ticket", "booking", "transaction id", "timestamp",
-                "phone", "tel",
+                "order",
+                "tracking",
+                "invoice",
+                "imei",
+                "isbn",
+                "serial",
+                "ref",
+                "sku",
+                "parcel",
+                "shipment",
+                "confirmation",
+                "ticket",
+                "booking",
+                "transaction id",
+                "timestamp",
+                "phone",
+                "tel",
             ],
         ),
         Detector::Ssn => (
-            &["ssn", "social security", "social sec", "ss#", "ss #", "sozialversicherung"],
+            &[
+                "ssn",
+                "social security",
+                "social sec",
+                "ss#",
+                "ss #",
+                "sozialversicherung",
+            ],
             &[
                 "phone", "tel", "fax", "order", "tracking", "zip", "routing", "invoice", "ticket",
                 "serial", "part", "po box", "isbn",
@@ -37,15 +74,21 @@ fn words(detector: Detector) -> (&'static [&'static str], &'static [&'static str
         ),
         Detector::Itin => (
             &["itin", "taxpayer", "tax id", "tin", "irs"],
-            &["phone", "tel", "fax", "order", "tracking", "zip", "routing", "invoice", "ticket"],
+            &[
+                "phone", "tel", "fax", "order", "tracking", "zip", "routing", "invoice", "ticket",
+            ],
         ),
         Detector::Iban => (
-            &["iban", "bank", "account", "transfer", "konto", "sepa", "bic", "swift"],
+            &[
+                "iban", "bank", "account", "transfer", "konto", "sepa", "bic", "swift",
+            ],
             &[],
         ),
         Detector::Email => (&["email", "e-mail", "mail", "contact"], &[]),
         Detector::Phone => (
-            &["phone", "call", "tel", "mobile", "cell", "whatsapp", "fax", "ring", "number"],
+            &[
+                "phone", "call", "tel", "mobile", "cell", "whatsapp", "fax", "ring", "number",
+            ],
             &["order", "invoice", "tracking", "serial", "isbn", "version"],
         ),
         _ => (&[], &[]),
@@ -60,7 +103,10 @@ pub(crate) fn adjust(text: &str, c: &Candidate) -> Confidence {
     }
     let before = window(text, c.start.saturating_sub(BEFORE), c.start);
     let after = window(text, c.end, c.end.saturating_add(AFTER).min(text.len()));
-    let near = |list: &[&str]| list.iter().any(|w| contains_word(before, w) || contains_word(after, w));
+    let near = |list: &[&str]| {
+        list.iter()
+            .any(|w| contains_word(before, w) || contains_word(after, w))
+    };
     match (near(raise), near(lower)) {
         (true, false) => c.confidence.raised(),
         (false, true) => c.confidence.lowered(),
@@ -114,20 +160,64 @@ mod tests {
     #[test]
     fn supporting_and_contrary_words() {
         let n = "4111111111111111";
-        assert_eq!(at(&format!("my Visa: {n}"), n, Detector::Card, Confidence::Medium), Confidence::High);
-        assert_eq!(at(&format!("order {n}"), n, Detector::Card, Confidence::Medium), Confidence::Low);
-        assert_eq!(at(&format!("IMEI {n}"), n, Detector::Card, Confidence::Medium), Confidence::Low);
-        assert_eq!(at(&format!("card for order {n}"), n, Detector::Card, Confidence::Medium), Confidence::Medium);
-        assert_eq!(at(&format!("company {n}"), n, Detector::Card, Confidence::Medium), Confidence::Medium);
-        assert_eq!(at(&format!("{n} exp 12/29"), n, Detector::Card, Confidence::Medium), Confidence::High);
+        assert_eq!(
+            at(
+                &format!("my Visa: {n}"),
+                n,
+                Detector::Card,
+                Confidence::Medium
+            ),
+            Confidence::High
+        );
+        assert_eq!(
+            at(&format!("order {n}"), n, Detector::Card, Confidence::Medium),
+            Confidence::Low
+        );
+        assert_eq!(
+            at(&format!("IMEI {n}"), n, Detector::Card, Confidence::Medium),
+            Confidence::Low
+        );
+        assert_eq!(
+            at(
+                &format!("card for order {n}"),
+                n,
+                Detector::Card,
+                Confidence::Medium
+            ),
+            Confidence::Medium
+        );
+        assert_eq!(
+            at(
+                &format!("company {n}"),
+                n,
+                Detector::Card,
+                Confidence::Medium
+            ),
+            Confidence::Medium
+        );
+        assert_eq!(
+            at(
+                &format!("{n} exp 12/29"),
+                n,
+                Detector::Card,
+                Confidence::Medium
+            ),
+            Confidence::High
+        );
         let s = "536228172";
-        assert_eq!(at(&format!("my SSN is {s}"), s, Detector::Ssn, Confidence::Low), Confidence::Medium);
+        assert_eq!(
+            at(&format!("my SSN is {s}"), s, Detector::Ssn, Confidence::Low),
+            Confidence::Medium
+        );
     }
 
     #[test]
     fn windows_respect_char_boundaries() {
         let text = "ééééééééééééééééééééééééééééééééé 4111111111111111 ééééé";
         let n = "4111111111111111";
-        assert_eq!(at(text, n, Detector::Card, Confidence::Medium), Confidence::Medium);
+        assert_eq!(
+            at(text, n, Detector::Card, Confidence::Medium),
+            Confidence::Medium
+        );
     }
 }

@@ -60,10 +60,9 @@ impl CustomRule {
             let invalid = |message: String| PolicyError::Invalid { line, message };
             let id_ok = !rule.id.is_empty()
                 && rule.id.len() <= 48
-                && rule
-                    .id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+                && rule.id.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                });
             if !id_ok {
                 return Err(invalid(format!(
                     "custom rule id {:?} must be 1 to 48 lowercase letters, digits, '-' or '_'",
@@ -71,7 +70,10 @@ impl CustomRule {
                 )));
             }
             if !ids.insert(rule.id.as_str()) {
-                return Err(invalid(format!("custom rule {:?} is defined twice", rule.id)));
+                return Err(invalid(format!(
+                    "custom rule {:?} is defined twice",
+                    rule.id
+                )));
             }
             if rule.keywords.is_empty() && rule.regex.is_none() {
                 return Err(invalid(format!(
@@ -229,7 +231,12 @@ impl CustomSet {
                 let whole = !before.is_some_and(super::is_word_byte)
                     && !after.is_some_and(super::is_word_byte);
                 if whole {
-                    push(owner[m.pattern().as_usize()], m.start(), m.end(), "a keyword");
+                    push(
+                        owner[m.pattern().as_usize()],
+                        m.start(),
+                        m.end(),
+                        "a keyword",
+                    );
                 }
             }
         }

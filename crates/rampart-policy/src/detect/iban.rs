@@ -7,21 +7,95 @@ use crate::finding::{Confidence, Detector};
 
 /// IBAN lengths by country (SWIFT IBAN registry).
 const LENGTHS: &[(&[u8; 2], usize)] = &[
-    (b"AD", 24), (b"AE", 23), (b"AL", 28), (b"AT", 20), (b"AZ", 28), (b"BA", 20),
-    (b"BE", 16), (b"BG", 22), (b"BH", 22), (b"BI", 27), (b"BR", 29), (b"BY", 28),
-    (b"CH", 21), (b"CR", 22), (b"CY", 28), (b"CZ", 24), (b"DE", 22), (b"DJ", 27),
-    (b"DK", 18), (b"DO", 28), (b"EE", 20), (b"EG", 29), (b"ES", 24), (b"FI", 18),
-    (b"FK", 18), (b"FO", 18), (b"FR", 27), (b"GB", 22), (b"GE", 22), (b"GI", 23),
-    (b"GL", 18), (b"GR", 27), (b"GT", 28), (b"HN", 28), (b"HR", 21), (b"HU", 28),
-    (b"IE", 22), (b"IL", 23), (b"IQ", 23), (b"IS", 26), (b"IT", 27), (b"JO", 30),
-    (b"KW", 30), (b"KZ", 20), (b"LB", 28), (b"LC", 32), (b"LI", 21), (b"LT", 20),
-    (b"LU", 20), (b"LV", 21), (b"LY", 25), (b"MC", 27), (b"MD", 24), (b"ME", 22),
-    (b"MK", 19), (b"MN", 20), (b"MR", 27), (b"MT", 31), (b"MU", 30), (b"NI", 28),
-    (b"NL", 18), (b"NO", 15), (b"OM", 23), (b"PK", 24), (b"PL", 28), (b"PS", 29),
-    (b"PT", 25), (b"QA", 29), (b"RO", 24), (b"RS", 22), (b"RU", 33), (b"SA", 24),
-    (b"SC", 31), (b"SD", 18), (b"SE", 24), (b"SI", 19), (b"SK", 24), (b"SM", 27),
-    (b"SO", 23), (b"ST", 25), (b"SV", 28), (b"TL", 23), (b"TN", 24), (b"TR", 26),
-    (b"UA", 29), (b"VA", 22), (b"VG", 24), (b"XK", 20), (b"YE", 30),
+    (b"AD", 24),
+    (b"AE", 23),
+    (b"AL", 28),
+    (b"AT", 20),
+    (b"AZ", 28),
+    (b"BA", 20),
+    (b"BE", 16),
+    (b"BG", 22),
+    (b"BH", 22),
+    (b"BI", 27),
+    (b"BR", 29),
+    (b"BY", 28),
+    (b"CH", 21),
+    (b"CR", 22),
+    (b"CY", 28),
+    (b"CZ", 24),
+    (b"DE", 22),
+    (b"DJ", 27),
+    (b"DK", 18),
+    (b"DO", 28),
+    (b"EE", 20),
+    (b"EG", 29),
+    (b"ES", 24),
+    (b"FI", 18),
+    (b"FK", 18),
+    (b"FO", 18),
+    (b"FR", 27),
+    (b"GB", 22),
+    (b"GE", 22),
+    (b"GI", 23),
+    (b"GL", 18),
+    (b"GR", 27),
+    (b"GT", 28),
+    (b"HN", 28),
+    (b"HR", 21),
+    (b"HU", 28),
+    (b"IE", 22),
+    (b"IL", 23),
+    (b"IQ", 23),
+    (b"IS", 26),
+    (b"IT", 27),
+    (b"JO", 30),
+    (b"KW", 30),
+    (b"KZ", 20),
+    (b"LB", 28),
+    (b"LC", 32),
+    (b"LI", 21),
+    (b"LT", 20),
+    (b"LU", 20),
+    (b"LV", 21),
+    (b"LY", 25),
+    (b"MC", 27),
+    (b"MD", 24),
+    (b"ME", 22),
+    (b"MK", 19),
+    (b"MN", 20),
+    (b"MR", 27),
+    (b"MT", 31),
+    (b"MU", 30),
+    (b"NI", 28),
+    (b"NL", 18),
+    (b"NO", 15),
+    (b"OM", 23),
+    (b"PK", 24),
+    (b"PL", 28),
+    (b"PS", 29),
+    (b"PT", 25),
+    (b"QA", 29),
+    (b"RO", 24),
+    (b"RS", 22),
+    (b"RU", 33),
+    (b"SA", 24),
+    (b"SC", 31),
+    (b"SD", 18),
+    (b"SE", 24),
+    (b"SI", 19),
+    (b"SK", 24),
+    (b"SM", 27),
+    (b"SO", 23),
+    (b"ST", 25),
+    (b"SV", 28),
+    (b"TL", 23),
+    (b"TN", 24),
+    (b"TR", 26),
+    (b"UA", 29),
+    (b"VA", 22),
+    (b"VG", 24),
+    (b"XK", 20),
+    (b"YE", 30),
 ];
 
 /// The IBAN length of a country, case-insensitively.
@@ -129,21 +203,33 @@ mod tests {
 
     #[test]
     fn grouped_plain_and_lowercase() {
-        assert_eq!(found("iban DE89 3704 0044 0532 0130 00 thanks"), vec!["DE89 3704 0044 0532 0130 00"]);
-        assert_eq!(found("DE89370400440532013000"), vec!["DE89370400440532013000"]);
-        assert_eq!(found("gb82 west 1234 5698 7654 32."), vec!["gb82 west 1234 5698 7654 32"]);
+        assert_eq!(
+            found("iban DE89 3704 0044 0532 0130 00 thanks"),
+            vec!["DE89 3704 0044 0532 0130 00"]
+        );
+        assert_eq!(
+            found("DE89370400440532013000"),
+            vec!["DE89370400440532013000"]
+        );
+        assert_eq!(
+            found("gb82 west 1234 5698 7654 32."),
+            vec!["gb82 west 1234 5698 7654 32"]
+        );
         assert_eq!(found("NO9386011117947"), vec!["NO9386011117947"]);
-        assert_eq!(found("(FR1420041010050500013M02606)"), vec!["FR1420041010050500013M02606"]);
+        assert_eq!(
+            found("(FR1420041010050500013M02606)"),
+            vec!["FR1420041010050500013M02606"]
+        );
     }
 
     #[test]
     fn not_ibans() {
         for text in [
-            "DE89370400440532013001",   // check fails
-            "DE8937040044053201300",    // too short for DE
-            "DE893704004405320130001",  // too long for DE
-            "XX89370400440532013000",   // no such country
-            "aDE89370400440532013000",  // glued to a word
+            "DE89370400440532013001",  // check fails
+            "DE8937040044053201300",   // too short for DE
+            "DE893704004405320130001", // too long for DE
+            "XX89370400440532013000",  // no such country
+            "aDE89370400440532013000", // glued to a word
             "DE00370400440532013000",
         ] {
             assert!(found(text).is_empty(), "{text}");

@@ -92,7 +92,7 @@ impl Scanner {
             })
             .collect();
         self.custom.find(&norm, &mut findings);
-        findings.sort_by(|a, b| (a.span.start, a.span.end).cmp(&(b.span.start, b.span.end)));
+        findings.sort_by_key(|f| (f.span.start, f.span.end));
         findings
     }
 

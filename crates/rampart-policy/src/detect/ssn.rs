@@ -120,11 +120,11 @@ mod tests {
             "111-11-1111",
             "078-05-1120",
             "123-45-6789",
-            "536-22 8172",   // mixed separators
-            "536-22-81721",  // too long
-            "1536-22-8172",  // inside a longer run
-            "555-123-4567",  // a phone number
-            "2024-05-12",    // a date
+            "536-22 8172",  // mixed separators
+            "536-22-81721", // too long
+            "1536-22-8172", // inside a longer run
+            "555-123-4567", // a phone number
+            "2024-05-12",   // a date
         ] {
             assert!(found(text).is_empty(), "{text}");
         }

@@ -15,10 +15,16 @@ fn evasions_are_seen_through_and_spans_cover_the_original() {
     let scanner = Scanner::all_builtin();
     let text = "card ４１１１ １１１１ １１１１ １１１１ thanks";
     let found = scanner.scan(text);
-    assert_eq!(rules(&found, text), vec![("card".into(), "４１１１ １１１１ １１１１ １１１１".into())]);
+    assert_eq!(
+        rules(&found, text),
+        vec![("card".into(), "４１１１ １１１１ １１１１ １１１１".into())]
+    );
     let text = "ssn 536\u{200B}-22-\u{200D}8172";
     let found = scanner.scan(text);
-    assert_eq!(rules(&found, text), vec![("ssn".into(), "536\u{200B}-22-\u{200D}8172".into())]);
+    assert_eq!(
+        rules(&found, text),
+        vec![("ssn".into(), "536\u{200B}-22-\u{200D}8172".into())]
+    );
     let text = "٤١١١١١١١١١١١١١١١ is my visa";
     assert_eq!(scanner.scan(text).len(), 1);
 }
@@ -28,7 +34,10 @@ fn digits_inside_an_iban_are_not_a_card() {
     let scanner = Scanner::all_builtin();
     let text = "IBAN GB33BUKB20201555555555 ok";
     let found = scanner.scan(text);
-    assert_eq!(rules(&found, text), vec![("iban".into(), "GB33BUKB20201555555555".into())]);
+    assert_eq!(
+        rules(&found, text),
+        vec![("iban".into(), "GB33BUKB20201555555555".into())]
+    );
 }
 
 #[test]
