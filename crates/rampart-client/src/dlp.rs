@@ -117,6 +117,16 @@ impl Client {
         confirmed: bool,
     ) -> Result<TextCheck, ClientError> {
         let check = self.guard.check_text(text);
+        self.judge(group, check, confirmed).await
+    }
+
+    /// The verdict of [`Client::screen`] on a check already made.
+    pub(crate) async fn judge(
+        &mut self,
+        group: GroupId,
+        check: TextCheck,
+        confirmed: bool,
+    ) -> Result<TextCheck, ClientError> {
         if let Some(message) = check.block_message() {
             self.report_dlp(group, &check).await;
             return Err(ClientError::Blocked(message));
@@ -150,12 +160,16 @@ impl Client {
     /// the server. Never fails the send it belongs to: what cannot be
     /// delivered now waits in the profile for the next attempt.
     pub(crate) async fn report_dlp(&mut self, group: GroupId, check: &TextCheck) {
+        self.report_rules(group, &check.rule_actions()).await;
+    }
+
+    /// [`Client::report_dlp`] for rules and actions directly.
+    pub(crate) async fn report_rules(&mut self, group: GroupId, fired: &[(String, Action)]) {
         let at = self.now();
-        let events: Vec<DlpEvent> = check
-            .rule_actions()
-            .into_iter()
+        let events: Vec<DlpEvent> = fired
+            .iter()
             .map(|(rule, action)| DlpEvent {
-                rule,
+                rule: rule.clone(),
                 action: action.as_str().to_owned(),
                 group_id: group,
                 at,

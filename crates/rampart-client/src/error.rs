@@ -51,6 +51,10 @@ pub enum ClientError {
     /// rule and why, and never repeats what was found in full).
     #[error("{0}")]
     Blocked(String),
+    /// A received file that the organisation's file rules do not allow:
+    /// nothing was saved.
+    #[error("{message}")]
+    Refused { rule: String, message: String },
     /// The organisation's policy asks the user to confirm before sending.
     #[error(
         "this contains {}; your organisation asks you to confirm before sending it: run the command again with --confirm",

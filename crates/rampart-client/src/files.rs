@@ -26,10 +26,13 @@ use rampart_core::attachment::{
     self, Attachment, AttachmentError, FileKey, Opener, Sealer, safe_file_name,
 };
 use rampart_core::content::Body;
+use rampart_core::guard::{Guard, TextCheck, Warning};
+use rampart_policy::file::{FileAction, FileFacts};
 use rampart_proto::api::{BlobStatus, NewBlob};
 use rampart_proto::limits::{BLOB_PART_BYTES, MAX_TEXT_LEN};
 use rampart_proto::{BlobId, ErrorCode};
 use serde::Serialize;
+use sha2::{Digest as _, Sha256};
 use std::fs::File;
 use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -37,6 +40,11 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Bytes read from disk at a time.
 const READ_BYTES: usize = 1024 * 1024;
+/// The first bytes of a file that the file rules look at (magic numbers,
+/// the names inside a ZIP's first entries, EICAR).
+const HEAD_BYTES: usize = 64 * 1024;
+/// How much of a text file is scanned like a message before it is sent.
+const MAX_SCANNED_TEXT: usize = 16 * 1024 * 1024;
 /// Received pieces buffered between the network and the opening thread.
 const DOWNLOAD_QUEUE: usize = 64;
 const DOWNLOADS_DIR: &str = "downloads";
@@ -68,6 +76,9 @@ pub struct Downloaded {
     pub media_type: String,
     /// Blob bytes an earlier, interrupted attempt had already fetched.
     pub resumed_from: u64,
+    /// What the organisation's file rules say about what it really is.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
 }
 
 /// One part of a blob ready to upload, or the blob's hash at the end.
@@ -88,6 +99,25 @@ impl Client {
         expire_secs: Option<u32>,
         progress: &mut dyn Progress,
     ) -> Result<StoredMessage, ClientError> {
+        self.send_file_with(target, path, caption, expire_secs, false, progress)
+            .await
+            .map(|(sent, _)| sent)
+    }
+
+    /// [`Client::send_file`] once the organisation's policy has checked the
+    /// file before anything is uploaded: its real type, name and hash by the
+    /// file rules, a text file's content and the caption like a message.
+    /// Blocked, or warned about without `confirmed`, it is refused as a text
+    /// would be ([`Client::send_text_with`]).
+    pub async fn send_file_with(
+        &mut self,
+        target: &Target,
+        path: &Path,
+        caption: &str,
+        expire_secs: Option<u32>,
+        confirmed: bool,
+        progress: &mut dyn Progress,
+    ) -> Result<(StoredMessage, TextCheck), ClientError> {
         if caption.len() > MAX_TEXT_LEN {
             return Err(ClientError::Usage(format!(
                 "a caption is at most {MAX_TEXT_LEN} bytes"
@@ -109,6 +139,33 @@ impl Client {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos() as i64);
         let blob_len = attachment::blob_len(size).ok_or(AttachmentError::TooLarge(size))?;
+
+        self.ensure_current_policy().await?;
+        let check = {
+            let (reading, want_hash) = (path.clone(), self.guard.wants_file_hash());
+            let inspected = tokio::task::spawn_blocking(move || inspect(&reading, want_hash))
+                .await
+                .map_err(|_| {
+                    ClientError::Protocol("reading the file stopped unexpectedly".into())
+                })??;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let facts = FileFacts {
+                name: &name,
+                head: &inspected.head,
+                size,
+                sha256: inspected.sha256,
+            };
+            self.guard
+                .check_file(&facts, inspected.text.as_deref(), caption)
+        };
+        let check = self
+            .judge(self.target_group(target)?, check, confirmed)
+            .await?;
+        let caption = check.text_to_send(caption).into_owned();
+
         let group = self.conversation_for(target).await?;
         let path_key = path.to_string_lossy().into_owned();
 
@@ -159,7 +216,7 @@ impl Client {
         let sha256 = upload(self, &path, &planned, received, progress).await?;
         let shared = Attachment {
             sha256,
-            caption: caption.to_owned(),
+            caption,
             ..planned
         };
         let now = self.now();
@@ -176,7 +233,8 @@ impl Client {
         })?;
         let stored = self.deliver(out).await?;
         self.store.app().delete_upload(&group, &path_key)?;
-        Ok(stored)
+        self.report_dlp(group, &check).await;
+        Ok((stored, check))
     }
 
     /// The earlier upload of this file to this conversation and how much of
@@ -252,6 +310,7 @@ impl Client {
             shared: shared.clone(),
             part: part.clone(),
             dest: dest.clone(),
+            guard: self.guard.clone(),
         };
         let worker = tokio::task::spawn_blocking(move || job.run(have_tx, bytes_rx));
         // The worker says how much an earlier attempt left (or fails first).
@@ -266,13 +325,23 @@ impl Client {
         // A network failure explains a truncated blob: report it, keep the part.
         match (fetched, opened) {
             (Err(e), _) => Err(e),
-            (Ok(()), Err(e)) => Err(e),
-            (Ok(()), Ok(path)) => Ok(Downloaded {
+            (Ok(()), Err(e)) => {
+                if let ClientError::Refused { rule, .. } = &e {
+                    self.report_rules(
+                        message.group,
+                        &[(rule.clone(), rampart_policy::Action::Block)],
+                    )
+                    .await;
+                }
+                Err(e)
+            }
+            (Ok(()), Ok((path, warnings))) => Ok(Downloaded {
                 path,
                 name: shared.name,
                 size: shared.size,
                 media_type: shared.media_type,
                 resumed_from: have,
+                warnings,
             }),
         }
     }
@@ -443,6 +512,8 @@ struct OpenJob {
     shared: Attachment,
     part: PathBuf,
     dest: PathBuf,
+    /// The file rules, applied to what the file really is before it is saved.
+    guard: Guard,
 }
 
 impl OpenJob {
@@ -450,7 +521,7 @@ impl OpenJob {
         self,
         have_tx: oneshot::Sender<u64>,
         mut rx: mpsc::Receiver<Bytes>,
-    ) -> Result<PathBuf, ClientError> {
+    ) -> Result<(PathBuf, Vec<Warning>), ClientError> {
         let io = |what| move |e| ClientError::io(what, e);
         let mut part = std::fs::OpenOptions::new()
             .create(true)
@@ -472,6 +543,7 @@ impl OpenJob {
             have = 0;
         }
         let mut plain = TempFile::beside(&self.dest)?;
+        let mut seen = Seen::new(self.guard.wants_file_hash());
         let result = (|| {
             let mut out = Vec::with_capacity(READ_BYTES + attachment::SEALED_CHUNK_BYTES);
             // What an earlier attempt fetched, verified again.
@@ -488,6 +560,7 @@ impl OpenJob {
                 let n = n.min(left as usize);
                 left -= n as u64;
                 opener.update(&buf[..n], &mut out)?;
+                seen.update(&out);
                 plain.write(&out)?;
                 out.clear();
             }
@@ -496,6 +569,7 @@ impl OpenJob {
                 part.write_all(&bytes)
                     .map_err(io("saving the partial download"))?;
                 opener.update(&bytes, &mut out)?;
+                seen.update(&out);
                 plain.write(&out)?;
                 out.clear();
             }
@@ -504,9 +578,29 @@ impl OpenJob {
         })();
         match result {
             Ok(()) => {
-                let path = plain.persist(&self.dest)?;
                 let _ = std::fs::remove_file(&self.part);
-                Ok(path)
+                // What it really is decides whether it is saved at all.
+                let (head, sha256) = seen.finish();
+                let facts = FileFacts {
+                    name: &self.shared.name,
+                    head: &head,
+                    size: self.shared.size,
+                    sha256,
+                };
+                let warnings = self.guard.check_received_file(&facts);
+                if let Some(w) = warnings.iter().find(|w| w.action == FileAction::Block) {
+                    // `plain` is deleted when dropped.
+                    return Err(ClientError::Refused {
+                        rule: w.risk.id().to_owned(),
+                        message: format!(
+                            "not saved: {} (rule {}); your organisation does not allow this",
+                            w.explanation,
+                            w.risk.id()
+                        ),
+                    });
+                }
+                let path = plain.persist(&self.dest)?;
+                Ok((path, warnings.into_iter().map(Warning::from).collect()))
             }
             Err(e) => {
                 // Damaged data is not worth resuming from; a cut-off transfer is.
@@ -516,6 +610,93 @@ impl OpenJob {
                 Err(e)
             }
         }
+    }
+}
+
+/// What the file rules need of a received file, gathered as it is written:
+/// its first bytes and, when the policy blocklists hashes, its SHA-256.
+struct Seen {
+    head: Vec<u8>,
+    hasher: Option<Sha256>,
+}
+
+impl Seen {
+    fn new(hash: bool) -> Self {
+        Seen {
+            head: Vec::with_capacity(HEAD_BYTES),
+            hasher: hash.then(Sha256::new),
+        }
+    }
+
+    fn update(&mut self, plain: &[u8]) {
+        let room = HEAD_BYTES - self.head.len();
+        self.head.extend_from_slice(&plain[..plain.len().min(room)]);
+        if let Some(h) = &mut self.hasher {
+            h.update(plain);
+        }
+    }
+
+    fn finish(self) -> (Vec<u8>, Option<[u8; 32]>) {
+        (self.head, self.hasher.map(|h| h.finalize().into()))
+    }
+}
+
+/// What the policy needs of a file about to be sent.
+struct Inspected {
+    head: Vec<u8>,
+    sha256: Option<[u8; 32]>,
+    /// The content, if it is text (the first [`MAX_SCANNED_TEXT`] bytes).
+    text: Option<String>,
+}
+
+/// Reads as much of the file as the policy needs: the head always, the
+/// text of a text file, and the whole file only for a hash blocklist.
+fn inspect(path: &Path, want_hash: bool) -> Result<Inspected, ClientError> {
+    let io = |e| ClientError::io("reading the file", e);
+    let mut file = File::open(path).map_err(io)?;
+    let mut buf = vec![0u8; READ_BYTES];
+    let mut seen = Seen::new(want_hash);
+    let mut text: Option<Vec<u8>> = None;
+    let mut first = true;
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        let bytes = &buf[..n];
+        seen.update(bytes);
+        if first {
+            first = false;
+            if looks_like_text(&seen.head) {
+                text = Some(Vec::new());
+            }
+        }
+        if let Some(t) = &mut text {
+            let room = MAX_SCANNED_TEXT - t.len();
+            t.extend_from_slice(&bytes[..n.min(room)]);
+        }
+        let text_full = text.as_ref().is_none_or(|t| t.len() >= MAX_SCANNED_TEXT);
+        if text_full && seen.head.len() >= HEAD_BYTES && !want_hash {
+            break;
+        }
+    }
+    let (head, sha256) = seen.finish();
+    Ok(Inspected {
+        head,
+        sha256,
+        text: text.map(|t| String::from_utf8_lossy(&t).into_owned()),
+    })
+}
+
+/// UTF-8 without NUL bytes and of no binary type the rules know.
+fn looks_like_text(head: &[u8]) -> bool {
+    if head.contains(&0) || rampart_policy::file::sniff(head).is_some() {
+        return false;
+    }
+    match std::str::from_utf8(head) {
+        Ok(_) => true,
+        // Cut inside a character at the end of the head: still text.
+        Err(e) => e.error_len().is_none(),
     }
 }
 

@@ -10,21 +10,29 @@
 //!
 //! This runs in the official clients only: a modified client can skip it.
 
+use rampart_policy::file::{FileAction, FileChecker, FileFacts, FileWarning};
 use rampart_policy::link::{LinkChecker, LinkRisk, LinkWarning};
 use rampart_policy::{Action, Detector, Finding, Policy, PolicyError, Rule, Scanner, redact};
 use std::borrow::Cow;
+use std::sync::Arc;
 
-/// A compiled policy and the server's revision number for it.
-pub struct Guard {
+/// A compiled policy and the server's revision number for it. Cloning is
+/// cheap (the compiled rules are shared), so a download can take one to
+/// the thread that opens the file.
+#[derive(Clone)]
+pub struct Guard(Arc<Compiled>);
+
+struct Compiled {
     revision: u64,
     policy: Policy,
     scanner: Scanner,
     links: LinkChecker,
+    files: FileChecker,
 }
 
 impl std::fmt::Debug for Guard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Guard(revision {})", self.revision)
+        write!(f, "Guard(revision {})", self.0.revision)
     }
 }
 
@@ -33,12 +41,7 @@ impl Default for Guard {
     fn default() -> Self {
         let policy = Policy::default();
         let scanner = Scanner::new(&policy.dlp).unwrap_or_else(|_| Scanner::all_builtin());
-        Guard {
-            revision: 0,
-            links: LinkChecker::new(&policy.links),
-            policy,
-            scanner,
-        }
+        Guard::compiled(0, policy, scanner)
     }
 }
 
@@ -47,57 +50,101 @@ impl Guard {
     pub fn from_document(revision: u64, document: &str) -> Result<Guard, PolicyError> {
         let policy = Policy::parse(document)?;
         let scanner = Scanner::new(&policy.dlp)?;
-        Ok(Guard {
+        Ok(Guard::compiled(revision, policy, scanner))
+    }
+
+    fn compiled(revision: u64, policy: Policy, scanner: Scanner) -> Guard {
+        Guard(Arc::new(Compiled {
             revision,
             links: LinkChecker::new(&policy.links),
+            files: FileChecker::new(&policy.files),
             policy,
             scanner,
-        })
+        }))
     }
 
     /// The server's revision of the policy in force (0: built-in defaults).
     pub fn revision(&self) -> u64 {
-        self.revision
+        self.0.revision
     }
 
     pub fn policy(&self) -> &Policy {
-        &self.policy
-    }
-
-    fn file_name_warnings(&self, _name: &str) -> Vec<Warning> {
-        Vec::new()
+        &self.0.policy
     }
 
     /// What the policy makes of a text about to be sent.
     pub fn check_text(&self, text: &str) -> TextCheck {
+        let g = &self.0;
         let mut hits: Vec<Hit> = Vec::new();
-        for finding in self.scanner.scan(text) {
-            let action = self.policy.dlp.action_for(&finding);
+        for finding in g.scanner.scan(text) {
+            let action = g.policy.dlp.action_for(&finding);
             if action == Action::Off {
                 continue;
             }
-            hits.push(Hit::new(text, finding, action, &self.policy));
+            hits.push(Hit::new(text, finding, action, &g.policy));
         }
         // A link the organisation blocklisted does not leave either.
-        for warning in self.links.check(text) {
+        for warning in g.links.check(text) {
             if warning.risk == LinkRisk::Blocklisted {
-                hits.push(Hit {
-                    rule: warning.risk.id().to_owned(),
-                    action: Action::Block,
-                    what: "a link to a site your organisation blocks".to_owned(),
-                    why: warning.explanation,
-                    masked: warning.url_shown,
-                    finding: None,
-                });
+                hits.push(Hit::plain(
+                    warning.risk.id(),
+                    Action::Block,
+                    warning.explanation,
+                ));
             }
         }
         TextCheck { hits }
     }
 
+    /// Whether file checks need the SHA-256 of the whole plaintext (only
+    /// when the organisation blocklists files by hash).
+    pub fn wants_file_hash(&self) -> bool {
+        !self.0.policy.files.blocked_hashes.is_empty()
+    }
+
+    /// What the policy makes of a file about to be sent: its type, name and
+    /// hash (`facts`), the text it holds if it is a text file (`content`,
+    /// scanned like a message), and its caption. A finding the policy would
+    /// mask in a message blocks a file, which cannot be masked; findings in
+    /// the caption are masked as in a message (`text_to_send(caption)`).
+    pub fn check_file(
+        &self,
+        facts: &FileFacts<'_>,
+        content: Option<&str>,
+        caption: &str,
+    ) -> TextCheck {
+        let mut check = self.check_text(caption);
+        for w in self.0.files.check(facts) {
+            check.hits.push(Hit::plain(
+                w.risk.id(),
+                file_action(w.action),
+                w.explanation,
+            ));
+        }
+        if let Some(content) = content {
+            for mut hit in self.check_text(content).hits {
+                if hit.action == Action::Redact {
+                    hit.action = Action::Block;
+                }
+                hit.what = format!("{} in the file", hit.what);
+                // Its span is in the file, not the caption: never mask by it.
+                hit.in_file = true;
+                check.hits.push(hit);
+            }
+        }
+        check
+    }
+
+    /// The file rules' verdict on a received file, once its content is
+    /// known (after download, before it is saved).
+    pub fn check_received_file(&self, facts: &FileFacts<'_>) -> Vec<FileWarning> {
+        self.0.files.check(facts)
+    }
+
     /// What a recipient should know about the links in a message, most
     /// dangerous first.
     pub fn link_warnings(&self, text: &str) -> Vec<LinkWarning> {
-        let mut warnings = self.links.check(text);
+        let mut warnings = self.0.links.check(text);
         warnings.sort_by(|a, b| b.severity.cmp(&a.severity));
         warnings
     }
@@ -116,13 +163,27 @@ impl Guard {
             })
             .collect();
         if let Some(name) = file_name {
-            out.extend(self.file_name_warnings(name));
+            let facts = FileFacts {
+                name,
+                head: &[],
+                size: 0,
+                sha256: None,
+            };
+            out.extend(self.0.files.check(&facts).into_iter().map(Warning::from));
         }
         out
     }
 }
 
-/// A warning shown with a received message.
+fn file_action(action: FileAction) -> Action {
+    match action {
+        FileAction::Block => Action::Block,
+        FileAction::Warn => Action::Warn,
+        FileAction::Allow => Action::Off,
+    }
+}
+
+/// A warning shown with a received message or file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Warning {
     /// Stable id: `link.lookalike`, `file.executable`, …
@@ -131,6 +192,20 @@ pub struct Warning {
     pub severity: &'static str,
     /// One sentence for a non-expert.
     pub explanation: String,
+}
+
+impl From<FileWarning> for Warning {
+    fn from(w: FileWarning) -> Self {
+        Warning {
+            risk: w.risk.id(),
+            severity: if w.action == FileAction::Block {
+                "danger"
+            } else {
+                "caution"
+            },
+            explanation: w.explanation,
+        }
+    }
 }
 
 /// One rule that fired on a text.
@@ -148,6 +223,8 @@ pub struct Hit {
     pub masked: String,
     /// The span in the text, for findings that can be masked.
     finding: Option<Finding>,
+    /// Found in an attached file's content rather than the text.
+    in_file: bool,
 }
 
 impl Hit {
@@ -167,7 +244,10 @@ impl Hit {
             span: 0..span.len(),
             ..finding.clone()
         };
-        let masked = redact(text.get(span).unwrap_or_default(), std::slice::from_ref(&alone));
+        let masked = redact(
+            text.get(span).unwrap_or_default(),
+            std::slice::from_ref(&alone),
+        );
         Hit {
             rule: finding.rule.id(),
             action,
@@ -175,6 +255,21 @@ impl Hit {
             why: finding.why.clone(),
             masked,
             finding: Some(finding),
+            in_file: false,
+        }
+    }
+
+    /// A hit that is not a span of the text (a link, a file): `what` says
+    /// it all.
+    fn plain(rule: &str, action: Action, what: String) -> Hit {
+        Hit {
+            rule: rule.to_owned(),
+            action,
+            what,
+            why: String::new(),
+            masked: String::new(),
+            finding: None,
+            in_file: false,
         }
     }
 
@@ -182,9 +277,8 @@ impl Hit {
     /// it is, since nothing of it may be shown.
     pub fn describe(&self) -> String {
         match self.finding.as_ref().map(|f| &f.rule) {
-            Some(Rule::Builtin(d)) if d.is_secret() => self.what.clone(),
-            Some(Rule::Custom(_)) => self.what.clone(),
-            _ => format!("{} ({})", self.what, self.masked),
+            Some(Rule::Builtin(d)) if !d.is_secret() => format!("{} ({})", self.what, self.masked),
+            _ => self.what.clone(),
         }
     }
 
@@ -223,7 +317,7 @@ impl TextCheck {
         let masked: Vec<Finding> = self
             .hits
             .iter()
-            .filter(|h| h.action == Action::Redact)
+            .filter(|h| h.action == Action::Redact && !h.in_file)
             .filter_map(|h| h.finding.clone())
             .collect();
         if masked.is_empty() {
@@ -249,12 +343,18 @@ impl TextCheck {
     /// it found and why, never the text itself.
     pub fn block_message(&self) -> Option<String> {
         let hit = self.blocked()?;
-        Some(format!(
-            "not sent: it contains {}, which your organisation does not allow in messages (rule {}: {})",
-            hit.describe(),
-            hit.rule,
-            hit.why
-        ))
+        Some(match hit.finding {
+            Some(_) => format!(
+                "not sent: it contains {}, which your organisation does not allow in messages (rule {}: {})",
+                hit.describe(),
+                hit.rule,
+                hit.why
+            ),
+            None => format!(
+                "not sent: {} (rule {}); your organisation does not allow this",
+                hit.what, hit.rule
+            ),
+        })
     }
 }
 
@@ -274,7 +374,10 @@ mod tests {
         );
         let check = g.check_text("card 4111 1111 1111 1111");
         assert!(check.blocked().is_none());
-        assert_eq!(check.text_to_send("card 4111 1111 1111 1111"), "card 4111 **** **** 1111");
+        assert_eq!(
+            check.text_to_send("card 4111 1111 1111 1111"),
+            "card 4111 **** **** 1111"
+        );
         let check = g.check_text("my ssn is 536-22-8172");
         let message = check.block_message().unwrap();
         assert!(message.contains("rule ssn"), "{message}");
@@ -297,6 +400,9 @@ mod tests {
     fn one_event_per_rule_and_action() {
         let g = Guard::default();
         let check = g.check_text("4111 1111 1111 1111 and 5555 5555 5555 4444");
-        assert_eq!(check.rule_actions(), vec![("card".to_owned(), Action::Warn)]);
+        assert_eq!(
+            check.rule_actions(),
+            vec![("card".to_owned(), Action::Warn)]
+        );
     }
 }

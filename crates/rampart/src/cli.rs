@@ -125,6 +125,10 @@ enum Command {
         /// Make it disappear this long after sending (30s to 4w).
         #[arg(long, value_name = "DURATION", value_parser = messages_cmd::parse_expiry)]
         expire: Option<u32>,
+        /// Send even though your organisation's policy warns about the file
+        /// or its caption (see `send --confirm`).
+        #[arg(long)]
+        confirm: bool,
     },
     /// Download the file of a message (ids: `rampart inbox --all --ids`),
     /// verify it and save it. An interrupted download resumes.
@@ -643,7 +647,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             path,
             caption,
             expire,
-        } => files_cmd::send_file(&profile, &target, &path, caption.as_deref(), expire, json).await,
+            confirm,
+        } => {
+            let caption = caption.as_deref().unwrap_or("");
+            files_cmd::send_file(&profile, &target, &path, caption, expire, confirm, json).await
+        }
         Command::Download { id, out } => {
             files_cmd::download(&profile, &id, out.as_deref(), json).await
         }

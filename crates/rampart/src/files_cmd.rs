@@ -2,8 +2,9 @@
 //! terminal.
 
 use crate::cli::open;
+use crate::dlp_cmd;
 use indicatif::{ProgressBar, ProgressStyle};
-use rampart_client::{Progress, Silent, Target};
+use rampart_client::{ClientError, Progress, Silent, Target};
 use serde_json::json;
 use std::io::IsTerminal as _;
 use std::path::Path;
@@ -62,24 +63,39 @@ pub(crate) async fn send_file(
     profile: &Path,
     target: &str,
     path: &Path,
-    caption: Option<&str>,
+    caption: &str,
     expire: Option<u32>,
+    confirm: bool,
     json: bool,
 ) -> anyhow::Result<()> {
     let target = Target::parse(target)?;
     let mut client = open(profile)?;
-    let mut progress = Bar::for_output("uploading", json);
-    let sent = client
-        .send_file(
-            &target,
-            path,
-            caption.unwrap_or(""),
-            expire,
-            progress.as_mut(),
-        )
-        .await;
-    drop(progress);
-    let sent = sent?;
+    async fn attempt(
+        client: &mut rampart_client::Client,
+        target: &Target,
+        path: &Path,
+        caption: &str,
+        expire: Option<u32>,
+        confirmed: bool,
+        json: bool,
+    ) -> Result<(rampart_core::StoredMessage, rampart_client::TextCheck), ClientError> {
+        let mut progress = Bar::for_output("uploading", json);
+        client
+            .send_file_with(target, path, caption, expire, confirmed, progress.as_mut())
+            .await
+    }
+    let sent = attempt(&mut client, &target, path, caption, expire, confirm, json).await;
+    let (sent, check) = match sent {
+        Err(ClientError::NeedsConfirmation { found }) => {
+            if dlp_cmd::ask_to_send(&found, json) {
+                attempt(&mut client, &target, path, caption, expire, true, json).await?
+            } else {
+                return Err(ClientError::NeedsConfirmation { found }.into());
+            }
+        }
+        other => other?,
+    };
+    dlp_cmd::print_check(&check, json);
     let (name, size) = match &sent.body {
         rampart_core::content::Body::File(a) => (a.name.clone(), a.size),
         _ => (String::new(), 0),
@@ -88,7 +104,8 @@ pub(crate) async fn send_file(
         println!(
             "{}",
             json!({"id": sent.id.to_string(), "group_id": sent.group.to_string(),
-                   "name": name, "size": size, "sent_at": sent.sent_at})
+                   "name": name, "size": size, "sent_at": sent.sent_at,
+                   "dlp": dlp_cmd::check_json(&check)})
         );
     } else {
         println!(
@@ -123,6 +140,9 @@ pub(crate) async fn download(
             got.media_type,
             got.path.display()
         );
+        for w in &got.warnings {
+            println!("{}", dlp_cmd::warning_line(w));
+        }
     }
     client.close().await;
     Ok(())

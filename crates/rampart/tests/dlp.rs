@@ -54,7 +54,11 @@ fn server_holds(server: &TestServer, needle: &str) -> bool {
 async fn blocked_text_never_leaves_the_sender() {
     let tmp = tempfile::tempdir().unwrap();
     let (server, mut alice, mut bob) = pair(tmp.path()).await;
-    set_policy(&server, "version = 1\n[detectors.card]\naction = \"block\"\n").await;
+    set_policy(
+        &server,
+        "version = 1\n[detectors.card]\naction = \"block\"\n",
+    )
+    .await;
     alice.sync().await.unwrap();
 
     let canary = "canary-7Hq2 card 4532 0151 1283 0366 exp 09/29";
@@ -66,7 +70,10 @@ async fn blocked_text_never_leaves_the_sender() {
     assert!(matches!(err, ClientError::Blocked(_)), "{err:?}");
     assert!(message.contains("rule card"), "{message}");
     assert!(message.contains("4532 **** **** 0366"), "{message}");
-    assert!(!message.contains("0151"), "the refusal repeats the number: {message}");
+    assert!(
+        !message.contains("0151"),
+        "the refusal repeats the number: {message}"
+    );
 
     // Nothing reached the server or bob; the event did, without content.
     assert!(received(&mut bob).await.is_empty());
@@ -98,7 +105,10 @@ async fn a_warning_needs_confirmation() {
         .expect_err("needs confirmation");
     match &err {
         ClientError::NeedsConfirmation { found } => {
-            assert_eq!(found, &vec!["a payment card number (5555 **** **** 4444)".to_owned()]);
+            assert_eq!(
+                found,
+                &vec!["a payment card number (5555 **** **** 4444)".to_owned()]
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -134,7 +144,10 @@ async fn redaction_masks_before_encryption_and_audit_sends_as_written() {
     alice.sync().await.unwrap();
 
     alice
-        .send_text(&user("bob"), "pay with 4532\u{200B}0151\u{200B}1283\u{200B}0366 today")
+        .send_text(
+            &user("bob"),
+            "pay with 4532\u{200B}0151\u{200B}1283\u{200B}0366 today",
+        )
         .await
         .expect("sent redacted");
     alice
@@ -194,10 +207,16 @@ action = "block"
     .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while bob.guard().revision() != revision {
-        assert!(tokio::time::Instant::now() < deadline, "the change never arrived");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the change never arrived"
+        );
         let _ = tokio::time::timeout(Duration::from_secs(2), bob.next_events()).await;
     }
-    assert!(bob.take_alerts().contains(&Alert::PolicyUpdated { revision }));
+    assert!(
+        bob.take_alerts()
+            .contains(&Alert::PolicyUpdated { revision })
+    );
 
     // The new rule holds at once, without a sync.
     let err = bob
@@ -232,13 +251,18 @@ async fn received_links_are_explained() {
     let risks: Vec<&str> = inbox[0].warnings.iter().map(|w| w.risk).collect();
     assert!(risks.contains(&"link.lookalike"), "{risks:?}");
     assert!(risks.contains(&"link.mismatched_text"), "{risks:?}");
-    let explained = inbox[0]
-        .warnings
-        .iter()
-        .any(|w| w.explanation.contains("rnicrosoft.com") && w.explanation.contains("microsoft.com"));
+    let explained = inbox[0].warnings.iter().any(|w| {
+        w.explanation.contains("rnicrosoft.com") && w.explanation.contains("microsoft.com")
+    });
     assert!(explained, "{:?}", inbox[0].warnings);
     // The sender's own copy has no warnings; the organisation's wiki is fine.
-    assert!(alice.inbox(true).unwrap().iter().all(|e| e.warnings.is_empty()));
+    assert!(
+        alice
+            .inbox(true)
+            .unwrap()
+            .iter()
+            .all(|e| e.warnings.is_empty())
+    );
 
     // A blocklisted link does not leave the sender.
     let err = bob
@@ -247,4 +271,113 @@ async fn received_links_are_explained() {
         .expect_err("blocklisted");
     assert!(err.to_string().contains("link.blocklisted"), "{err}");
     server.stop().await;
+}
+
+/// A minimal 64-bit ELF header: what a Linux program starts with.
+fn elf_bytes() -> Vec<u8> {
+    let mut b = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
+    b.resize(4096, 0);
+    b
+}
+
+const EICAR: &str = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_checked_before_upload_and_before_they_are_saved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, mut alice, mut bob) = pair(tmp.path()).await;
+    let files = tmp.path().join("files");
+    std::fs::create_dir_all(&files).unwrap();
+    let silent = &mut rampart_client::Silent;
+
+    // A program dressed as a PDF: blocked before any byte is uploaded.
+    set_policy(&server, "version = 1\n[files]\nexecutable = \"block\"\n").await;
+    alice.sync().await.unwrap();
+    let fake_pdf = files.join("invoice.pdf");
+    std::fs::write(&fake_pdf, elf_bytes()).unwrap();
+    let err = alice
+        .send_file_with(&user("bob"), &fake_pdf, "", None, true, silent)
+        .await
+        .expect_err("blocked");
+    assert!(matches!(err, ClientError::Blocked(_)), "{err:?}");
+    assert!(err.to_string().contains("file.executable"), "{err}");
+    let blobs = server.data.join("blobs");
+    assert!(all_bytes_if_any(&blobs).is_empty(), "an upload started");
+
+    // A text file with a secret: a finding the policy would mask in a
+    // message blocks the file, which cannot be masked.
+    set_policy(&server, "version = 1\n[detectors.github_token]\naction = \"redact\"\n").await;
+    alice.sync().await.unwrap();
+    let notes = files.join("notes.txt");
+    let token = format!("ghp_{}", "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5");
+    std::fs::write(&notes, format!("deploy with\n{token}\n")).unwrap();
+    let err = alice
+        .send_file_with(&user("bob"), &notes, "", None, true, silent)
+        .await
+        .expect_err("blocked");
+    assert!(err.to_string().contains("in the file"), "{err}");
+    assert!(!err.to_string().contains(&token[4..]), "{err}");
+
+    // Warned about by default (a program), sent once confirmed; the caption
+    // is screened like a message and masked by the policy.
+    set_policy(
+        &server,
+        "version = 1\n[detectors.card]\naction = \"redact\"\n[files]\nexecutable = \"warn\"\neicar = \"allow\"\n",
+    )
+    .await;
+    alice.sync().await.unwrap();
+    let tool = files.join("tool");
+    std::fs::write(&tool, elf_bytes()).unwrap();
+    let err = alice
+        .send_file_with(&user("bob"), &tool, "pay 4111 1111 1111 1111", None, false, silent)
+        .await
+        .expect_err("needs confirmation");
+    assert!(matches!(err, ClientError::NeedsConfirmation { .. }), "{err:?}");
+    alice
+        .send_file_with(&user("bob"), &tool, "pay 4111 1111 1111 1111", None, true, silent)
+        .await
+        .expect("sent once confirmed");
+    let eicar = files.join("test.txt");
+    std::fs::write(&eicar, EICAR).unwrap();
+    alice.send_file(&user("bob"), &eicar, "", None, silent).await.expect("allowed then");
+
+    bob.sync().await.unwrap();
+    let inbox = bob.inbox(false).unwrap();
+    assert_eq!(inbox[0].text, "pay 4111 **** **** 1111");
+    let out = tmp.path().join("downloads");
+    std::fs::create_dir_all(&out).unwrap();
+    let got = bob
+        .download(&inbox[0].id, Some(&out), silent)
+        .await
+        .expect("a program may be saved, with a warning");
+    let risks: Vec<&str> = got.warnings.iter().map(|w| w.risk).collect();
+    assert!(risks.contains(&"file.executable"), "{risks:?}");
+
+    // The policy changes before bob fetches the test virus: never saved.
+    set_policy(&server, "version = 1\n[files]\neicar = \"block\"\n").await;
+    bob.sync().await.unwrap();
+    let err = bob
+        .download(&inbox[1].id, Some(&out), silent)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("not saved"), "{err}");
+    let saved: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(saved.len(), 1, "only the program was saved: {saved:?}");
+
+    let fired = events(&server).await;
+    for expected in [
+        ("alice", "file.executable", "block"),
+        ("alice", "github_token", "block"),
+        ("alice", "file.executable", "warn"),
+        ("alice", "card", "redact"),
+        ("bob", "file.eicar", "block"),
+    ] {
+        let expected = (expected.0.to_owned(), expected.1.to_owned(), expected.2.to_owned());
+        assert!(fired.contains(&expected), "{expected:?} missing from {fired:?}");
+    }
+    server.stop().await;
+}
+
+fn all_bytes_if_any(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    if dir.exists() { all_bytes(dir) } else { Vec::new() }
 }
