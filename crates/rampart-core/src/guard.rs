@@ -145,7 +145,7 @@ impl Guard {
     /// dangerous first.
     pub fn link_warnings(&self, text: &str) -> Vec<LinkWarning> {
         let mut warnings = self.0.links.check(text);
-        warnings.sort_by(|a, b| b.severity.cmp(&a.severity));
+        warnings.sort_by_key(|w| std::cmp::Reverse(w.severity));
         warnings
     }
 
@@ -394,6 +394,21 @@ mod tests {
             assert!(!hit.describe().contains("ghp_aBc"), "{hit:?}");
         }
         assert!(g.check_text("lunch at noon?").is_clean());
+    }
+
+    #[test]
+    fn blocklisted_links_do_not_leave_and_risky_ones_are_explained() {
+        let hash = rampart_policy::link::url_hash_prefix("https://bad.example/login", 8).unwrap();
+        let g = guard(&format!(
+            "version = 1\n[links]\nblocked_url_hashes = [\"{hash}\"]\n"
+        ));
+        let check = g.check_text("go to https://bad.example/login?next=1 now");
+        assert_eq!(check.blocked().map(|h| h.rule.as_str()), Some("link.blocklisted"));
+        assert!(g.check_text("https://bad.example/about").blocked().is_none());
+        let warnings = g.incoming_warnings("see http://rnicrosoft.com", Some("invoice.pdf.exe"));
+        let risks: Vec<&str> = warnings.iter().map(|w| w.risk).collect();
+        assert!(risks.contains(&"link.lookalike"), "{risks:?}");
+        assert!(risks.contains(&"file.double_extension"), "{risks:?}");
     }
 
     #[test]

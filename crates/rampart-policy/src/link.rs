@@ -96,7 +96,12 @@ impl Default for LinkRules {
 
 impl LinkRules {
     pub(crate) fn validate(&self, source: &str) -> Result<(), PolicyError> {
-        check_count(source, "org_domains", self.org_domains.len(), MAX_ORG_DOMAINS)?;
+        check_count(
+            source,
+            "org_domains",
+            self.org_domains.len(),
+            MAX_ORG_DOMAINS,
+        )?;
         check_count(
             source,
             "blocked_domains",
@@ -161,10 +166,17 @@ fn check_count(source: &str, field: &str, count: usize, limit: usize) -> Result<
 /// An error about one list entry, on the line that holds it if it can be
 /// found (quoted first, so `com` does not match inside `example.com`).
 fn invalid_entry(source: &str, field: &str, entry: &str, why: &str) -> PolicyError {
-    let line = [format!("\"{entry}\""), format!("'{entry}'"), entry.to_owned()]
-        .iter()
-        .find(|needle| !entry.is_empty() && source.contains(needle.as_str()))
-        .map_or_else(|| find_line(source, field), |needle| find_line(source, needle));
+    let line = [
+        format!("\"{entry}\""),
+        format!("'{entry}'"),
+        entry.to_owned(),
+    ]
+    .iter()
+    .find(|needle| !entry.is_empty() && source.contains(needle.as_str()))
+    .map_or_else(
+        || find_line(source, field),
+        |needle| find_line(source, needle),
+    );
     PolicyError::Invalid {
         line,
         message: format!("links.{field}: \"{}\" {why}", show(entry, 80)),
@@ -186,7 +198,9 @@ fn rule_host(entry: &str) -> Result<RuleHost, &'static str> {
         return Err("is empty");
     }
     if trimmed.starts_with("*.") {
-        return Err("starts with \"*.\"; write the domain alone, its subdomains are always included");
+        return Err(
+            "starts with \"*.\"; write the domain alone, its subdomains are always included",
+        );
     }
     if trimmed.contains("://") || trimmed.contains(['/', '?', '#', '@', ' ', '\\']) {
         return Err("is not a bare domain name; write it without scheme, path or user name");
@@ -208,7 +222,7 @@ fn rule_host(entry: &str) -> Result<RuleHost, &'static str> {
 /// The bytes of a configured hash prefix: 4 to 32 bytes written as hex.
 fn hash_prefix_bytes(entry: &str) -> Option<Vec<u8>> {
     let hex_digits = entry.trim();
-    if hex_digits.len() % 2 != 0 || !(8..=64).contains(&hex_digits.len()) {
+    if !hex_digits.len().is_multiple_of(2) || !(8..=64).contains(&hex_digits.len()) {
         return None;
     }
     hex::decode(hex_digits).ok()
@@ -315,7 +329,11 @@ impl std::fmt::Debug for LinkChecker {
             .field("blocked_domains", &self.blocked_domains.len())
             .field(
                 "blocked_url_hashes",
-                &self.blocked_prefixes.iter().map(|(_, l)| l.len()).sum::<usize>(),
+                &self
+                    .blocked_prefixes
+                    .iter()
+                    .map(|(_, l)| l.len())
+                    .sum::<usize>(),
             )
             .field("warn_shorteners", &self.warn_shorteners)
             .finish()
@@ -330,6 +348,10 @@ struct KnownDomain {
     label: String,
     /// [`lookalike_key`] of the label.
     key: String,
+    /// `key` as characters, for the edit distance.
+    key_chars: Vec<char>,
+    /// Characters in `label`.
+    label_chars: usize,
     /// Whether near misses (one edit, `brand-word`) count. Off for names
     /// that are common words, where they would flag real sites.
     fuzzy: bool,
@@ -341,6 +363,8 @@ impl KnownDomain {
         let label = registrable.split('.').next()?.to_owned();
         let key = lookalike_key(&idna::domain_to_unicode(&label).0);
         Some(KnownDomain {
+            key_chars: key.chars().collect(),
+            label_chars: label.chars().count(),
             registrable,
             label,
             key,
@@ -450,7 +474,10 @@ impl LinkChecker {
         };
         let url_shown = shown_url(&link.url, &site);
         let mut warn = |risk: LinkRisk, severity: Severity, explanation: String| {
-            if !out.iter().any(|w| w.risk == risk && w.url_shown == url_shown) {
+            if !out
+                .iter()
+                .any(|w| w.risk == risk && w.url_shown == url_shown)
+            {
                 out.push(LinkWarning {
                     url_shown: url_shown.clone(),
                     risk,
@@ -491,16 +518,25 @@ impl LinkChecker {
         if !user.is_empty() || link.url.password().is_some() {
             let decoded = percent_decode_once(user.as_bytes());
             let user_shown = show(&String::from_utf8_lossy(&decoded), 60);
-            let explanation = if user_shown.contains('.') {
-                format!(
-                    "this link seems to go to {user_shown}, but everything before '@' is ignored: it really goes to {goes_to}"
-                )
+            // A name before `@` that looks like a site is the attack; a
+            // plain user name (`git@`, `user:pass@`) is unusual, not fatal.
+            if user_shown.contains('.') {
+                warn(
+                    LinkRisk::Userinfo,
+                    Severity::Danger,
+                    format!(
+                        "this link seems to go to {user_shown}, but everything before '@' is ignored: it really goes to {goes_to}"
+                    ),
+                );
             } else {
-                format!(
-                    "this link puts a user name before '@' to hide where it goes: it really goes to {goes_to}"
-                )
-            };
-            warn(LinkRisk::Userinfo, Severity::Danger, explanation);
+                warn(
+                    LinkRisk::Userinfo,
+                    Severity::Caution,
+                    format!(
+                        "this link has a user name or password before '@', which can hide where it goes: it goes to {goes_to}"
+                    ),
+                );
+            }
         }
 
         if let Some(ip) = &site.ip {
@@ -576,33 +612,29 @@ impl LinkChecker {
             }
         }
 
-        if let Some(text) = link.text {
-            if let Some(named) = link_text_site(text) {
-                if named.registrable != site.registrable {
-                    warn(
-                        LinkRisk::MismatchedText,
-                        Severity::Danger,
-                        format!(
-                            "this link's text says {} but it goes to {goes_to}",
-                            named.display_host()
-                        ),
-                    );
-                }
-            }
+        if let Some(text) = link.text
+            && let Some(named) = link_text_site(text)
+            && named.registrable != site.registrable
+        {
+            warn(
+                LinkRisk::MismatchedText,
+                Severity::Danger,
+                format!(
+                    "this link's text says {} but it goes to {goes_to}",
+                    named.display_host()
+                ),
+            );
         }
 
-        if self.warn_shorteners {
-            if let Some(shortener) = label_suffixes(&site.ascii)
-                .find(|s| SHORTENERS.binary_search(s).is_ok())
-            {
-                warn(
-                    LinkRisk::Shortener,
-                    Severity::Caution,
-                    format!(
-                        "this link hides its real destination behind a shortener ({shortener})"
-                    ),
-                );
-            }
+        if self.warn_shorteners
+            && let Some(shortener) =
+                label_suffixes(&site.ascii).find(|s| SHORTENERS.binary_search(s).is_ok())
+        {
+            warn(
+                LinkRisk::Shortener,
+                Severity::Caution,
+                format!("this link hides its real destination behind a shortener ({shortener})"),
+            );
         }
     }
 
@@ -645,12 +677,11 @@ impl LinkChecker {
             psl::suffix(site.ascii.as_bytes()).and_then(|s| s.typ()) == Some(psl::Type::Icann);
         // `google.de`, `amazon.com.au`: the same name under another public
         // suffix is usually the brand's own. Under a private suffix
-        // (`paypal.github.io`) anyone can register it.
+        // (`paypal.github.io`) anyone can register it; that is worth a
+        // caution for distinctive names (not for `x.myshopify.com`).
         if let Some(i) = self.known.iter().position(|k| k.label == label) {
-            if suffix_is_icann {
-                return None;
-            }
-            return Some(Imitation {
+            let distinctive = self.known.get(i).is_some_and(|k| k.fuzzy);
+            return (!suffix_is_icann && distinctive).then_some(Imitation {
                 known: i,
                 how: How::Addition,
             });
@@ -665,7 +696,10 @@ impl LinkChecker {
                 let i = m.pattern().as_usize();
                 if before_ok
                     && after_ok
-                    && self.known.get(i).is_some_and(|k| k.registrable != site.registrable)
+                    && self
+                        .known
+                        .get(i)
+                        .is_some_and(|k| k.registrable != site.registrable)
                 {
                     return Some(Imitation {
                         known: i,
@@ -713,9 +747,7 @@ impl LinkChecker {
         self.known
             .iter()
             .position(|k| {
-                k.fuzzy
-                    && k.label.chars().count() >= 5
-                    && within_one_edit(&key_chars, &k.key.chars().collect::<Vec<_>>())
+                k.fuzzy && k.label_chars >= 5 && within_one_edit(&key_chars, &k.key_chars)
             })
             .map(|i| Imitation {
                 known: i,
@@ -866,10 +898,10 @@ fn for_each_candidate<'a>(text: &'a str, mut f: impl FnMut(Candidate<'a>) -> Con
         if dest.is_empty() {
             continue;
         }
-        if let Some(gap) = text.get(pos..open) {
-            if plain_candidates(gap, &mut f).is_break() {
-                return;
-            }
+        if let Some(gap) = text.get(pos..open)
+            && plain_candidates(gap, &mut f).is_break()
+        {
+            return;
         }
         if f(Candidate {
             url: dest,
@@ -941,13 +973,11 @@ fn url_in_token(token: &str) -> Option<&str> {
         {
             start -= 1;
         }
-        let scheme_ok = bytes.get(start..at).is_some_and(|s| {
-            s.eq_ignore_ascii_case(b"http") || s.eq_ignore_ascii_case(b"https")
-        });
-        let boundary_ok = start == 0
-            || !bytes
-                .get(start - 1)
-                .is_some_and(u8::is_ascii_alphanumeric);
+        let scheme_ok = bytes
+            .get(start..at)
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"http") || s.eq_ignore_ascii_case(b"https"));
+        let boundary_ok =
+            start == 0 || !bytes.get(start - 1).is_some_and(u8::is_ascii_alphanumeric);
         if scheme_ok && boundary_ok {
             return token.get(start..).map(trim_url_end);
         }
@@ -1007,7 +1037,9 @@ fn bare_host(t: &str) -> bool {
         || host.starts_with(['.', '-'])
         || host.ends_with(['.', '-'])
         || host.contains("..")
-        || !host.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.')
+        || !host
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '.')
     {
         return false;
     }
@@ -1025,7 +1057,10 @@ fn bare_host(t: &str) -> bool {
 
 /// The host part of a link as written, before the URL parser rewrites it.
 fn written_host(raw: &str) -> &str {
-    let rest = raw.find("://").and_then(|i| raw.get(i + 3..)).unwrap_or(raw);
+    let rest = raw
+        .find("://")
+        .and_then(|i| raw.get(i + 3..))
+        .unwrap_or(raw);
     let end = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
     let authority = rest.get(..end).unwrap_or(rest);
     let host_port = authority
@@ -1422,7 +1457,9 @@ fn within_one_edit(a: &[char], b: &[char]) -> bool {
         .zip(long)
         .position(|(x, y)| x != y)
         .unwrap_or(short.len());
-    let tail = |s: &[char], from: usize| s.get(from..).unwrap_or(&[]).to_vec();
+    fn tail(s: &[char], from: usize) -> &[char] {
+        s.get(from..).unwrap_or(&[])
+    }
     if short.len() == long.len() {
         let substitution = tail(short, first_diff + 1) == tail(long, first_diff + 1);
         let swap = short.get(first_diff) == long.get(first_diff + 1)
@@ -1476,7 +1513,10 @@ impl Canonical {
             s = next;
         }
         let rest = match memchr::memmem::find(&s, b"://") {
-            Some(i) if s.get(..i).is_some_and(|p| p.iter().all(u8::is_ascii_alphabetic)) => {
+            Some(i)
+                if s.get(..i)
+                    .is_some_and(|p| p.iter().all(u8::is_ascii_alphabetic)) =>
+            {
                 s.get(i + 3..)?
             }
             _ => &s[..],
@@ -1547,10 +1587,10 @@ impl Canonical {
             let labels: Vec<&str> = self.host.split('.').collect();
             let n = labels.len();
             for k in (2..=n.min(5)).rev() {
-                if k < n {
-                    if let Some(last) = labels.get(n - k..) {
-                        hosts.push(last.join("."));
-                    }
+                if k < n
+                    && let Some(last) = labels.get(n - k..)
+                {
+                    hosts.push(last.join("."));
                 }
             }
         }
@@ -1839,10 +1879,840 @@ const FILE_LIKE_TLDS: &[&str] = &[
 
 /// Where Cyrillic names are normal.
 const CYRILLIC_TLDS: &[&str] = &[
-    "ru", "su", "ua", "by", "kz", "kg", "tj", "uz", "bg", "mk", "rs", "mn", "рф", "рус", "укр",
-    "бел", "срб", "мкд", "қаз", "мон", "бг", "москва", "онлайн", "сайт", "орг", "ком", "дети",
+    "ru",
+    "su",
+    "ua",
+    "by",
+    "kz",
+    "kg",
+    "tj",
+    "uz",
+    "bg",
+    "mk",
+    "rs",
+    "mn",
+    "рф",
+    "рус",
+    "укр",
+    "бел",
+    "срб",
+    "мкд",
+    "қаз",
+    "мон",
+    "бг",
+    "москва",
+    "онлайн",
+    "сайт",
+    "орг",
+    "ком",
+    "дети",
 ];
 
 /// Where Greek names are normal.
 const GREEK_TLDS: &[&str] = &["gr", "cy", "ελ", "ευ"];
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::Policy;
+
+    fn rules() -> LinkRules {
+        LinkRules {
+            org_domains: vec!["acme-corp.com".into(), "login.partner.example".into()],
+            ..LinkRules::default()
+        }
+    }
+
+    fn check(text: &str) -> Vec<LinkWarning> {
+        let warnings = LinkChecker::new(&rules()).check(text);
+        for w in &warnings {
+            assert_printable(&w.url_shown);
+            assert_printable(&w.explanation);
+        }
+        warnings
+    }
+
+    fn assert_printable(s: &str) {
+        assert!(!s.chars().any(is_hidden_char), "hidden character in {s:?}");
+    }
+
+    fn ids(text: &str) -> Vec<&'static str> {
+        check(text).iter().map(|w| w.risk.id()).collect()
+    }
+
+    fn only(text: &str, risk: LinkRisk) -> LinkWarning {
+        let warnings = check(text);
+        assert_eq!(warnings.len(), 1, "{text}: {warnings:#?}");
+        let w = warnings.into_iter().next().unwrap();
+        assert_eq!(w.risk, risk, "{text}: {w:#?}");
+        w
+    }
+
+    #[test]
+    fn real_domains_and_their_subdomains_are_not_flagged() {
+        for text in [
+            "https://microsoft.com",
+            "see https://www.microsoft.com/en-us/security and www.google.com",
+            "https://login.microsoftonline.com/common/oauth2",
+            "https://accounts.google.com/signin",
+            "https://www.paypal.com/signin",
+            "https://apple.com",
+            "https://github.com/rust-lang/rust",
+            "https://acme-corp.com and https://mail.acme-corp.com/inbox",
+            "https://login.partner.example/sso",
+            "https://google.de and https://amazon.com.au and https://www.amazon.co.uk/",
+            "https://example.com/ plain http://example.org/a?b=c#d",
+            "https://münchen.de/ and https://xn--mnchen-3ya.de/",
+            "https://пример.рф/",
+        ] {
+            assert_eq!(check(text), vec![], "{text}");
+        }
+    }
+
+    #[test]
+    fn everyday_links_are_quiet() {
+        for url in [
+            "https://en.wikipedia.org/wiki/Rust_(programming_language)",
+            "https://docs.rs/tokio/latest/tokio/",
+            "https://crates.io/crates/url",
+            "https://stackoverflow.com/questions/1/x",
+            "https://mail.google.com/mail/u/0/#inbox",
+            "https://drive.google.com/file/d/abc/view?usp=sharing",
+            "https://meet.google.com/abc-defg-hij",
+            "https://www.google.co.uk/search?q=rust",
+            "https://teams.microsoft.com/l/meetup-join/19%3a",
+            "https://outlook.office.com/mail/",
+            "https://outlook.office365.com/owa/",
+            "https://contoso-my.sharepoint.com/personal/x",
+            "https://onedrive.live.com/?id=1",
+            "https://aka.ms/x",
+            "https://1drv.ms/w/s!abc",
+            "https://portal.azure.com/#home",
+            "https://myapp.azurewebsites.net/",
+            "https://zoom.us/j/123456",
+            "https://us02web.zoom.us/j/1?pwd=x",
+            "https://app.slack.com/client/T1/C1",
+            "https://www.youtube.com/watch?v=dQw4w9WgXcQ",
+            "https://youtu.be/dQw4w9WgXcQ",
+            "https://open.spotify.com/track/x",
+            "https://www.linkedin.com/in/someone/",
+            "https://www.bbc.co.uk/news",
+            "https://www.amazon.de/dp/B000000",
+            "https://aws.amazon.com/s3/",
+            "https://s3.amazonaws.com/bucket/key",
+            "https://support.apple.com/en-us/HT201222",
+            "https://www.icloud.com/",
+            "https://rust-lang.github.io/book/",
+            "https://raw.githubusercontent.com/a/b/main/README.md",
+            "https://gist.github.com/x",
+            "https://acme.atlassian.net/browse/ABC-1",
+            "https://bitbucket.org/x/y",
+            "https://gitlab.com/x/y/-/merge_requests/1",
+            "https://www.reddit.com/r/rust/",
+            "https://medium.com/@someone/a-post-1234",
+            "https://x.com/rustlang/status/1",
+            "https://twitter.com/rustlang",
+            "https://www.tiktok.com/@someone",
+            "https://wa.me/15551234567",
+            "https://t.me/somechannel",
+            "https://discord.gg/rust-lang",
+            "https://www.paypal.me/someone",
+            "https://www.dropbox.com/s/x/file.pdf?dl=0",
+            "https://app.docusign.com/documents",
+            "https://we.tl/t-abc",
+            "https://www.figma.com/file/x",
+            "https://www.notion.so/x-123",
+            "https://chatgpt.com/c/x",
+            "https://store.steampowered.com/app/1",
+            "https://x.myshopify.com/",
+            "https://quickbooks.intuit.com/",
+            "https://www.t-mobile.com/",
+            "https://dash.cloudflare.com/",
+            "https://acme.zendesk.com/hc",
+            "https://acme.okta.com/app",
+            "https://acme.my.salesforce.com/",
+            "https://online.citi.com/",
+            "https://www.santander.co.uk/",
+            "https://www.microsoft365.com/",
+            "https://fonts.googleapis.com/css2?family=Inter",
+            "https://www.irs.gov/forms",
+            "https://www.gov.uk/",
+            "https://news.ycombinator.com/item?id=1",
+            "https://www.nytimes.com/2024/01/01/world/x.html",
+        ] {
+            assert_eq!(check(url), vec![], "{url}");
+        }
+    }
+
+    #[test]
+    fn ascii_lookalikes_of_well_known_domains() {
+        let w = only(
+            "please log in at https://rnicrosoft.com/login",
+            LinkRisk::Lookalike,
+        );
+        assert_eq!(w.severity, Severity::Danger);
+        assert_eq!(
+            w.explanation,
+            "this link goes to rnicrosoft.com, which imitates microsoft.com"
+        );
+        assert_eq!(w.url_shown, "https://rnicrosoft.com/login");
+        for (text, known) in [
+            ("https://paypa1.com/", "paypal.com"),
+            ("http://g00gle.com", "google.com"),
+            ("https://www.arnazon.com/deals", "amazon.com"),
+            ("https://gihtub.com/x", "github.com"),
+            ("https://appie.com", "apple.com"),
+            ("https://rnicrosoft.net", "microsoft.com"),
+            ("https://pay-pal.com", "paypal.com"),
+        ] {
+            let w = only(text, LinkRisk::Lookalike);
+            assert!(w.explanation.ends_with(known), "{text}: {}", w.explanation);
+        }
+    }
+
+    #[test]
+    fn near_misses_are_cautions() {
+        for (text, known) in [
+            ("https://micosoft.com/", "microsoft.com"),
+            ("https://paypall.com", "paypal.com"),
+            ("https://githuub.com", "github.com"),
+            ("https://paypal-login.com/verify", "paypal.com"),
+            ("https://secure-microsoft-account.net", "microsoft.com"),
+            ("https://paypal.github.io/", "paypal.com"),
+        ] {
+            let w = only(text, LinkRisk::Lookalike);
+            assert_eq!(w.severity, Severity::Caution, "{text}");
+            assert!(w.explanation.contains(known), "{text}: {}", w.explanation);
+        }
+        // Common words near a brand that is itself a word are left alone.
+        for text in [
+            "https://stack.com",
+            "https://motion.com",
+            "https://finance.com",
+        ] {
+            assert_eq!(check(text), vec![], "{text}");
+        }
+    }
+
+    #[test]
+    fn brand_as_the_start_of_another_domain() {
+        let w = only("https://paypal.com.evil.io/login", LinkRisk::Lookalike);
+        assert_eq!(w.severity, Severity::Danger);
+        assert_eq!(
+            w.explanation,
+            "this link goes to evil.io, not paypal.com: the address only starts with paypal.com to look genuine"
+        );
+        let w = only(
+            "http://www.microsoft.com-security.support/",
+            LinkRisk::Lookalike,
+        );
+        assert!(w.explanation.contains("microsoft.com"));
+    }
+
+    #[test]
+    fn lookalikes_of_the_organisation() {
+        let w = only("https://acrne-corp.com/payroll", LinkRisk::Lookalike);
+        assert_eq!(
+            w.explanation,
+            "this link goes to acrne-corp.com, which imitates acme-corp.com"
+        );
+        let w = only("https://acme-corp.com.login.top/", LinkRisk::Lookalike);
+        assert!(w.explanation.contains("acme-corp.com"));
+        assert_eq!(
+            only("https://acme-corps.com", LinkRisk::Lookalike).severity,
+            Severity::Caution
+        );
+    }
+
+    #[test]
+    fn homographs_are_shown_as_punycode() {
+        // All-Cyrillic "аррӏе".
+        let w = only("https://аррӏе.com/id", LinkRisk::Homograph);
+        assert_eq!(w.severity, Severity::Danger);
+        assert_eq!(w.url_shown, "https://xn--80ak6aa92e.com/id");
+        assert_eq!(
+            w.explanation,
+            "this link goes to xn--80ak6aa92e.com, which uses letters from other alphabets to imitate apple.com"
+        );
+        // The same, written as punycode.
+        assert_eq!(
+            only("http://xn--80ak6aa92e.com", LinkRisk::Homograph).url_shown,
+            "http://xn--80ak6aa92e.com/"
+        );
+        // One Cyrillic "а" in a Latin name.
+        let w = only("https://paypаl.com/", LinkRisk::Homograph);
+        assert!(w.url_shown.starts_with("https://xn--"), "{}", w.url_shown);
+        // An accent.
+        assert!(
+            only("https://googlé.com", LinkRisk::Homograph)
+                .explanation
+                .ends_with("google.com")
+        );
+        // Greek omicron in the organisation's name.
+        assert!(
+            only("https://acme-cοrp.com", LinkRisk::Homograph)
+                .explanation
+                .ends_with("acme-corp.com")
+        );
+    }
+
+    #[test]
+    fn suspicious_international_names_that_imitate_nothing_known() {
+        // Latin with a Cyrillic "е".
+        let w = only("https://exаmple-shop.net/", LinkRisk::Punycode);
+        assert_eq!(w.severity, Severity::Caution);
+        assert!(
+            w.explanation.contains("different alphabets"),
+            "{}",
+            w.explanation
+        );
+        assert!(w.url_shown.starts_with("https://xn--"), "{}", w.url_shown);
+        // All Cyrillic letters that look Latin, under .com but not under .рф.
+        let w = only("https://сосо.com", LinkRisk::Punycode);
+        assert!(w.explanation.contains("Cyrillic"), "{}", w.explanation);
+        assert_eq!(check("https://сосо.рф"), vec![]);
+        // Greek with Cyrillic.
+        assert_eq!(
+            only("https://αб.org", LinkRisk::Punycode).severity,
+            Severity::Caution
+        );
+    }
+
+    #[test]
+    fn ip_literals() {
+        let w = only("http://192.168.0.1/login", LinkRisk::IpLiteral);
+        assert_eq!(w.severity, Severity::Caution);
+        assert_eq!(
+            w.explanation,
+            "this link goes to a bare IP address (192.168.0.1) instead of a named site"
+        );
+        let w = only("http://0x7f000001/", LinkRisk::IpLiteral);
+        assert_eq!(w.severity, Severity::Danger);
+        assert_eq!(
+            w.explanation,
+            "this link goes to a bare IP address written in a disguised form (0x7f000001 means 127.0.0.1)"
+        );
+        assert_eq!(
+            only("http://3279880203/blah", LinkRisk::IpLiteral).severity,
+            Severity::Danger
+        );
+        assert_eq!(
+            only("http://127.1/", LinkRisk::IpLiteral).severity,
+            Severity::Danger
+        );
+        assert_eq!(
+            only("http://[::1]:8080/x", LinkRisk::IpLiteral).severity,
+            Severity::Caution
+        );
+        assert_eq!(check("http://example.com/192.168.0.1"), vec![]);
+    }
+
+    #[test]
+    fn user_names_before_the_host() {
+        let w = only("https://google.com@evil.tld/", LinkRisk::Userinfo);
+        assert_eq!(w.severity, Severity::Danger);
+        assert_eq!(
+            w.explanation,
+            "this link seems to go to google.com, but everything before '@' is ignored: it really goes to evil.tld"
+        );
+        let w = only("https://paypal.com@evil.tld", LinkRisk::Userinfo);
+        assert!(w.explanation.contains("paypal.com"));
+        let w = only("http://admin:secret@example.org/", LinkRisk::Userinfo);
+        assert_eq!(w.severity, Severity::Caution);
+        assert!(w.explanation.contains("example.org"));
+        assert_eq!(
+            only("https://git@github.com/org/repo.git", LinkRisk::Userinfo).severity,
+            Severity::Caution
+        );
+        // An e-mail address is not a link.
+        assert_eq!(check("write to alice@example.com"), vec![]);
+    }
+
+    #[test]
+    fn markdown_text_that_names_another_site() {
+        let w = only("[paypal.com](https://evil.tld/x)", LinkRisk::MismatchedText);
+        assert_eq!(
+            w.explanation,
+            "this link's text says paypal.com but it goes to evil.tld"
+        );
+        assert_eq!(w.url_shown, "https://evil.tld/x");
+        let w = only(
+            "read [https://www.bank.example/login](http://203.0.113.9.nip.io/)",
+            LinkRisk::MismatchedText,
+        );
+        assert!(
+            w.explanation.contains("www.bank.example"),
+            "{}",
+            w.explanation
+        );
+        for text in [
+            "[example.com](https://www.example.com/x)",
+            "[www.example.com](https://example.com)",
+            "[click here](https://example.com)",
+            "[the docs](https://docs.rs/url)",
+            "[main.rs](https://github.com/a/b/blob/main/src/main.rs)",
+            "[https://example.com/a](<https://example.com/b>)",
+        ] {
+            assert_eq!(check(text), vec![], "{text}");
+        }
+    }
+
+    #[test]
+    fn markdown_links_are_found_once() {
+        let warnings = check("a [bit.ly/x](https://bit.ly/y) b");
+        assert_eq!(warnings.len(), 1, "{warnings:#?}");
+        assert_eq!(warnings[0].url_shown, "https://bit.ly/y");
+        // A Markdown destination that is not a web link is ignored.
+        assert_eq!(check("[paypal.com](javascript:alert(1))"), vec![]);
+        assert_eq!(check("[paypal.com](./relative/path)"), vec![]);
+    }
+
+    #[test]
+    fn shorteners() {
+        let w = only("https://bit.ly/3xyz", LinkRisk::Shortener);
+        assert_eq!(
+            w.explanation,
+            "this link hides its real destination behind a shortener (bit.ly)"
+        );
+        assert_eq!(
+            only("t.co/abc", LinkRisk::Shortener).url_shown,
+            "http://t.co/abc"
+        );
+        assert_eq!(
+            ids("https://tinyurl.com/abc and goo.gl/x"),
+            ["link.shortener"; 2]
+        );
+        let quiet = LinkRules {
+            warn_shorteners: false,
+            ..LinkRules::default()
+        };
+        assert_eq!(analyze("https://bit.ly/3xyz", &quiet), vec![]);
+        assert_eq!(check("https://notbit.ly/x"), vec![]);
+    }
+
+    #[test]
+    fn blocked_domains_and_their_subdomains() {
+        let rules = LinkRules {
+            blocked_domains: vec!["evil.example".into(), "zip".into(), "203.0.113.7".into()],
+            ..LinkRules::default()
+        };
+        let checker = LinkChecker::new(&rules);
+        for text in [
+            "https://evil.example/",
+            "https://a.b.evil.example/x?y",
+            "HTTPS://EVIL.EXAMPLE./",
+            "http://download.zip/x",
+            "http://203.0.113.7/",
+        ] {
+            let warnings = checker.check(text);
+            assert_eq!(
+                warnings[0].risk,
+                LinkRisk::Blocklisted,
+                "{text}: {warnings:#?}"
+            );
+            assert_eq!(warnings[0].severity, Severity::Danger);
+        }
+        assert_eq!(
+            checker.check("https://evil.example/")[0].explanation,
+            "this link goes to evil.example, which your organisation has blocked"
+        );
+        assert_eq!(checker.check("https://notevil.example/"), vec![]);
+        assert_eq!(checker.check("https://evil.example.org/"), vec![]);
+    }
+
+    #[test]
+    fn large_blocklists() {
+        let rules = LinkRules {
+            blocked_domains: (0..MAX_BLOCKLIST_ENTRIES)
+                .map(|i| format!("bad{i}.example"))
+                .collect(),
+            blocked_url_hashes: (1..MAX_BLOCKLIST_ENTRIES)
+                .map(|i| format!("{:08x}", (i as u32).wrapping_mul(2_654_435_761)))
+                .chain([url_hash_prefix("http://phish.example/kit/", 6).unwrap()])
+                .collect(),
+            ..LinkRules::default()
+        };
+        assert_eq!(rules.validate(""), Ok(()));
+        let checker = LinkChecker::new(&rules);
+        let text = "https://www.bad99999.example/x https://ok.example/ https://phish.example/kit/a";
+        let warnings = checker.check(text);
+        let blocked: Vec<_> = warnings
+            .iter()
+            .filter(|w| w.risk == LinkRisk::Blocklisted)
+            .map(|w| w.url_shown.as_str())
+            .collect();
+        assert_eq!(
+            blocked,
+            [
+                "https://www.bad99999.example/x",
+                "https://phish.example/kit/a"
+            ]
+        );
+    }
+
+    #[test]
+    fn blocked_url_hash_prefixes() {
+        let prefix = url_hash_prefix("http://bad.example/phish/", 4).unwrap();
+        assert_eq!(prefix.len(), 8);
+        let full = url_hash_prefix("http://bad.example/phish/", 32).unwrap();
+        assert!(full.starts_with(&prefix));
+        let rules = LinkRules {
+            blocked_url_hashes: vec![prefix.to_uppercase()],
+            ..LinkRules::default()
+        };
+        let checker = LinkChecker::new(&rules);
+        for text in [
+            "https://bad.example/phish/login.html?x=1",
+            "http://www.bad.example/phish/",
+            "http://BAD.example/a/../phish//kit/#frag",
+        ] {
+            let warnings = checker.check(text);
+            assert_eq!(warnings.len(), 1, "{text}: {warnings:#?}");
+            assert_eq!(warnings[0].risk, LinkRisk::Blocklisted);
+        }
+        assert_eq!(checker.check("https://bad.example/other"), vec![]);
+        assert_eq!(checker.check("https://bad.example/"), vec![]);
+        // A whole-site entry blocks every page.
+        let site = LinkRules {
+            blocked_url_hashes: vec![url_hash_prefix("bad.example", 8).unwrap()],
+            ..LinkRules::default()
+        };
+        assert_eq!(analyze("https://x.bad.example/any/page", &site).len(), 1);
+        assert_eq!(url_hash_prefix("http://x.example/", 3), None);
+        assert_eq!(url_hash_prefix("http://x.example/", 33), None);
+        assert_eq!(url_hash_prefix("http:///", 4), None);
+    }
+
+    #[test]
+    fn url_hash_prefix_is_the_sha256_of_the_expression() {
+        let expected = hex::encode(Sha256::digest(b"example.com/a/b?c=d"));
+        assert_eq!(
+            url_hash_prefix("HTTP://user@Example.COM:8080/a/./b?c=d#e", 32).unwrap(),
+            expected
+        );
+    }
+
+    fn canonical(url: &str) -> Option<String> {
+        Canonical::parse(url).map(|c| format!("http://{}", c.full_expression()))
+    }
+
+    #[test]
+    fn safe_browsing_canonicalisation() {
+        // Examples from the Safe Browsing v4 documentation.
+        for (input, expected) in [
+            ("http://host/%25%32%35", "http://host/%25"),
+            ("http://host/%25%32%35%25%32%35", "http://host/%25%25"),
+            ("http://host/%2525252525252525", "http://host/%25"),
+            ("http://host/asdf%25%32%35asd", "http://host/asdf%25asd"),
+            (
+                "http://host/%%%25%32%35asd%%",
+                "http://host/%25%25%25asd%25%25",
+            ),
+            ("http://www.google.com/", "http://www.google.com/"),
+            (
+                "http://%31%36%38%2e%31%38%38%2e%39%39%2e%32%36/%2E%73%65%63%75%72%65/%77%77%77%2E%65%62%61%79%2E%63%6F%6D/",
+                "http://168.188.99.26/.secure/www.ebay.com/",
+            ),
+            (
+                "http://195.127.0.11/uploads/%20%20%20%20/.verify/.eBaysecure=updateuserdataxplimnbqmn-xplmvalidateinfoswqpcmlx=hgplmcx/",
+                "http://195.127.0.11/uploads/%20%20%20%20/.verify/.eBaysecure=updateuserdataxplimnbqmn-xplmvalidateinfoswqpcmlx=hgplmcx/",
+            ),
+            ("http://3279880203/blah", "http://195.127.0.11/blah"),
+            ("http://www.google.com/blah/..", "http://www.google.com/"),
+            ("www.google.com/", "http://www.google.com/"),
+            ("www.google.com", "http://www.google.com/"),
+            ("http://www.evil.com/blah#frag", "http://www.evil.com/blah"),
+            ("http://www.GOOgle.com/", "http://www.google.com/"),
+            ("http://www.google.com.../", "http://www.google.com/"),
+            (
+                "http://www.google.com/foo\tbar\rbaz\n2",
+                "http://www.google.com/foobarbaz2",
+            ),
+            ("http://www.google.com/q?", "http://www.google.com/q?"),
+            ("http://www.google.com/q?r?", "http://www.google.com/q?r?"),
+            ("http://www.google.com/q?r?s", "http://www.google.com/q?r?s"),
+            ("http://evil.com/foo#bar#baz", "http://evil.com/foo"),
+            ("http://evil.com/foo;", "http://evil.com/foo;"),
+            ("http://evil.com/foo?bar;", "http://evil.com/foo?bar;"),
+            ("http://notrailingslash.com", "http://notrailingslash.com/"),
+            ("http://www.gotaport.com:1234/", "http://www.gotaport.com/"),
+            ("  http://www.google.com/  ", "http://www.google.com/"),
+            ("https://www.securesite.com/", "http://www.securesite.com/"),
+            ("http://host.com/ab%23cd", "http://host.com/ab%23cd"),
+            (
+                "http://host.com//twoslashes?more//slashes",
+                "http://host.com/twoslashes?more//slashes",
+            ),
+        ] {
+            assert_eq!(canonical(input).as_deref(), Some(expected), "{input}");
+        }
+        assert_eq!(canonical("http://"), None);
+        assert_eq!(canonical(""), None);
+    }
+
+    #[test]
+    fn safe_browsing_expressions() {
+        let e = Canonical::parse("http://a.b.c/1/2.html?param=1")
+            .unwrap()
+            .expressions();
+        assert_eq!(
+            e,
+            [
+                "a.b.c/1/2.html?param=1",
+                "a.b.c/1/2.html",
+                "a.b.c/",
+                "a.b.c/1/",
+                "b.c/1/2.html?param=1",
+                "b.c/1/2.html",
+                "b.c/",
+                "b.c/1/",
+            ]
+        );
+        let e = Canonical::parse("http://a.b.c.d.e.f.g/1.html")
+            .unwrap()
+            .expressions();
+        assert_eq!(
+            e,
+            [
+                "a.b.c.d.e.f.g/1.html",
+                "a.b.c.d.e.f.g/",
+                "c.d.e.f.g/1.html",
+                "c.d.e.f.g/",
+                "d.e.f.g/1.html",
+                "d.e.f.g/",
+                "e.f.g/1.html",
+                "e.f.g/",
+                "f.g/1.html",
+                "f.g/",
+            ]
+        );
+        let e = Canonical::parse("http://1.2.3.4/1/").unwrap().expressions();
+        assert_eq!(e, ["1.2.3.4/1/", "1.2.3.4/"]);
+        let e = Canonical::parse("http://a.b/1/2/3/4/5/6.html?q")
+            .unwrap()
+            .expressions();
+        assert_eq!(e.len(), 6);
+        assert!(e.contains(&"a.b/1/2/3/".to_owned()));
+        let e = Canonical::parse("http://a.b.c.d.e.f.g.h/1/2/3/4/5?x")
+            .unwrap()
+            .expressions();
+        assert_eq!(e.len(), 30);
+    }
+
+    #[test]
+    fn hidden_characters_in_links() {
+        let warnings = check("https://evil.com\u{202E}moc.lapyap");
+        assert_eq!(
+            warnings[0].risk,
+            LinkRisk::HiddenCharacters,
+            "{warnings:#?}"
+        );
+        assert_eq!(warnings[0].url_shown, "https://evil.com/");
+        assert!(warnings[0].explanation.ends_with("it goes to evil.com"));
+        let warnings = check("[paypal.com\u{200B}](https://paypal.com)");
+        assert_eq!(warnings[0].risk, LinkRisk::HiddenCharacters);
+        assert_eq!(
+            show("a\u{202E}b\u{200B}c\u{7}", 10),
+            "a<U+202E>b<U+200B>c<U+0007>"
+        );
+        assert_eq!(show("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn finding_links_in_text() {
+        for (token, url) in [
+            ("https://example.com/a", Some("https://example.com/a")),
+            (
+                "(https://example.com/a_(b)).",
+                Some("https://example.com/a_(b)"),
+            ),
+            ("<https://example.com/>", Some("https://example.com/")),
+            ("see:HTTPS://example.com,", Some("HTTPS://example.com")),
+            ("www.example.com,", Some("www.example.com")),
+            ("\"example.com/path?x=1\"", Some("example.com/path?x=1")),
+            ("example.co.uk", Some("example.co.uk")),
+            ("main.rs/x", Some("main.rs/x")),
+            ("xhttps://example.com", None),
+            ("ftp://example.com", None),
+            ("main.rs", None),
+            ("notes.txt", None),
+            ("v1.2.3", None),
+            ("e.g.", None),
+            ("alice@example.com", None),
+            ("example.notatld", None),
+            ("...", None),
+        ] {
+            assert_eq!(url_in_token(token), url, "{token}");
+        }
+        let mut found = Vec::new();
+        for_each_candidate(
+            "one https://a.example/x, [two](https://b.example) and [three] (x) www.c.example",
+            |c| {
+                found.push((c.url, c.text));
+                ControlFlow::Continue(())
+            },
+        );
+        assert_eq!(
+            found,
+            [
+                ("https://a.example/x", None),
+                ("https://b.example", Some("two")),
+                ("www.c.example", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn too_many_links() {
+        let text: String = (0..70).map(|i| format!("https://bit.ly/{i} ")).collect();
+        let warnings = check(&text);
+        assert_eq!(warnings.len(), MAX_LINKS + 1);
+        let last = warnings.last().unwrap();
+        assert_eq!(last.risk, LinkRisk::TooManyLinks);
+        assert_eq!(last.url_shown, "");
+    }
+
+    #[test]
+    fn one_warning_per_risk_and_link() {
+        let text = "https://bit.ly/a https://bit.ly/a";
+        assert_eq!(check(text).len(), 1);
+        let text = "https://paypal.com@192.168.1.1/";
+        assert_eq!(ids(text), ["link.userinfo", "link.ip_literal"]);
+    }
+
+    #[test]
+    fn edit_distance() {
+        let c = |s: &str| s.chars().collect::<Vec<_>>();
+        assert!(within_one_edit(&c("paypal"), &c("paypall")));
+        assert!(within_one_edit(&c("paypal"), &c("paypl")));
+        assert!(within_one_edit(&c("paypal"), &c("paypak")));
+        assert!(within_one_edit(&c("github"), &c("gihtub")));
+        assert!(!within_one_edit(&c("paypal"), &c("paypal")));
+        assert!(!within_one_edit(&c("paypal"), &c("pyapla")));
+        assert!(!within_one_edit(&c("github"), &c("gitlab")));
+        assert!(!within_one_edit(&c(""), &c("ab")));
+        assert!(within_one_edit(&c(""), &c("a")));
+    }
+
+    #[test]
+    fn adversarial_inputs_complete() {
+        let checker = LinkChecker::new(&LinkRules {
+            blocked_url_hashes: vec!["00000000".into()],
+            blocked_domains: vec!["evil.example".into()],
+            ..rules()
+        });
+        let mib = 1 << 20;
+        for unit in [
+            "http://",
+            "[a](",
+            "](",
+            "[",
+            "[a](http://x.example/",
+            "www.",
+            "a.com/",
+            "xn--80ak6aa92e.com ",
+            "%25",
+            "))))",
+            "https://a-",
+            "\u{202E}",
+            "é",
+        ] {
+            let text = unit.repeat(mib / unit.len() + 1);
+            let _ = checker.check(&text);
+        }
+        // Pseudo-random bytes, read as text.
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let bytes: Vec<u8> = (0..mib)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        let _ = checker.check(&String::from_utf8_lossy(&bytes));
+        let _ = url_hash_prefix(&"%25".repeat(10_000), 4);
+        let _ = url_hash_prefix(&format!("http://a.b/{}", "../".repeat(10_000)), 4);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(text in "\\PC{0,200}") {
+            for w in check(&text) {
+                proptest::prop_assert!(!w.url_shown.chars().any(is_hidden_char));
+            }
+            let _ = url_hash_prefix(&text, 4);
+        }
+
+        #[test]
+        fn never_panics_on_urlish_text(
+            text in "(https?://|www\\.|\\[|\\]\\(|[a-zа-я0-9@:/?#%.\\-]|\u{202E}|xn--){0,40}"
+        ) {
+            let _ = check(&text);
+        }
+    }
+
+    fn policy_error(source: &str) -> (usize, String) {
+        match Policy::parse(source) {
+            Err(PolicyError::Invalid { line, message }) => (line, message),
+            other => panic!("expected an invalid policy, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn policy_section_parses_with_defaults() {
+        let policy = Policy::parse(
+            "version = 1\n[links]\norg_domains = [\"example.com\"]\nblocked_url_hashes = [\"0123abcd\"]\n",
+        )
+        .unwrap();
+        assert_eq!(policy.links.org_domains, ["example.com"]);
+        assert!(policy.links.warn_shorteners);
+        let policy = Policy::parse(r#"{"version":1,"links":{"warn_shorteners":false}}"#).unwrap();
+        assert!(!policy.links.warn_shorteners);
+        assert!(matches!(
+            Policy::parse("version = 1\n[links]\nblocked = []\n"),
+            Err(PolicyError::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn policy_validation_names_the_line() {
+        let (line, message) = policy_error(
+            "version = 1\n\n[links]\norg_domains = [\"example.com\"]\nblocked_domains = [\n  \"ok.example\",\n  \"bad domain.example\",\n]\n",
+        );
+        assert_eq!(line, 7);
+        assert!(message.contains("bad domain.example"), "{message}");
+        let (line, message) =
+            policy_error("version = 1\n[links]\nblocked_url_hashes = [\"0123abcd\", \"abc\"]\n");
+        assert_eq!(line, 3);
+        assert!(message.contains("hash prefix"), "{message}");
+        let (line, _) = policy_error("version = 1\n[links]\norg_domains = [\"com\"]\n");
+        assert_eq!(line, 3);
+        let (line, _) = policy_error("version = 1\n[links]\norg_domains = [\"10.0.0.1\"]\n");
+        assert_eq!(line, 3);
+        let (line, _) = policy_error("version = 1\n[links]\norg_domains = [\"*.example.com\"]\n");
+        assert_eq!(line, 3);
+        let (line, _) = policy_error(
+            "version = 1\n[links]\norg_domains = [\"example.com\"]\nblocked_domains = [\"https://x.example/\"]\n",
+        );
+        assert_eq!(line, 4);
+        let (line, _) = policy_error(
+            "{\n\"version\": 1,\n\"links\": {\"blocked_url_hashes\": [\"zzzzzzzz\"]}\n}",
+        );
+        assert_eq!(line, 3);
+        let hashes: Vec<String> = (0..=64).map(|_| "abcdabcd".to_owned()).collect();
+        assert_eq!(hashes.len(), 65);
+        let big = LinkRules {
+            org_domains: (0..=MAX_ORG_DOMAINS)
+                .map(|i| format!("d{i}.example"))
+                .collect(),
+            ..LinkRules::default()
+        };
+        let source = "version = 1\n[links]\norg_domains = [...]\n";
+        assert!(matches!(
+            big.validate(source),
+            Err(PolicyError::Invalid { line: 3, .. })
+        ));
+        assert_eq!(rules().validate(""), Ok(()));
+    }
+}

@@ -179,6 +179,18 @@ pub enum PolicyCommand {
         #[arg(long, env = "RAMPART_DATA", default_value = "./rampart-data")]
         data: PathBuf,
     },
+    /// Print the blocklist entry of a URL, for `blocked_url_hashes`
+    ///
+    /// The URL is canonicalised as Safe Browsing does and hashed with
+    /// SHA-256; clients match the prefix against every link they receive
+    /// or send, on the device. A site's whole path below the URL matches.
+    HashUrl {
+        /// The URL to block, e.g. https://evil.example/login
+        url: String,
+        /// Bytes of the hash to keep (4 to 32; longer means fewer chance matches).
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(4..=32))]
+        bytes: u8,
+    },
 }
 
 /// Admin commands open the database directly; refuse to create a fresh
@@ -209,6 +221,16 @@ pub async fn admin(command: AdminCommand, json: bool) -> anyhow::Result<()> {
             policy_set(&file, &data, json).await
         }
         AdminCommand::Policy(PolicyCommand::Show { data }) => policy_show(&data, json).await,
+        AdminCommand::Policy(PolicyCommand::HashUrl { url, bytes }) => {
+            let hash = rampart_policy::link::url_hash_prefix(&url, usize::from(bytes))
+                .ok_or_else(|| anyhow::anyhow!("{url:?} is not an http(s) URL this can hash"))?;
+            if json {
+                println!("{}", serde_json::json!({ "url": url, "hash": hash }));
+            } else {
+                println!("{hash}");
+            }
+            Ok(())
+        }
         AdminCommand::DlpEvents { data, limit } => dlp_events(&data, limit, json).await,
     }
 }
