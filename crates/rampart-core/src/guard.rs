@@ -403,8 +403,15 @@ mod tests {
             "version = 1\n[links]\nblocked_url_hashes = [\"{hash}\"]\n"
         ));
         let check = g.check_text("go to https://bad.example/login?next=1 now");
-        assert_eq!(check.blocked().map(|h| h.rule.as_str()), Some("link.blocklisted"));
-        assert!(g.check_text("https://bad.example/about").blocked().is_none());
+        assert_eq!(
+            check.blocked().map(|h| h.rule.as_str()),
+            Some("link.blocklisted")
+        );
+        assert!(
+            g.check_text("https://bad.example/about")
+                .blocked()
+                .is_none()
+        );
         let warnings = g.incoming_warnings("see http://rnicrosoft.com", Some("invoice.pdf.exe"));
         let risks: Vec<&str> = warnings.iter().map(|w| w.risk).collect();
         assert!(risks.contains(&"link.lookalike"), "{risks:?}");

@@ -438,13 +438,7 @@ const SSN_LEADS: &[&str] = &[
     "the form needs ",
 ];
 
-const BARE_SSN_LEADS: &[&str] = &[
-    "SSN ",
-    "SSN: ",
-    "ssn#",
-    "my SSN is ",
-    "SSN (no dashes) ",
-];
+const BARE_SSN_LEADS: &[&str] = &["SSN ", "SSN: ", "ssn#", "my SSN is ", "SSN (no dashes) "];
 
 fn item(rng: &mut Rng, b: &mut Builder, item: Item) {
     match item {
@@ -538,7 +532,14 @@ fn item(rng: &mut Rng, b: &mut Builder, item: Item) {
             let area = rng.between(900, 999);
             let group = rng.between(70, 88);
             let serial = rng.between(1, 9999);
-            b.push(rng.pick(&["ITIN ", "ITIN: ", "tax id ", "taxpayer ID ", "", "IRS ITIN "]));
+            b.push(rng.pick(&[
+                "ITIN ",
+                "ITIN: ",
+                "tax id ",
+                "taxpayer ID ",
+                "",
+                "IRS ITIN ",
+            ]));
             let sep = rng.pick(&["-", "-", "-", " "]);
             b.label(
                 Detector::Itin,
@@ -616,7 +617,11 @@ fn item(rng: &mut Rng, b: &mut Builder, item: Item) {
                 "OPENSSH PRIVATE KEY",
                 "ENCRYPTED PRIVATE KEY",
             ]);
-            let width = if kind == "OPENSSH PRIVATE KEY" { 70 } else { 64 };
+            let width = if kind == "OPENSSH PRIVATE KEY" {
+                70
+            } else {
+                64
+            };
             let n = rng.between(90, 1200) as usize;
             let block = pem_block(kind, &rng.bytes(n), width);
             let (lead, trail) = rng.pick(&[
@@ -652,7 +657,10 @@ fn item(rng: &mut Rng, b: &mut Builder, item: Item) {
                 ("use this PAT ", ""),
                 ("export GH_TOKEN=", ""),
                 ("", " (expires in 30 days)"),
-                ("git clone https://x-access-token:", "@github.com/acme/infra.git"),
+                (
+                    "git clone https://x-access-token:",
+                    "@github.com/acme/infra.git",
+                ),
             ]);
             b.push(lead);
             b.label(Detector::GithubToken, form.into(), &token);
@@ -691,7 +699,13 @@ fn item(rng: &mut Rng, b: &mut Builder, item: Item) {
                     ("webhook", token)
                 }
             };
-            b.push(rng.pick(&["SLACK_BOT_TOKEN=", "slack token ", "", "webhook: ", "bot token → "]));
+            b.push(rng.pick(&[
+                "SLACK_BOT_TOKEN=",
+                "slack token ",
+                "",
+                "webhook: ",
+                "bot token → ",
+            ]));
             b.label(Detector::SlackToken, form.into(), &token);
         }
         Item::StripeKey => {
@@ -705,7 +719,11 @@ fn item(rng: &mut Rng, b: &mut Builder, item: Item) {
                 ("Stripe.api_key = '", "'"),
             ]);
             b.push(lead);
-            b.label(Detector::StripeKey, prefix.trim_end_matches('_').into(), &key);
+            b.label(
+                Detector::StripeKey,
+                prefix.trim_end_matches('_').into(),
+                &key,
+            );
             b.push(trail);
         }
         Item::GoogleApiKey => {
@@ -719,7 +737,11 @@ fn item(rng: &mut Rng, b: &mut Builder, item: Item) {
             b.label(Detector::GoogleApiKey, "aiza".into(), &key);
         }
         Item::Jwt => {
-            let (alg, sig) = if rng.chance(70) { ("HS256", 32) } else { ("RS256", 256) };
+            let (alg, sig) = if rng.chance(70) {
+                ("HS256", 32)
+            } else {
+                ("RS256", 256)
+            };
             let header = format!("{{\"alg\":\"{alg}\",\"typ\":\"JWT\"}}");
             let payload = format!(
                 "{{\"sub\":\"{}\",\"name\":\"{} {}\",\"iat\":{},\"exp\":{}}}",
@@ -770,7 +792,11 @@ fn item(rng: &mut Rng, b: &mut Builder, item: Item) {
             b.push(sep);
             b.push(quote);
             let value = strong_password(rng);
-            b.label(Detector::PasswordAssignment, format!("{key}{}", sep.trim()), &value);
+            b.label(
+                Detector::PasswordAssignment,
+                format!("{key}{}", sep.trim()),
+                &value,
+            );
             b.push(quote);
             b.push(rng.pick(&["", "", " (rotate it after)", " — don't share"]));
         }
@@ -843,7 +869,13 @@ fn item(rng: &mut Rng, b: &mut Builder, item: Item) {
             digits.push(luhn_digit(&digits));
             let text = digit_text(&digits);
             let text = if rng.chance(20) {
-                format!("{}-{}-{}-{}", &text[..2], &text[2..8], &text[8..14], &text[14..])
+                format!(
+                    "{}-{}-{}-{}",
+                    &text[..2],
+                    &text[2..8],
+                    &text[8..14],
+                    &text[14..]
+                )
             } else {
                 text
             };
@@ -874,11 +906,19 @@ fn item(rng: &mut Rng, b: &mut Builder, item: Item) {
             digits.push(((10 - sum % 10) % 10) as u8);
             let text = digit_text(&digits);
             let text = if rng.chance(50) {
-                format!("{}-{}-{}-{}-{}", &text[..3], &text[3..4], &text[4..6], &text[6..12], &text[12..])
+                format!(
+                    "{}-{}-{}-{}-{}",
+                    &text[..3],
+                    &text[3..4],
+                    &text[4..6],
+                    &text[6..12],
+                    &text[12..]
+                )
             } else {
                 text
             };
-            let (lead, trail) = rng.pick(&[("ISBN ", ""), ("ISBN-13: ", ""), ("the book (ISBN ", ")")]);
+            let (lead, trail) =
+                rng.pick(&[("ISBN ", ""), ("ISBN-13: ", ""), ("the book (ISBN ", ")")]);
             b.push(lead);
             b.lookalike("isbn-13", &text);
             b.push(trail);
@@ -934,7 +974,10 @@ fn item(rng: &mut Rng, b: &mut Builder, item: Item) {
             b.lookalike("aws-doc-example", &key);
             if rng.chance(50) {
                 b.push("\naws_secret_access_key = ");
-                b.lookalike("aws-doc-example", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
+                b.lookalike(
+                    "aws-doc-example",
+                    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                );
             }
         }
         Item::PasswordPlaceholder => {
@@ -980,7 +1023,11 @@ fn item(rng: &mut Rng, b: &mut Builder, item: Item) {
             b.lookalike("token-placeholder", &text);
         }
         Item::Date => {
-            let (y, m, d) = (rng.between(2019, 2026), rng.between(1, 12), rng.between(1, 28));
+            let (y, m, d) = (
+                rng.between(2019, 2026),
+                rng.between(1, 12),
+                rng.between(1, 28),
+            );
             let month = MONTHS[(m - 1) as usize];
             let text = match rng.below(5) {
                 0 => format!("{y}-{m:02}-{d:02}"),
@@ -1028,8 +1075,7 @@ const FIRST_NAMES: &[&str] = &[
 ];
 
 const LAST_NAMES: &[&str] = &[
-    "Doe", "Haddad", "Schmidt", "Tanaka", "Patel", "Moreau", "Garcia", "Ivanova", "Okafor",
-    "Berg",
+    "Doe", "Haddad", "Schmidt", "Tanaka", "Patel", "Moreau", "Garcia", "Ivanova", "Okafor", "Berg",
 ];
 
 const DOMAINS: &[&str] = &[
@@ -1049,23 +1095,51 @@ struct Brand {
 }
 
 const BRANDS: &[Brand] = &[
-    Brand { name: "visa", ranges: &[("4", "4")], lengths: &[13, 16, 16, 16, 16, 19] },
-    Brand { name: "visa", ranges: &[("4", "4")], lengths: &[16] },
-    Brand { name: "mastercard", ranges: &[("51", "55"), ("2221", "2720")], lengths: &[16] },
-    Brand { name: "mastercard", ranges: &[("51", "55")], lengths: &[16] },
-    Brand { name: "amex", ranges: &[("34", "34"), ("37", "37")], lengths: &[15] },
+    Brand {
+        name: "visa",
+        ranges: &[("4", "4")],
+        lengths: &[13, 16, 16, 16, 16, 19],
+    },
+    Brand {
+        name: "visa",
+        ranges: &[("4", "4")],
+        lengths: &[16],
+    },
+    Brand {
+        name: "mastercard",
+        ranges: &[("51", "55"), ("2221", "2720")],
+        lengths: &[16],
+    },
+    Brand {
+        name: "mastercard",
+        ranges: &[("51", "55")],
+        lengths: &[16],
+    },
+    Brand {
+        name: "amex",
+        ranges: &[("34", "34"), ("37", "37")],
+        lengths: &[15],
+    },
     Brand {
         name: "discover",
         ranges: &[("6011", "6011"), ("644", "649"), ("65", "65")],
         lengths: &[16, 16, 16, 19],
     },
-    Brand { name: "jcb", ranges: &[("3528", "3589")], lengths: &[16] },
+    Brand {
+        name: "jcb",
+        ranges: &[("3528", "3589")],
+        lengths: &[16],
+    },
     Brand {
         name: "diners",
         ranges: &[("300", "305"), ("36", "36"), ("38", "39")],
         lengths: &[14, 14, 16],
     },
-    Brand { name: "unionpay", ranges: &[("620", "621"), ("623", "629")], lengths: &[16, 16, 17, 19] },
+    Brand {
+        name: "unionpay",
+        ranges: &[("620", "621"), ("623", "629")],
+        lengths: &[16, 16, 17, 19],
+    },
     Brand {
         name: "maestro",
         ranges: &[
@@ -1079,14 +1153,21 @@ const BRANDS: &[Brand] = &[
         ],
         lengths: &[12, 13, 16, 16, 19],
     },
-    Brand { name: "mir", ranges: &[("2200", "2204")], lengths: &[16] },
+    Brand {
+        name: "mir",
+        ranges: &[("2200", "2204")],
+        lengths: &[16],
+    },
 ];
 
 /// A random number of `brand` with a correct Luhn digit.
 fn card_digits(rng: &mut Rng, brand: Brand) -> Vec<u8> {
     let (lo, hi) = rng.pick(brand.ranges);
     let len = rng.pick(brand.lengths);
-    let value = |s: &str| s.bytes().fold(0u64, |acc, b| acc * 10 + u64::from(b - b'0'));
+    let value = |s: &str| {
+        s.bytes()
+            .fold(0u64, |acc, b| acc * 10 + u64::from(b - b'0'))
+    };
     let prefix = rng.between(value(lo), value(hi));
     let mut digits: Vec<u8> = format!("{prefix:0width$}", width = lo.len())
         .bytes()
@@ -1251,37 +1332,130 @@ struct IbanCountry {
 }
 
 const IBAN_COUNTRIES: &[IbanCountry] = &[
-    IbanCountry { code: "DE", bban: &[(18, b'n')] },
-    IbanCountry { code: "DE", bban: &[(18, b'n')] },
-    IbanCountry { code: "GB", bban: &[(4, b'a'), (14, b'n')] },
-    IbanCountry { code: "FR", bban: &[(10, b'n'), (11, b'c'), (2, b'n')] },
-    IbanCountry { code: "ES", bban: &[(20, b'n')] },
-    IbanCountry { code: "IT", bban: &[(1, b'a'), (10, b'n'), (12, b'c')] },
-    IbanCountry { code: "NL", bban: &[(4, b'a'), (10, b'n')] },
-    IbanCountry { code: "BE", bban: &[(12, b'n')] },
-    IbanCountry { code: "CH", bban: &[(5, b'n'), (12, b'c')] },
-    IbanCountry { code: "AT", bban: &[(16, b'n')] },
-    IbanCountry { code: "PL", bban: &[(24, b'n')] },
-    IbanCountry { code: "SE", bban: &[(20, b'n')] },
-    IbanCountry { code: "NO", bban: &[(11, b'n')] },
-    IbanCountry { code: "DK", bban: &[(14, b'n')] },
-    IbanCountry { code: "FI", bban: &[(14, b'n')] },
-    IbanCountry { code: "IE", bban: &[(4, b'a'), (14, b'n')] },
-    IbanCountry { code: "PT", bban: &[(21, b'n')] },
-    IbanCountry { code: "LU", bban: &[(3, b'n'), (13, b'c')] },
-    IbanCountry { code: "CZ", bban: &[(20, b'n')] },
-    IbanCountry { code: "GR", bban: &[(7, b'n'), (16, b'c')] },
-    IbanCountry { code: "TR", bban: &[(5, b'n'), (17, b'c')] },
-    IbanCountry { code: "SA", bban: &[(2, b'n'), (18, b'c')] },
-    IbanCountry { code: "AE", bban: &[(19, b'n')] },
-    IbanCountry { code: "BR", bban: &[(23, b'n'), (1, b'a'), (1, b'c')] },
-    IbanCountry { code: "MT", bban: &[(4, b'a'), (5, b'n'), (18, b'c')] },
-    IbanCountry { code: "HU", bban: &[(24, b'n')] },
-    IbanCountry { code: "RO", bban: &[(4, b'a'), (16, b'c')] },
-    IbanCountry { code: "HR", bban: &[(17, b'n')] },
-    IbanCountry { code: "UA", bban: &[(6, b'n'), (19, b'c')] },
-    IbanCountry { code: "IL", bban: &[(19, b'n')] },
-    IbanCountry { code: "KZ", bban: &[(3, b'n'), (13, b'c')] },
+    IbanCountry {
+        code: "DE",
+        bban: &[(18, b'n')],
+    },
+    IbanCountry {
+        code: "DE",
+        bban: &[(18, b'n')],
+    },
+    IbanCountry {
+        code: "GB",
+        bban: &[(4, b'a'), (14, b'n')],
+    },
+    IbanCountry {
+        code: "FR",
+        bban: &[(10, b'n'), (11, b'c'), (2, b'n')],
+    },
+    IbanCountry {
+        code: "ES",
+        bban: &[(20, b'n')],
+    },
+    IbanCountry {
+        code: "IT",
+        bban: &[(1, b'a'), (10, b'n'), (12, b'c')],
+    },
+    IbanCountry {
+        code: "NL",
+        bban: &[(4, b'a'), (10, b'n')],
+    },
+    IbanCountry {
+        code: "BE",
+        bban: &[(12, b'n')],
+    },
+    IbanCountry {
+        code: "CH",
+        bban: &[(5, b'n'), (12, b'c')],
+    },
+    IbanCountry {
+        code: "AT",
+        bban: &[(16, b'n')],
+    },
+    IbanCountry {
+        code: "PL",
+        bban: &[(24, b'n')],
+    },
+    IbanCountry {
+        code: "SE",
+        bban: &[(20, b'n')],
+    },
+    IbanCountry {
+        code: "NO",
+        bban: &[(11, b'n')],
+    },
+    IbanCountry {
+        code: "DK",
+        bban: &[(14, b'n')],
+    },
+    IbanCountry {
+        code: "FI",
+        bban: &[(14, b'n')],
+    },
+    IbanCountry {
+        code: "IE",
+        bban: &[(4, b'a'), (14, b'n')],
+    },
+    IbanCountry {
+        code: "PT",
+        bban: &[(21, b'n')],
+    },
+    IbanCountry {
+        code: "LU",
+        bban: &[(3, b'n'), (13, b'c')],
+    },
+    IbanCountry {
+        code: "CZ",
+        bban: &[(20, b'n')],
+    },
+    IbanCountry {
+        code: "GR",
+        bban: &[(7, b'n'), (16, b'c')],
+    },
+    IbanCountry {
+        code: "TR",
+        bban: &[(5, b'n'), (17, b'c')],
+    },
+    IbanCountry {
+        code: "SA",
+        bban: &[(2, b'n'), (18, b'c')],
+    },
+    IbanCountry {
+        code: "AE",
+        bban: &[(19, b'n')],
+    },
+    IbanCountry {
+        code: "BR",
+        bban: &[(23, b'n'), (1, b'a'), (1, b'c')],
+    },
+    IbanCountry {
+        code: "MT",
+        bban: &[(4, b'a'), (5, b'n'), (18, b'c')],
+    },
+    IbanCountry {
+        code: "HU",
+        bban: &[(24, b'n')],
+    },
+    IbanCountry {
+        code: "RO",
+        bban: &[(4, b'a'), (16, b'c')],
+    },
+    IbanCountry {
+        code: "HR",
+        bban: &[(17, b'n')],
+    },
+    IbanCountry {
+        code: "UA",
+        bban: &[(6, b'n'), (19, b'c')],
+    },
+    IbanCountry {
+        code: "IL",
+        bban: &[(19, b'n')],
+    },
+    IbanCountry {
+        code: "KZ",
+        bban: &[(3, b'n'), (13, b'c')],
+    },
 ];
 
 const IBAN_LEADS: &[&str] = &[
@@ -1468,7 +1642,11 @@ mod tests {
             spans.extend(s.lookalikes.iter().map(|l| l.span.clone()));
             spans.sort_by_key(|r| r.start);
             for r in &spans {
-                assert!(r.start < r.end && s.text.get(r.clone()).is_some(), "{:?}", s.text);
+                assert!(
+                    r.start < r.end && s.text.get(r.clone()).is_some(),
+                    "{:?}",
+                    s.text
+                );
             }
             for w in spans.windows(2) {
                 assert!(w[0].end <= w[1].start, "{:?}", s.text);

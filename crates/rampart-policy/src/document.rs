@@ -223,9 +223,7 @@ impl Policy {
             })?
         } else {
             toml::from_str(source).map_err(|e| PolicyError::Syntax {
-                line: e
-                    .span()
-                    .map_or(1, |s| line_of(source, s.start)),
+                line: e.span().map_or(1, |s| line_of(source, s.start)),
                 message: e.message().to_owned(),
             })?
         };
@@ -258,7 +256,11 @@ impl Policy {
 /// The 1-based line of a byte offset.
 pub(crate) fn line_of(source: &str, offset: usize) -> usize {
     let offset = offset.min(source.len());
-    source.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1
+    source.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// The line on which `needle` first appears (1 if nowhere): how semantic
@@ -307,13 +309,31 @@ mod tests {
         let cases = [
             ("version = 1\n\n[detectors.crad]\naction = \"block\"\n", 3),
             ("version = 1\n[detectors.card]\naction = \"explode\"\n", 3),
-            ("version = 1\n[detectors.card]\naction = \"block\"\ncolour = 1\n", 4),
+            (
+                "version = 1\n[detectors.card]\naction = \"block\"\ncolour = 1\n",
+                4,
+            ),
             ("version = 2\n", 1),
-            ("version = 1\n[[custom]]\nid = \"x\"\naction = \"warn\"\n", 3),
-            ("version = 1\n[[custom]]\nid = \"bad\"\nregex = '(unclosed'\naction = \"warn\"\n", 4),
-            ("version = 1\n[[custom]]\nid = \"empty\"\nregex = 'a*'\naction = \"warn\"\n", 4),
-            ("version = 1\n[[custom]]\nid = \"Big\"\nkeywords = [\"x\"]\naction = \"warn\"\n", 3),
-            ("{\n\"version\": 1,\n\"detectors\": {\"card\": {\"action\": 7}}\n}", 3),
+            (
+                "version = 1\n[[custom]]\nid = \"x\"\naction = \"warn\"\n",
+                3,
+            ),
+            (
+                "version = 1\n[[custom]]\nid = \"bad\"\nregex = '(unclosed'\naction = \"warn\"\n",
+                4,
+            ),
+            (
+                "version = 1\n[[custom]]\nid = \"empty\"\nregex = 'a*'\naction = \"warn\"\n",
+                4,
+            ),
+            (
+                "version = 1\n[[custom]]\nid = \"Big\"\nkeywords = [\"x\"]\naction = \"warn\"\n",
+                3,
+            ),
+            (
+                "{\n\"version\": 1,\n\"detectors\": {\"card\": {\"action\": 7}}\n}",
+                3,
+            ),
             ("version = = 1", 1),
         ];
         for (source, line) in cases {
@@ -332,18 +352,24 @@ mod tests {
         let err = Policy::parse(source).unwrap_err().to_string();
         assert!(err.contains("too complex"), "{err}");
         // Catastrophic backtracking in other engines; linear time here.
-        let source = "version = 1\n[[custom]]\nid = \"nested\"\nregex = '(a+)+$'\naction = \"warn\"\n";
+        let source =
+            "version = 1\n[[custom]]\nid = \"nested\"\nregex = '(a+)+$'\naction = \"warn\"\n";
         let policy = Policy::parse(source).unwrap();
         let scanner = crate::Scanner::new(&policy.dlp).unwrap();
         let text = format!("{}!", "a".repeat(100_000));
         let _ = scanner.scan(&text);
         let too_big = "x".repeat(MAX_POLICY_BYTES + 1);
-        assert!(matches!(Policy::parse(&too_big), Err(PolicyError::TooLarge { .. })));
+        assert!(matches!(
+            Policy::parse(&too_big),
+            Err(PolicyError::TooLarge { .. })
+        ));
     }
 
     #[test]
     fn binary_junk_is_an_error_not_a_panic() {
-        let junk: String = (0u32..4096).filter_map(|i| char::from_u32(i * 7919 % 0x3000)).collect();
+        let junk: String = (0u32..4096)
+            .filter_map(|i| char::from_u32(i * 7919 % 0x3000))
+            .collect();
         assert!(Policy::parse(&junk).is_err());
     }
 }

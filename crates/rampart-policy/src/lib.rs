@@ -37,6 +37,6 @@ pub use detect::{CustomRule, Scanner};
 pub use document::{Action, DetectorRule, DlpRules, Policy};
 pub use error::PolicyError;
 pub use file::{FileAction, FileChecker, FileFacts, FileRules, FileWarning};
-pub use link::{LinkChecker, LinkRules, LinkWarning};
 pub use finding::{Confidence, Detector, Finding, Rule};
+pub use link::{LinkChecker, LinkRules, LinkWarning};
 pub use redact::redact;

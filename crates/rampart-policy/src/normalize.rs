@@ -22,10 +22,16 @@ pub struct Normalized<'a> {
 }
 
 impl<'a> Normalized<'a> {
-    /// Normalises `original`. Texts longer than `u32::MAX` bytes are never
-    /// handed here (the scanner works in bounded windows).
+    /// Normalises `original`. Offsets are kept as `u32` (half the memory
+    /// of `usize` for the map); a text beyond 4 GiB is read only up to
+    /// there, far beyond anything a message or a scanned file can be.
     pub fn new(original: &'a str) -> Self {
-        if original.is_ascii() && !original.bytes().any(|b| b < 0x20 && b != b'\n' && b != b'\t') {
+        let original = cut(original, u32::MAX as usize);
+        if original.is_ascii()
+            && !original
+                .bytes()
+                .any(|b| b < 0x20 && b != b'\n' && b != b'\t')
+        {
             return Normalized {
                 original,
                 text: Cow::Borrowed(original),
@@ -76,6 +82,15 @@ impl<'a> Normalized<'a> {
                 .map_or(0, char::len_utf8);
         start..end
     }
+}
+
+/// The longest prefix of `s` of at most `max` bytes.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Appends the normalised form of one character.
@@ -132,7 +147,10 @@ fn is_invisible(c: char) -> bool {
 }
 
 fn is_dash(c: char) -> bool {
-    matches!(c, '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FE58}' | '\u{FE63}' | '\u{FF0D}' | '\u{2043}')
+    matches!(
+        c,
+        '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FE58}' | '\u{FE63}' | '\u{FF0D}' | '\u{2043}'
+    )
 }
 
 /// The value of a decimal digit of any script (general category Nd), for
@@ -143,8 +161,8 @@ fn decimal_digit(c: char) -> Option<u8> {
         0x0D66, 0x0DE6, 0x0E50, 0x0ED0, 0x0F20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0,
         0x1A80, 0x1A90, 0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620, 0xA8D0, 0xA900, 0xA9D0, 0xA9F0,
         0xAA50, 0xABF0, 0xFF10, 0x104A0, 0x11066, 0x110F0, 0x11136, 0x111D0, 0x112F0, 0x11450,
-        0x114D0, 0x11650, 0x116C0, 0x11730, 0x118E0, 0x16A60, 0x16B50, 0x1D7CE, 0x1D7D8,
-        0x1D7E2, 0x1D7EC, 0x1D7F6, 0x1E950, 0x1FBF0,
+        0x114D0, 0x11650, 0x116C0, 0x11730, 0x118E0, 0x16A60, 0x16B50, 0x1D7CE, 0x1D7D8, 0x1D7E2,
+        0x1D7EC, 0x1D7F6, 0x1E950, 0x1FBF0,
     ];
     let cp = c as u32;
     let i = ZEROS.partition_point(|&z| z <= cp);

@@ -123,7 +123,10 @@ mod tests {
     #[test]
     fn ssn_iban_email_secret() {
         let text = "536-22-8172";
-        assert_eq!(redact(text, &[finding(Detector::Ssn, text, text)]), "***-**-8172");
+        assert_eq!(
+            redact(text, &[finding(Detector::Ssn, text, text)]),
+            "***-**-8172"
+        );
         let text = "DE89 3704 0044 0532 0130 00";
         assert_eq!(
             redact(text, &[finding(Detector::Iban, text, text)]),
@@ -131,12 +134,22 @@ mod tests {
         );
         let text = "mail jane.doe@example.com";
         assert_eq!(
-            redact(text, &[finding(Detector::Email, text, "jane.doe@example.com")]),
+            redact(
+                text,
+                &[finding(Detector::Email, text, "jane.doe@example.com")]
+            ),
             "mail j***@example.com"
         );
         let text = "key AKIAIOSFODNN7EXAMPL3 there";
         assert_eq!(
-            redact(text, &[finding(Detector::AwsAccessKey, text, "AKIAIOSFODNN7EXAMPL3")]),
+            redact(
+                text,
+                &[finding(
+                    Detector::AwsAccessKey,
+                    text,
+                    "AKIAIOSFODNN7EXAMPL3"
+                )]
+            ),
             "key [redacted] there"
         );
     }

@@ -59,8 +59,8 @@ struct Score {
     precision: Option<f64>,
     recall: Option<f64>,
     f1: Option<f64>,
-    /// Misses by how the label was written, and how many were written so.
-    misses_by_form: BTreeMap<String, (usize, usize)>,
+    /// Labels by how they were written: how many, how many missed.
+    misses_by_form: BTreeMap<String, FormCount>,
     /// False positives by what they were mistaken on: a lookalike's kind,
     /// another detector's label (`label:ssn`), or `unlabelled`.
     false_positives_by_kind: BTreeMap<String, usize>,
@@ -79,6 +79,12 @@ impl Score {
             _ => None,
         };
     }
+}
+
+#[derive(Serialize, Debug, Default)]
+struct FormCount {
+    support: usize,
+    missed: usize,
 }
 
 /// One line of the examples, masked.
@@ -122,10 +128,7 @@ struct Report {
 pub fn dlp(args: &DlpArgs) -> Result<()> {
     ensure!(args.lines >= 1, "--lines must be at least 1");
     if !args.json {
-        eprintln!(
-            "generating {} lines (seed {})...",
-            args.lines, args.seed
-        );
+        eprintln!("generating {} lines (seed {})...", args.lines, args.seed);
     }
     let corpus = corpus::generate(args.seed, args.lines);
     let scanner = Scanner::all_builtin();
@@ -146,7 +149,11 @@ pub fn dlp(args: &DlpArgs) -> Result<()> {
         })
         .collect();
     for sample in &corpus {
-        let findings: Vec<Finding> = scanner.scan(&sample.text).into_iter().filter(acted_on).collect();
+        let findings: Vec<Finding> = scanner
+            .scan(&sample.text)
+            .into_iter()
+            .filter(acted_on)
+            .collect();
         score(sample, &findings, &mut scores);
     }
     let mut default_on = Score {
@@ -189,7 +196,7 @@ fn score(sample: &Sample, findings: &[Finding], scores: &mut BTreeMap<Detector, 
     for l in &sample.labels {
         if let Some(s) = scores.get_mut(&l.detector) {
             s.support += 1;
-            s.misses_by_form.entry(l.form.clone()).or_default().1 += 1;
+            s.misses_by_form.entry(l.form.clone()).or_default().support += 1;
         }
     }
     for f in findings {
@@ -199,14 +206,20 @@ fn score(sample: &Sample, findings: &[Finding], scores: &mut BTreeMap<Detector, 
             .iter()
             .enumerate()
             .find(|(i, l)| !matched[*i] && l.detector == d && overlaps(&l.span, &f.span));
-        let Some(s) = scores.get_mut(&d) else { continue };
+        let Some(s) = scores.get_mut(&d) else {
+            continue;
+        };
         if let Some((i, _)) = hit {
             matched[i] = true;
             s.tp += 1;
             continue;
         }
         s.fp += 1;
-        let what = if let Some(l) = sample.lookalikes.iter().find(|l| overlaps(&l.span, &f.span)) {
+        let what = if let Some(l) = sample
+            .lookalikes
+            .iter()
+            .find(|l| overlaps(&l.span, &f.span))
+        {
             l.kind.to_owned()
         } else if let Some(l) = sample.labels.iter().find(|l| overlaps(&l.span, &f.span)) {
             if l.detector == d {
@@ -228,9 +241,11 @@ fn score(sample: &Sample, findings: &[Finding], scores: &mut BTreeMap<Detector, 
         );
     }
     for (l, _) in sample.labels.iter().zip(&matched).filter(|(_, m)| !**m) {
-        let Some(s) = scores.get_mut(&l.detector) else { continue };
+        let Some(s) = scores.get_mut(&l.detector) else {
+            continue;
+        };
         s.fn_ += 1;
-        s.misses_by_form.entry(l.form.clone()).or_default().0 += 1;
+        s.misses_by_form.entry(l.form.clone()).or_default().missed += 1;
         keep_example(
             &mut s.misses,
             Example {
@@ -302,7 +317,10 @@ fn excerpt(sample: &Sample, findings: &[Finding], focus: &Range<usize>) -> Strin
     };
     let mut at = 0;
     let mut buf = String::new();
-    for r in merged.iter().chain(std::iter::once(&(text.len()..text.len()))) {
+    for r in merged
+        .iter()
+        .chain(std::iter::once(&(text.len()..text.len())))
+    {
         for (i, c) in text[at..r.start.max(at)].char_indices() {
             buf.clear();
             render(c, &mut buf);
@@ -491,14 +509,17 @@ fn print(r: &Report, json: bool) -> Result<()> {
         }
         println!();
         println!("{}: {} missed, {} false positives", s.detector, s.fn_, s.fp);
-        let mut forms: Vec<(&String, &(usize, usize))> =
-            s.misses_by_form.iter().filter(|(_, (m, _))| *m > 0).collect();
-        forms.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
+        let mut forms: Vec<(&String, &FormCount)> = s
+            .misses_by_form
+            .iter()
+            .filter(|(_, c)| c.missed > 0)
+            .collect();
+        forms.sort_by(|a, b| b.1.missed.cmp(&a.1.missed).then(a.0.cmp(b.0)));
         if !forms.is_empty() {
             let list: Vec<String> = forms
                 .iter()
                 .take(12)
-                .map(|(f, (m, n))| format!("{f} {m}/{n}"))
+                .map(|(f, c)| format!("{f} {}/{}", c.missed, c.support))
                 .collect();
             let more = if forms.len() > 12 { ", …" } else { "" };
             println!("  misses by form: {}{more}", list.join(", "));
@@ -535,8 +556,11 @@ mod tests {
         assert_eq!(mask("ab"), "**");
         let pem = "-----BEGIN RSA PRIVATE KEY-----\nAAAA\nBBBB\n-----END RSA PRIVATE KEY-----";
         let masked = mask(pem);
-        assert!(!masked.contains("AAAA") && masked.starts_with("-----BEGIN RSA"), "{masked}");
-        assert_eq!(mask("12\u{200B}34"), "1<U+200B>**4");
+        assert!(
+            !masked.contains("AAAA") && masked.starts_with("-----BEGIN RSA"),
+            "{masked}"
+        );
+        assert_eq!(mask("12\u{200B}34"), "1*<U+200B>*4");
     }
 
     #[test]
@@ -561,7 +585,11 @@ mod tests {
         };
         let mut scores: BTreeMap<Detector, Score> =
             [(Detector::Card, Score::default())].into_iter().collect();
-        score(&sample, &[finding(5..24), finding(10..14), finding(35..39)], &mut scores);
+        score(
+            &sample,
+            &[finding(5..24), finding(10..14), finding(35..39)],
+            &mut scores,
+        );
         let s = &scores[&Detector::Card];
         assert_eq!((s.support, s.tp, s.fp, s.fn_), (1, 1, 2, 0));
         assert_eq!(s.false_positives_by_kind["order-number"], 1);

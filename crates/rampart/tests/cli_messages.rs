@@ -597,12 +597,19 @@ fn dlp_confirmation_block_and_link_warnings_through_the_binary() {
     assert!(err.contains("4111 **** **** 1111"), "{err}");
     assert!(!err.contains("4111 1111 1111 1111"), "{err}");
     let sent = json(&alice, &["send", "@bob", card, "--confirm"]);
-    assert_eq!(sent["dlp"], serde_json::json!([{"rule": "card", "action": "warn"}]));
+    assert_eq!(
+        sent["dlp"],
+        serde_json::json!([{"rule": "card", "action": "warn"}])
+    );
     let got = synced_inbox(&bob);
     assert_eq!(entry(&got, sent["id"].as_str().unwrap())["text"], card);
 
     let policy = tmp.path().join("policy.toml");
-    std::fs::write(&policy, "version = 1\n[detectors.card]\naction = \"block\"\n").unwrap();
+    std::fs::write(
+        &policy,
+        "version = 1\n[detectors.card]\naction = \"block\"\n",
+    )
+    .unwrap();
     let set = Command::new(BIN)
         .args(["admin", "policy", "set"])
         .arg(&policy)
@@ -611,11 +618,18 @@ fn dlp_confirmation_block_and_link_warnings_through_the_binary() {
         .unwrap();
     ok(set);
     let err = fails(rampart(&alice, &["send", "@bob", card, "--confirm"], ""));
-    assert!(err.contains("not sent") && err.contains("rule card"), "{err}");
+    assert!(
+        err.contains("not sent") && err.contains("rule card"),
+        "{err}"
+    );
 
     ok(rampart(
         &alice,
-        &["send", "@bob", "new login page: https://rnicrosoft.com/login"],
+        &[
+            "send",
+            "@bob",
+            "new login page: https://rnicrosoft.com/login",
+        ],
         "",
     ));
     ok(rampart(&bob, &["sync"], ""));
@@ -629,7 +643,13 @@ fn dlp_confirmation_block_and_link_warnings_through_the_binary() {
     assert_eq!(last["warnings"][0]["risk"], "link.lookalike", "{last:#}");
 
     let listed = Command::new(BIN)
-        .args(["--json", "admin", "dlp-events", "--data", data.to_str().unwrap()])
+        .args([
+            "--json",
+            "admin",
+            "dlp-events",
+            "--data",
+            data.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let listed: Value = serde_json::from_str(&ok(listed)).unwrap();

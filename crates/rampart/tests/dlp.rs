@@ -306,7 +306,11 @@ async fn files_are_checked_before_upload_and_before_they_are_saved() {
 
     // A text file with a secret: a finding the policy would mask in a
     // message blocks the file, which cannot be masked.
-    set_policy(&server, "version = 1\n[detectors.github_token]\naction = \"redact\"\n").await;
+    set_policy(
+        &server,
+        "version = 1\n[detectors.github_token]\naction = \"redact\"\n",
+    )
+    .await;
     alice.sync().await.unwrap();
     let notes = files.join("notes.txt");
     let token = format!("ghp_{}", "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5");
@@ -329,17 +333,37 @@ async fn files_are_checked_before_upload_and_before_they_are_saved() {
     let tool = files.join("tool");
     std::fs::write(&tool, elf_bytes()).unwrap();
     let err = alice
-        .send_file_with(&user("bob"), &tool, "pay 4111 1111 1111 1111", None, false, silent)
+        .send_file_with(
+            &user("bob"),
+            &tool,
+            "pay 4111 1111 1111 1111",
+            None,
+            false,
+            silent,
+        )
         .await
         .expect_err("needs confirmation");
-    assert!(matches!(err, ClientError::NeedsConfirmation { .. }), "{err:?}");
+    assert!(
+        matches!(err, ClientError::NeedsConfirmation { .. }),
+        "{err:?}"
+    );
     alice
-        .send_file_with(&user("bob"), &tool, "pay 4111 1111 1111 1111", None, true, silent)
+        .send_file_with(
+            &user("bob"),
+            &tool,
+            "pay 4111 1111 1111 1111",
+            None,
+            true,
+            silent,
+        )
         .await
         .expect("sent once confirmed");
     let eicar = files.join("test.txt");
     std::fs::write(&eicar, EICAR).unwrap();
-    alice.send_file(&user("bob"), &eicar, "", None, silent).await.expect("allowed then");
+    alice
+        .send_file(&user("bob"), &eicar, "", None, silent)
+        .await
+        .expect("allowed then");
 
     bob.sync().await.unwrap();
     let inbox = bob.inbox(false).unwrap();
@@ -361,7 +385,11 @@ async fn files_are_checked_before_upload_and_before_they_are_saved() {
         .await
         .expect_err("refused");
     assert!(err.to_string().contains("not saved"), "{err}");
-    let saved: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().map(|e| e.file_name()).collect();
+    let saved: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(saved.len(), 1, "only the program was saved: {saved:?}");
 
     let fired = events(&server).await;
@@ -372,12 +400,23 @@ async fn files_are_checked_before_upload_and_before_they_are_saved() {
         ("alice", "card", "redact"),
         ("bob", "file.eicar", "block"),
     ] {
-        let expected = (expected.0.to_owned(), expected.1.to_owned(), expected.2.to_owned());
-        assert!(fired.contains(&expected), "{expected:?} missing from {fired:?}");
+        let expected = (
+            expected.0.to_owned(),
+            expected.1.to_owned(),
+            expected.2.to_owned(),
+        );
+        assert!(
+            fired.contains(&expected),
+            "{expected:?} missing from {fired:?}"
+        );
     }
     server.stop().await;
 }
 
 fn all_bytes_if_any(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    if dir.exists() { all_bytes(dir) } else { Vec::new() }
+    if dir.exists() {
+        all_bytes(dir)
+    } else {
+        Vec::new()
+    }
 }
