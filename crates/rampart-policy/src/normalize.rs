@@ -27,23 +27,40 @@ impl<'a> Normalized<'a> {
     /// there, far beyond anything a message or a scanned file can be.
     pub fn new(original: &'a str) -> Self {
         let original = cut(original, u32::MAX as usize);
-        if original.is_ascii()
-            && !original
-                .bytes()
-                .any(|b| b < 0x20 && b != b'\n' && b != b'\t')
-        {
+        // Most texts, accents, emoji and all, have nothing to fold: they
+        // are read in place, without a copy or a map.
+        let Some(first) = first_change(original) else {
             return Normalized {
                 original,
                 text: Cow::Borrowed(original),
                 origin: None,
             };
-        }
+        };
         let mut text = String::with_capacity(original.len());
-        let mut origin = Vec::with_capacity(original.len());
-        for (at, c) in original.char_indices() {
+        let mut origin: Vec<u32> = Vec::with_capacity(original.len());
+        let mut at = first;
+        text.push_str(&original[..first]);
+        origin.extend(0..first as u32);
+        while at < original.len() {
+            // Plain ASCII is copied a run at a time.
+            let bytes = &original.as_bytes()[at..];
+            let plain = bytes
+                .iter()
+                .position(|&b| !is_plain_ascii(b))
+                .unwrap_or(bytes.len());
+            if plain > 0 {
+                text.push_str(&original[at..at + plain]);
+                origin.extend(at as u32..(at + plain) as u32);
+                at += plain;
+                continue;
+            }
+            let Some(c) = original[at..].chars().next() else {
+                break;
+            };
             let before = text.len();
             push_normalized(c, &mut text);
             origin.resize(origin.len() + (text.len() - before), at as u32);
+            at += c.len_utf8();
         }
         Normalized {
             original,
@@ -73,8 +90,16 @@ impl<'a> Normalized<'a> {
         if range.start >= range.end || range.end > origin.len() {
             return range.start.min(self.original.len())..range.start.min(self.original.len());
         }
-        let start = origin[range.start] as usize;
-        let last = origin[range.end - 1] as usize;
+        // Bytes copied unchanged map to themselves, so an offset may fall
+        // inside a character: step back to where it starts.
+        let char_start = |mut at: usize| {
+            while at > 0 && !self.original.is_char_boundary(at) {
+                at -= 1;
+            }
+            at
+        };
+        let start = char_start(origin[range.start] as usize);
+        let last = char_start(origin[range.end - 1] as usize);
         let end = last
             + self.original[last..]
                 .chars()
@@ -91,6 +116,65 @@ fn cut(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+/// ASCII that normalisation leaves alone: all but control characters.
+fn is_plain_ascii(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) | (b == b'\n') | (b == b'\t') | (b == b'\r')
+}
+
+/// Where the first character that normalisation changes is, if any.
+fn first_change(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        // Whole blocks of plain ASCII are skipped with a branch-free test
+        // the compiler vectorises: most text is mostly ASCII.
+        if let Some(block) = bytes.get(at..at + 32)
+            && block.iter().fold(true, |all, &b| all & is_plain_ascii(b))
+        {
+            at += 32;
+            continue;
+        }
+        if is_plain_ascii(bytes[at]) {
+            at += 1;
+            continue;
+        }
+        let c = s[at..].chars().next()?;
+        if c.is_ascii() || changes(c) {
+            return Some(at);
+        }
+        at += c.len_utf8();
+    }
+    None
+}
+
+/// Whether normalisation changes a non-ASCII character.
+fn changes(c: char) -> bool {
+    is_invisible(c)
+        || decimal_digit(c).is_some()
+        || is_dash(c)
+        || c.is_whitespace()
+        || has_compatibility_form(c)
+}
+
+/// The blocks holding characters whose NFKC form differs from themselves
+/// in ways that matter here: superscripts and fractions, ligatures and
+/// letter-like symbols, enclosed and full-width forms, mathematical
+/// alphanumerics. Everything else (accented letters, other scripts, emoji)
+/// is left as it is, which saves running NFKC on ordinary text.
+fn has_compatibility_form(c: char) -> bool {
+    matches!(c as u32,
+        0xA0..=0xBF
+        | 0x132..=0x133 | 0x13F..=0x140 | 0x149 | 0x17F | 0x1C4..=0x1CC | 0x1F1..=0x1F3
+        | 0x2B0..=0x2FF
+        | 0x2070..=0x24FF
+        | 0x2C7C..=0x2C7D
+        | 0x3131..=0x319F
+        | 0x3200..=0x33FF
+        | 0xFB00..=0xFFEF
+        | 0x1D400..=0x1D7FF
+        | 0x1F100..=0x1F1FF)
 }
 
 /// Appends the normalised form of one character.
@@ -116,6 +200,10 @@ fn push_normalized(c: char, out: &mut String) {
     }
     if c.is_whitespace() {
         out.push(' ');
+        return;
+    }
+    if !has_compatibility_form(c) {
+        out.push(c);
         return;
     }
     for n in std::iter::once(c).nfkc() {
@@ -180,6 +268,35 @@ mod tests {
         let n = Normalized::new("card 4111 1111");
         assert!(matches!(n.text, Cow::Borrowed(_)));
         assert_eq!(n.to_original(5..9), 5..9);
+    }
+
+    #[test]
+    fn ordinary_text_in_any_script_is_borrowed() {
+        let n = Normalized::new("Grüße aus Köln 🎉 こんにちは привет 4111");
+        assert!(matches!(n.text, Cow::Borrowed(_)));
+    }
+
+    /// Regression (found by the property tests): bytes copied unchanged
+    /// before the first folded character mapped into the middle of a
+    /// multi-byte character, and mapping a span back panicked.
+    #[test]
+    fn spans_before_the_first_folded_character_map_to_whole_characters() {
+        let original = "啕x\u{200B}y";
+        let n = Normalized::new(original);
+        assert_eq!(n.text(), "啕xy");
+        assert_eq!(&original[n.to_original(1..3)], "啕");
+        assert_eq!(&original[n.to_original(0..4)], "啕x");
+    }
+
+    #[test]
+    fn plain_runs_and_folded_characters_map_back() {
+        let original = "café ４１ and\u{2060}x ² ok";
+        let n = Normalized::new(original);
+        assert_eq!(n.text(), "café 41 andx 2 ok");
+        let at = n.text().find("41").unwrap();
+        assert_eq!(&original[n.to_original(at..at + 2)], "４１");
+        let at = n.text().find("andx").unwrap();
+        assert_eq!(&original[n.to_original(at..at + 4)], "and\u{2060}x");
     }
 
     #[test]

@@ -8,22 +8,21 @@ pub(crate) fn find(text: &str, out: &mut Vec<Candidate>) {
     let bytes = text.as_bytes();
     let mut digits = Vec::with_capacity(24);
     for_each_run(text, |run| {
-        // The whole run first; failing that, a run of card-shaped groups
-        // inside it ("ref 12 4111 1111 1111 1111"), one step less sure.
+        if after_iban_prefix(bytes, run.start()) {
+            return;
+        }
+        // The whole run first; failing that, the card-shaped groups that
+        // end it ("ref 12 4111 1111 1111 1111"), one step less sure. Never
+        // a leading part: "4111 1111 1111 1111 5" is a longer number.
         if let Some(c) = candidate(run, 0, run.len, bytes, &mut digits) {
             out.push(c);
             return;
         }
-        for from in 0..run.len {
-            for to in from + 2..=run.len {
-                if (from, to) == (0, run.len) {
-                    continue;
-                }
-                if let Some(mut c) = candidate(run, from, to, bytes, &mut digits) {
-                    c.confidence = c.confidence.lowered();
-                    out.push(c);
-                    return;
-                }
+        for from in 1..run.len.saturating_sub(1) {
+            if let Some(mut c) = candidate(run, from, run.len, bytes, &mut digits) {
+                c.confidence = c.confidence.lowered();
+                out.push(c);
+                return;
             }
         }
     });
@@ -67,12 +66,43 @@ fn candidate(
 /// How card numbers are written: groups of four with a shorter last one,
 /// or the 4-6-5 / 4-6-4 layout of American Express and Diners.
 fn card_layout(run: &Run, from: usize, to: usize) -> bool {
-    let lens: Vec<usize> = run.lengths(from, to).collect();
-    match lens.as_slice() {
-        [4, 6, 5] | [4, 6, 4] => true,
-        [init @ .., last] => init.iter().all(|&l| l == 4) && (1..=4).contains(last),
-        [] => false,
+    let len = |i: usize| run.groups[i].1 - run.groups[i].0;
+    let amex_or_diners =
+        to - from == 3 && len(from) == 4 && len(from + 1) == 6 && matches!(len(from + 2), 4 | 5);
+    amex_or_diners || ((from..to - 1).all(|i| len(i) == 4) && (1..=4).contains(&len(to - 1)))
+}
+
+/// Whether the digits at `start` continue a printed IBAN (`IE89 CDKH 3973
+/// …`): groups of up to four letters and digits back to a country code and
+/// check digits. Those digits are part of an account number, valid or not.
+fn after_iban_prefix(b: &[u8], start: usize) -> bool {
+    let mut end = start;
+    for _ in 0..8 {
+        if end < 2 || b[end - 1] != b' ' {
+            return false;
+        }
+        let group_end = end - 1;
+        let mut group_start = group_end;
+        while group_start > 0
+            && b[group_start - 1].is_ascii_alphanumeric()
+            && group_end - group_start < 4
+        {
+            group_start -= 1;
+        }
+        let group = &b[group_start..group_end];
+        if group.is_empty() || (group_start > 0 && b[group_start - 1].is_ascii_alphanumeric()) {
+            return false;
+        }
+        if group.len() == 4
+            && group[..2].iter().all(u8::is_ascii_alphabetic)
+            && group[2..].iter().all(u8::is_ascii_digit)
+            && super::iban::country_length(group[0], group[1]).is_some()
+        {
+            return true;
+        }
+        end = group_start;
     }
+    false
 }
 
 /// The brand whose IIN range and lengths the number fits, described for
@@ -194,6 +224,14 @@ mod tests {
         ] {
             assert!(spans(text).is_empty(), "{text}: {:?}", spans(text));
         }
+    }
+
+    #[test]
+    fn leading_parts_of_longer_numbers_and_iban_groups_are_not_cards() {
+        assert!(spans("use 4111 1111 1111 1111 5 lmk").is_empty());
+        assert!(spans("card 6761 7013 1483 5323").is_empty());
+        assert!(spans("bank account ie89 cdkh 3973 9486 6017 25").is_empty());
+        assert!(spans("IBAN DE89 3704 0044 0532 0130 00").is_empty());
     }
 
     #[test]

@@ -9,6 +9,8 @@
 
 use super::Candidate;
 use crate::finding::{Confidence, Detector};
+use aho_corasick::AhoCorasick;
+use std::sync::LazyLock;
 
 /// Bytes looked at before and after a candidate.
 const BEFORE: usize = 48;
@@ -95,23 +97,89 @@ fn words(detector: Detector) -> (&'static [&'static str], &'static [&'static str
     }
 }
 
+/// Per detector, one automaton over its supporting and contrary words
+/// (supporting ones first), so a window is read once whatever the lists.
+static AUTOMATA: LazyLock<Vec<Option<(AhoCorasick, usize)>>> = LazyLock::new(|| {
+    Detector::ALL
+        .iter()
+        .map(|&d| {
+            let (raise, lower) = words(d);
+            if raise.is_empty() && lower.is_empty() {
+                return None;
+            }
+            let ac = AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(raise.iter().chain(lower))
+                .ok()?;
+            Some((ac, raise.len()))
+        })
+        .collect()
+});
+
 /// The candidate's confidence after looking at the words around it.
 pub(crate) fn adjust(text: &str, c: &Candidate) -> Confidence {
-    let (raise, lower) = words(c.detector);
-    if raise.is_empty() && lower.is_empty() {
+    let Some(Some((ac, raising))) = Detector::ALL
+        .iter()
+        .position(|&d| d == c.detector)
+        .and_then(|i| AUTOMATA.get(i))
+    else {
         return c.confidence;
-    }
-    let before = window(text, c.start.saturating_sub(BEFORE), c.start);
-    let after = window(text, c.end, c.end.saturating_add(AFTER).min(text.len()));
-    let near = |list: &[&str]| {
-        list.iter()
-            .any(|w| contains_word(before, w) || contains_word(after, w))
     };
-    match (near(raise), near(lower)) {
+    let before = own_part_before(window(text, c.start.saturating_sub(BEFORE), c.start));
+    let after = own_part_after(window(
+        text,
+        c.end,
+        c.end.saturating_add(AFTER).min(text.len()),
+    ));
+    let (mut raise, mut lower) = (false, false);
+    for hay in [before, after] {
+        for m in ac.find_overlapping_iter(hay) {
+            // "pan" is not in "company"; "exp" is in "exp:" and "exp.".
+            let glued = (m.start() > 0 && hay[m.start() - 1].is_ascii_alphabetic())
+                || hay.get(m.end()).is_some_and(u8::is_ascii_alphabetic);
+            if glued {
+                continue;
+            }
+            if m.pattern().as_usize() < *raising {
+                raise = true;
+            } else {
+                lower = true;
+            }
+        }
+    }
+    match (raise, lower) {
         (true, false) => c.confidence.raised(),
         (false, true) => c.confidence.lowered(),
         _ => c.confidence,
     }
+}
+
+/// The part of the text before a candidate that can be about it: after
+/// the last line break, `;` or digit, so "IMEI 49015…; pay with 5555…"
+/// does not lend the IMEI's word to the card.
+fn own_part_before(before: &[u8]) -> &[u8] {
+    match before
+        .iter()
+        .rposition(|&b| b == b'\n' || b == b';' || b.is_ascii_digit())
+    {
+        Some(at) => &before[at + 1..],
+        None => before,
+    }
+}
+
+/// The part after a candidate that can be about it: up to the next line
+/// break, `;`, digit or the end of a clause (`, ` or `. `), so the word
+/// before the next number in a list is left to that number.
+fn own_part_after(after: &[u8]) -> &[u8] {
+    let mut end = after.len();
+    for (i, &b) in after.iter().enumerate() {
+        let clause_end = matches!(b, b',' | b'.') && after.get(i + 1) == Some(&b' ');
+        if b == b'\n' || b == b';' || b.is_ascii_digit() || clause_end {
+            end = i;
+            break;
+        }
+    }
+    &after[..end]
 }
 
 /// `text[from..to]`, widened to character boundaries.
@@ -123,20 +191,6 @@ fn window(text: &str, mut from: usize, mut to: usize) -> &[u8] {
         to += 1;
     }
     text.as_bytes().get(from..to).unwrap_or_default()
-}
-
-/// ASCII case-insensitive search for `word` not glued to letters on either
-/// side ("pan" is not in "company"; "exp" is in "exp:" and "exp.").
-fn contains_word(hay: &[u8], word: &str) -> bool {
-    let w = word.as_bytes();
-    if w.is_empty() || hay.len() < w.len() {
-        return false;
-    }
-    (0..=hay.len() - w.len()).any(|i| {
-        hay[i..i + w.len()].eq_ignore_ascii_case(w)
-            && !(i > 0 && hay[i - 1].is_ascii_alphabetic())
-            && !hay.get(i + w.len()).is_some_and(u8::is_ascii_alphabetic)
-    })
 }
 
 #[cfg(test)]
@@ -208,6 +262,32 @@ mod tests {
         assert_eq!(
             at(&format!("my SSN is {s}"), s, Detector::Ssn, Confidence::Low),
             Confidence::Medium
+        );
+    }
+
+    #[test]
+    fn words_of_a_neighbouring_number_do_not_count() {
+        let n = "5555555555554444";
+        let t = format!("IMEI 490154203237518; also pay with {n}");
+        assert_eq!(
+            at(&t, n, Detector::Card, Confidence::Medium),
+            Confidence::Medium
+        );
+        let t = format!("order {n} was cancelled, card 4111 1111 1111 1111");
+        assert_eq!(
+            at(&t, n, Detector::Card, Confidence::Medium),
+            Confidence::Low
+        );
+        let s = "536228172";
+        let t = format!("SSN: {s}. / Order number: 7666996026853");
+        assert_eq!(
+            at(&t, s, Detector::Ssn, Confidence::Low),
+            Confidence::Medium
+        );
+        let t = format!("order #12\ncard {n}");
+        assert_eq!(
+            at(&t, n, Detector::Card, Confidence::Medium),
+            Confidence::High
         );
     }
 

@@ -89,6 +89,15 @@ const PATTERNS: &[(&str, Hit, bool)] = &[
     ("private_key", Hit::KeyName, false),
     ("private-key", Hit::KeyName, false),
     ("privatekey", Hit::KeyName, false),
+    // The same names in the languages of the organisations using Rampart.
+    ("passwort", Hit::KeyName, false),
+    ("kennwort", Hit::KeyName, false),
+    ("wachtwoord", Hit::KeyName, false),
+    ("mot de passe", Hit::KeyName, false),
+    ("contraseña", Hit::KeyName, false),
+    ("senha", Hit::KeyName, false),
+    ("пароль", Hit::KeyName, false),
+    ("パスワード", Hit::KeyName, false),
     ("pass", Hit::ShortKeyName, false),
     ("pwd", Hit::ShortKeyName, false),
 ];
@@ -98,6 +107,8 @@ const PATTERNS: &[(&str, Hit, bool)] = &[
 static AUTOMATON: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
     AhoCorasick::builder()
         .ascii_case_insensitive(true)
+        // A full DFA: some fifty short patterns, scanned over every message.
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
         .build(PATTERNS.iter().map(|p| p.0))
         .ok()
 });
@@ -866,8 +877,12 @@ fn assess_value(raw: &str, value: &str, quoted: bool) -> Option<Confidence> {
     {
         return None;
     }
+    // The floor scales with length: a string of n characters measures at
+    // most log2(n) bits each, so a fixed 3.0 would refuse every strong
+    // 8-to-12-character password. Below 0.8 of the maximum is repetitive.
     let h = entropy_str(value);
-    if h < 3.0 || is_sequential(value) {
+    let chars = value.chars().count() as f64;
+    if h < (0.8 * chars.log2()).min(3.0) || is_sequential(value) {
         return None;
     }
     let classes = [

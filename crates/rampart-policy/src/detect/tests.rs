@@ -87,3 +87,21 @@ fn huge_and_binary_input_completes() {
     let spaced = "4111 ".repeat(200_000);
     let _ = scanner.scan(&spaced);
 }
+
+#[test]
+fn passwords_in_other_languages_and_short_strong_ones() {
+    let scanner = Scanner::all_builtin();
+    for (text, value) in [
+        ("Passwort: Xk9#mQ2$vL7!pR", "Xk9#mQ2$vL7!pR"),
+        ("mot de passe = Qz7!rT2#w", "Qz7!rT2#w"),
+        ("пароль: Hx8$kd2Lq!", "Hx8$kd2Lq!"),
+        ("admin_password: n665%RqqK~Kn", "n665%RqqK~Kn"),
+    ] {
+        let found = scanner.scan(text);
+        assert_eq!(
+            rules(&found, text),
+            vec![("password_assignment".into(), value.into())],
+            "{text}"
+        );
+    }
+}
