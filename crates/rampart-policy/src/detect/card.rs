@@ -1,31 +1,40 @@
 //! Payment card numbers: a known brand's IIN range and length, and Luhn.
 
 use super::Candidate;
-use super::digits::{Run, for_each_run, luhn};
+#[cfg(test)]
+use super::digits::for_each_run;
+use super::digits::{Run, luhn};
 use crate::finding::{Confidence, Detector};
 
+/// Every card in `text` (the scanner shares one pass over the digit runs
+/// with the SSN finder instead, through [`from_run`]).
+#[cfg(test)]
 pub(crate) fn find(text: &str, out: &mut Vec<Candidate>) {
-    let bytes = text.as_bytes();
     let mut digits = Vec::with_capacity(24);
-    for_each_run(text, |run| {
+    for_each_run(text, |run| from_run(text.as_bytes(), run, &mut digits, out));
+}
+
+/// The card in one digit run, if there is one. `digits` is scratch space.
+pub(crate) fn from_run(bytes: &[u8], run: &Run, digits: &mut Vec<u8>, out: &mut Vec<Candidate>) {
+    {
         if after_iban_prefix(bytes, run.start()) {
             return;
         }
         // The whole run first; failing that, the card-shaped groups that
         // end it ("ref 12 4111 1111 1111 1111"), one step less sure. Never
         // a leading part: "4111 1111 1111 1111 5" is a longer number.
-        if let Some(c) = candidate(run, 0, run.len, bytes, &mut digits) {
+        if let Some(c) = candidate(run, 0, run.len, bytes, digits) {
             out.push(c);
             return;
         }
         for from in 1..run.len.saturating_sub(1) {
-            if let Some(mut c) = candidate(run, from, run.len, bytes, &mut digits) {
+            if let Some(mut c) = candidate(run, from, run.len, bytes, digits) {
                 c.confidence = c.confidence.lowered();
                 out.push(c);
                 return;
             }
         }
-    });
+    }
 }
 
 fn candidate(

@@ -98,11 +98,20 @@ impl Scanner {
 
     fn builtin_candidates(&self, text: &str, out: &mut Vec<Candidate>) {
         let on = |ds: &[Detector]| ds.iter().any(|d| self.enabled.contains(d));
-        if on(&[Detector::Card]) {
-            card::find(text, out);
-        }
-        if on(&[Detector::Ssn, Detector::Itin]) {
-            ssn::find(text, out);
+        // Cards and SSNs are both digit runs: one pass finds the runs.
+        let cards = on(&[Detector::Card]);
+        let ssns = on(&[Detector::Ssn, Detector::Itin]);
+        if cards || ssns {
+            let bytes = text.as_bytes();
+            let mut scratch = Vec::with_capacity(24);
+            digits::for_each_run(text, |run| {
+                if cards {
+                    card::from_run(bytes, run, &mut scratch, out);
+                }
+                if ssns {
+                    ssn::from_run(bytes, run, out);
+                }
+            });
         }
         if on(&[Detector::Iban]) {
             iban::find(text, out);

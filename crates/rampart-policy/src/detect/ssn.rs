@@ -7,15 +7,21 @@
 //! around it say what it is.
 
 use super::Candidate;
-use super::digits::for_each_run;
 use crate::finding::{Confidence, Detector};
 
 /// Well-known sample numbers that appear in documentation and ads.
 const SAMPLES: &[&str] = &["078051120", "219099999", "123456789", "987654320"];
 
+/// Every SSN and ITIN in `text` (the scanner shares one pass over the
+/// digit runs with the card finder instead, through [`from_run`]).
+#[cfg(test)]
 pub(crate) fn find(text: &str, out: &mut Vec<Candidate>) {
-    let b = text.as_bytes();
-    for_each_run(text, |run| {
+    super::digits::for_each_run(text, |run| from_run(text.as_bytes(), run, out));
+}
+
+/// The SSN or ITIN that one digit run is, if it is one.
+pub(crate) fn from_run(b: &[u8], run: &super::digits::Run, out: &mut Vec<Candidate>) {
+    {
         let len = |i: usize| run.groups[i].1 - run.groups[i].0;
         let formatted = match run.len {
             3 if (len(0), len(1), len(2)) == (3, 2, 4) && run.uniform(0, 3) => true,
@@ -44,7 +50,7 @@ pub(crate) fn find(text: &str, out: &mut Vec<Candidate>) {
             },
             why,
         });
-    });
+    }
 }
 
 fn classify(d: &[u8; 9]) -> Option<(Detector, &'static str)> {
