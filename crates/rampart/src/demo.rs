@@ -133,6 +133,29 @@ pub async fn run() -> anyhow::Result<()> {
     let carol_sees = carol.inbox(false)?;
     println!("   carol's new messages: {}", carol_sees.len());
 
+    say("The organisation masks card numbers and blocks private keys, before encryption");
+    let policy = rampart_policy::Policy::parse(
+        "version = 1\n[detectors.card]\naction = \"redact\"\n[detectors.private_key]\naction = \"block\"\n",
+    )?;
+    rampart_server::set_dlp_policy(&data, &policy.to_json()).await?;
+    alice.sync().await?;
+    alice
+        .send_text(
+            &Target::parse("#project")?,
+            "the team card is 4111 1111 1111 1111",
+        )
+        .await?;
+    show_inbox(&mut bob).await?;
+    let key = format!(
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----",
+        "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW".repeat(2)
+    );
+    match alice.send_text(&Target::parse("#project")?, &key).await {
+        Err(e) => println!("   alice tries to paste a private key: {e}"),
+        Ok(_) => println!("   the private key was sent (bug!)"),
+    }
+    show_server_view(&data, "4111 1111 1111 1111")?;
+
     say("What each profile holds on disk is encrypted with its passphrase (SQLCipher)");
     show_disk(
         "bob's profile directory",

@@ -116,17 +116,7 @@ impl Scanner {
         if on(&[Detector::Iban]) {
             iban::find(text, out);
         }
-        if on(&[
-            Detector::AwsAccessKey,
-            Detector::AwsSecretKey,
-            Detector::PrivateKey,
-            Detector::GithubToken,
-            Detector::SlackToken,
-            Detector::StripeKey,
-            Detector::GoogleApiKey,
-            Detector::Jwt,
-            Detector::PasswordAssignment,
-        ]) {
+        if self.enabled.iter().any(|d| d.is_secret()) {
             secret::find(text, out);
         }
         if on(&[Detector::Email, Detector::Phone]) {
