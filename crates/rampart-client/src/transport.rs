@@ -6,10 +6,14 @@ use rampart_proto::BlobId;
 use rampart_proto::api::BlobStatus;
 use rampart_proto::error::ErrorBody;
 use rampart_proto::frame::{ClientFrame, ServerFrame};
-use rampart_proto::limits::MAX_FRAME_BYTES;
+use rampart_proto::limits::{MAX_FRAME_BYTES, MAX_POLICY_DOCUMENT_BYTES};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
+
+/// The largest JSON reply read: the organisation's policy (2 MiB, a JSON
+/// string inside JSON, so escaped) is the largest body the API has.
+const MAX_JSON_BODY: usize = 3 * MAX_POLICY_DOCUMENT_BYTES;
 use tokio_tungstenite::tungstenite::{
     self, Message, client::IntoClientRequest as _, http::HeaderValue,
 };
@@ -66,10 +70,35 @@ impl Http {
         &self.base
     }
 
+    /// A JSON body, refused once it passes [`MAX_JSON_BODY`]: a hostile or
+    /// broken server cannot make the client buffer without end.
+    async fn capped_body(mut resp: reqwest::Response) -> Result<Vec<u8>, ClientError> {
+        let too_big = || {
+            ClientError::Protocol(format!(
+                "the server sent a reply over {} MiB",
+                MAX_JSON_BODY >> 20
+            ))
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_JSON_BODY as u64)
+        {
+            return Err(too_big());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(ClientError::network)? {
+            if body.len() + chunk.len() > MAX_JSON_BODY {
+                return Err(too_big());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
     async fn finish<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ClientError> {
         let status = resp.status();
         if status.is_success() {
-            let bytes = resp.bytes().await.map_err(ClientError::network)?;
+            let bytes = Self::capped_body(resp).await?;
             let bytes = if bytes.is_empty() {
                 &b"null"[..]
             } else {
@@ -77,7 +106,7 @@ impl Http {
             };
             return serde_json::from_slice(bytes).map_err(|e| ClientError::Protocol(e.to_string()));
         }
-        let bytes = resp.bytes().await.map_err(ClientError::network)?;
+        let bytes = Self::capped_body(resp).await?;
         match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => Err(ClientError::Server {
                 code: body.code,
