@@ -270,7 +270,7 @@ impl Client {
         )?;
         client.replenish_key_packages(true).await?;
         client.refresh_policy().await?;
-        client.refresh_dlp_policy().await?;
+        client.refresh_dlp_policy_for_sync().await?;
         Ok(client)
     }
 
@@ -624,7 +624,7 @@ impl Client {
             }
         }
         if self.dlp_stale {
-            self.refresh_dlp_policy().await?;
+            self.refresh_dlp_policy_for_sync().await?;
         }
         self.commit_queued_leaves().await?;
         // A long-running session (chat, bots) deletes on time too.
@@ -643,7 +643,7 @@ impl Client {
             socket.close().await;
         }
         self.refresh_policy().await?;
-        self.refresh_dlp_policy().await?;
+        self.refresh_dlp_policy_for_sync().await?;
         self.connect().await?;
         self.apply_deferred().await?;
         self.purge_expired()?;

@@ -50,14 +50,18 @@ impl Client {
     }
 
     /// Fetches the organisation's policy if it changed, and keeps it. A
-    /// document this client cannot read keeps the one in force and says so.
+    /// document this client cannot read (a newer schema) is an error, and
+    /// stays one for every send until Rampart is updated: nothing is sent
+    /// under rules older than the organisation's.
     pub async fn refresh_dlp_policy(&mut self) -> Result<(), ClientError> {
         let fetched: OrgPolicy = self.http.get("/v1/policy/dlp").await?;
-        self.dlp_stale = false;
-        self.dlp_fetched_at = Some(self.now());
         if fetched.revision == self.guard.revision() {
+            self.dlp_stale = false;
+            self.dlp_fetched_at = Some(self.now());
             return Ok(());
         }
+        // Until the new one is in force, every send fetches it again.
+        self.dlp_stale = true;
         let guard = match &fetched.document {
             Some(document) => Guard::from_document(fetched.revision, document).map_err(|e| {
                 ClientError::Protocol(format!(
@@ -72,10 +76,24 @@ impl Client {
         self.store.app().set_meta(META_DLP_POLICY, &raw)?;
         tracing::debug!(revision = fetched.revision, "organisation policy updated");
         self.guard = guard;
+        self.dlp_stale = false;
+        self.dlp_fetched_at = Some(self.now());
         self.alerts.push(crate::client::Alert::PolicyUpdated {
             revision: fetched.revision,
         });
         Ok(())
+    }
+
+    /// [`Client::refresh_dlp_policy`] where receiving goes on regardless: a
+    /// policy this version cannot read stops sends, not reading.
+    pub(crate) async fn refresh_dlp_policy_for_sync(&mut self) -> Result<(), ClientError> {
+        match self.refresh_dlp_policy().await {
+            Err(ClientError::Protocol(reason)) => {
+                tracing::warn!(%reason, "organisation policy not applied");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Makes sure the policy about to be applied is the organisation's

@@ -420,3 +420,29 @@ fn all_bytes_if_any(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
         Vec::new()
     }
 }
+
+/// A policy from a newer Rampart (a schema this client cannot read) stops
+/// sending, with the reason, and never stops receiving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_this_version_cannot_read_stops_sends_not_syncs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, mut alice, mut bob) = pair(tmp.path()).await;
+    bob.send_text(&user("alice"), "before the change")
+        .await
+        .unwrap();
+    rampart_server::set_dlp_policy(&server.data, r#"{"version": 2, "detectors": {}}"#)
+        .await
+        .unwrap();
+    alice.sync().await.expect("receiving goes on");
+    assert_eq!(
+        received(&mut alice).await,
+        vec!["bob: before the change".to_owned()]
+    );
+    let err = alice
+        .send_text(&user("bob"), "hello")
+        .await
+        .expect_err("no send under an unreadable policy");
+    assert!(err.to_string().contains("update Rampart"), "{err}");
+    assert!(received(&mut bob).await.is_empty());
+    server.stop().await;
+}
