@@ -50,13 +50,29 @@ impl Run {
 }
 
 /// Calls `f` for every run in `text` that stands on its own.
-pub(crate) fn for_each_run(text: &str, mut f: impl FnMut(&Run)) {
+#[cfg(test)]
+pub(crate) fn for_each_run(text: &str, f: impl FnMut(&Run)) {
+    scan(text, f, |_| {});
+}
+
+/// One pass over the digits of `text`: `on_run` gets every run that stands
+/// on its own, and `on_letters` the start of every word that opens with two
+/// letters and two digits (`DE89…`), where an IBAN may begin.
+pub(crate) fn scan(text: &str, mut on_run: impl FnMut(&Run), mut on_letters: impl FnMut(usize)) {
     let b = text.as_bytes();
     let mut i = 0;
     while i < b.len() {
         if !b[i].is_ascii_digit() {
             i += 1;
             continue;
+        }
+        if i >= 2
+            && b[i - 1].is_ascii_alphabetic()
+            && b[i - 2].is_ascii_alphabetic()
+            && (i == 2 || !super::is_word_byte(b[i - 3]))
+            && b.get(i + 1).is_some_and(u8::is_ascii_digit)
+        {
+            on_letters(i - 2);
         }
         let mut run = Run {
             groups: [(0, 0); MAX_GROUPS],
@@ -86,7 +102,7 @@ pub(crate) fn for_each_run(text: &str, mut f: impl FnMut(&Run)) {
             }
         }
         if !too_many && stands_alone(b, run.start(), run.end()) {
-            f(&run);
+            on_run(&run);
         }
     }
 }

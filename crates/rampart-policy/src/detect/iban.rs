@@ -107,38 +107,30 @@ pub(crate) fn country_length(a: u8, b: u8) -> Option<usize> {
         .map(|i| LENGTHS[i].1)
 }
 
+/// Every IBAN in `text` (the scanner finds where they may start in its
+/// one pass over the digits instead, and calls [`at`]).
+#[cfg(test)]
 pub(crate) fn find(text: &str, out: &mut Vec<Candidate>) {
     let b = text.as_bytes();
-    let mut i = 0;
+    super::digits::scan(text, |_| {}, |start| at(b, start, out));
+}
+
+/// The IBAN starting at `start` (two letters and two digits, not inside a
+/// word), if there is one.
+pub(crate) fn at(b: &[u8], start: usize, out: &mut Vec<Candidate>) {
     let mut chars = [0u8; 34];
-    while i + 4 <= b.len() {
-        // Cheapest test first: two digits after two letters.
-        if !(b[i + 2].is_ascii_digit()
-            && b[i + 3].is_ascii_digit()
-            && b[i].is_ascii_alphabetic()
-            && b[i + 1].is_ascii_alphabetic())
-        {
-            i += 1;
-            continue;
-        }
-        if i > 0 && super::is_word_byte(b[i - 1]) {
-            i += 1;
-            continue;
-        }
-        if let Some(end) = country_length(b[i], b[i + 1]).and_then(|n| collect(b, i, n, &mut chars))
-        {
-            out.push(Candidate {
-                detector: Detector::Iban,
-                start: i,
-                end,
-                confidence: Confidence::High,
-                why: "an IBAN whose length fits its country and whose check digits are right",
-            });
-            i = end;
-            continue;
-        }
-        i += 1;
-    }
+    let Some(end) =
+        country_length(b[start], b[start + 1]).and_then(|n| collect(b, start, n, &mut chars))
+    else {
+        return;
+    };
+    out.push(Candidate {
+        detector: Detector::Iban,
+        start,
+        end,
+        confidence: Confidence::High,
+        why: "an IBAN whose length fits its country and whose check digits are right",
+    });
 }
 
 /// Gathers `n` letters and digits from `start`, allowing single spaces

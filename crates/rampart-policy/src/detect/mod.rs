@@ -98,23 +98,32 @@ impl Scanner {
 
     fn builtin_candidates(&self, text: &str, out: &mut Vec<Candidate>) {
         let on = |ds: &[Detector]| ds.iter().any(|d| self.enabled.contains(d));
-        // Cards and SSNs are both digit runs: one pass finds the runs.
+        // Cards and SSNs are digit runs, and IBANs start where digits follow
+        // two letters: one pass over the digits finds all three.
         let cards = on(&[Detector::Card]);
         let ssns = on(&[Detector::Ssn, Detector::Itin]);
-        if cards || ssns {
+        let ibans = on(&[Detector::Iban]);
+        if cards || ssns || ibans {
             let bytes = text.as_bytes();
             let mut scratch = Vec::with_capacity(24);
-            digits::for_each_run(text, |run| {
-                if cards {
-                    card::from_run(bytes, run, &mut scratch, out);
-                }
-                if ssns {
-                    ssn::from_run(bytes, run, out);
-                }
-            });
-        }
-        if on(&[Detector::Iban]) {
-            iban::find(text, out);
+            let mut found = Vec::new();
+            digits::scan(
+                text,
+                |run| {
+                    if cards {
+                        card::from_run(bytes, run, &mut scratch, &mut found);
+                    }
+                    if ssns {
+                        ssn::from_run(bytes, run, &mut found);
+                    }
+                },
+                |start| {
+                    if ibans {
+                        iban::at(bytes, start, out);
+                    }
+                },
+            );
+            out.append(&mut found);
         }
         if self.enabled.iter().any(|d| d.is_secret()) {
             secret::find(text, out);

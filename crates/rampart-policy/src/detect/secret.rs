@@ -103,12 +103,15 @@ const PATTERNS: &[(&str, Hit, bool)] = &[
 ];
 
 /// Built once; `None` only if the constant patterns above were refused,
-/// which the tests rule out.
+/// which the tests rule out. Leftmost-longest and not overlapping: of key
+/// names that share text the longest speaks (`aws_secret_access_key` is an
+/// AWS name, not also a generic `secret`), and every byte is read once.
 static AUTOMATON: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
     AhoCorasick::builder()
         .ascii_case_insensitive(true)
         // A full DFA: some fifty short patterns, scanned over every message.
         .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+        .match_kind(aho_corasick::MatchKind::LeftmostLongest)
         .build(PATTERNS.iter().map(|p| p.0))
         .ok()
 });
@@ -155,7 +158,7 @@ pub(crate) fn find(text: &str, out: &mut Vec<Candidate>) {
     // was already read are skipped.
     let mut pem_done = 0;
     let mut jwt_done = 0;
-    for m in ac.find_overlapping_iter(text) {
+    for m in ac.find_iter(text) {
         let Some(&(pattern, hit, exact)) = PATTERNS.get(m.pattern().as_usize()) else {
             continue;
         };
@@ -181,7 +184,7 @@ pub(crate) fn find(text: &str, out: &mut Vec<Candidate>) {
             Hit::ShortKeyName => assignment(text, s, e, true, out),
         }
     }
-    // Overlapping key names (`aws_secret`, `secret`) can find one value
+    // Two key names before one value (`secret: token = …`) can find it
     // twice; keep one candidate per detector and span.
     let mut mine = out.split_off(first);
     mine.sort_by_key(|c| (c.start, c.end, c.detector));
