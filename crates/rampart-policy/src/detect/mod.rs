@@ -105,7 +105,7 @@ impl Scanner {
         let ibans = on(&[Detector::Iban]);
         if cards || ssns || ibans {
             let bytes = text.as_bytes();
-            let mut scratch = Vec::with_capacity(24);
+            let mut scratch = Vec::new();
             let mut found = Vec::new();
             digits::scan(
                 text,
@@ -155,6 +155,9 @@ fn exclude_overlaps(candidates: &mut Vec<Candidate>) {
             Detector::Email => 6,
             Detector::Phone => 7,
         }
+    }
+    if candidates.len() < 2 {
+        return;
     }
     candidates.sort_by_key(|c| (rank(c.detector), c.start, std::cmp::Reverse(c.end)));
     let mut kept: Vec<Candidate> = Vec::with_capacity(candidates.len());
