@@ -47,6 +47,9 @@ pub(crate) const META_KNOWN_DEVICES: &str = "known_devices";
 /// The organisation's message policy as last fetched (JSON), so that the
 /// rules hold while offline too.
 const META_POLICY: &str = "message_policy";
+/// The server's external-sender key, pinned on first use (see
+/// [`Client::pin_delivery_key`]).
+const META_DELIVERY_KEY: &str = "delivery_key";
 
 /// Whom to talk to: `@user` (1:1) or `#group`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -338,6 +341,9 @@ impl Client {
         {
             engine.set_policy(policy);
         }
+        if let Some(key) = store.app().meta(META_DELIVERY_KEY)? {
+            engine.set_delivery_key(key);
+        }
         let guard = crate::dlp::cached_guard(&store.app());
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -381,6 +387,27 @@ impl Client {
             .map_err(|_| ClientError::Protocol("encoding the message policy".into()))?;
         self.store.app().set_meta(META_POLICY, &raw)?;
         self.engine.set_policy(policy);
+        self.pin_delivery_key().await
+    }
+
+    /// Learns the server's external-sender key once and keeps it: groups
+    /// this device creates list it, and groups naming another are refused.
+    /// A server whose key changed later is not believed (its groups fail to
+    /// join, loudly), as with a changed identity key.
+    async fn pin_delivery_key(&mut self) -> Result<(), ClientError> {
+        if self.store.app().meta(META_DELIVERY_KEY)?.is_some() {
+            return Ok(());
+        }
+        let me = self.whoami().await?;
+        if me.delivery_key.len() != 32 {
+            return Err(ClientError::Protocol(
+                "the server did not say which key it signs group proposals with".into(),
+            ));
+        }
+        self.store
+            .app()
+            .set_meta(META_DELIVERY_KEY, &me.delivery_key)?;
+        self.engine.set_delivery_key(me.delivery_key);
         Ok(())
     }
 
@@ -1295,6 +1322,7 @@ impl Client {
             ));
         }
         self.connect().await?;
+        self.pin_delivery_key().await?;
         let mut users: Vec<Username> = members
             .iter()
             .filter(|u| **u != self.username)
@@ -1384,6 +1412,39 @@ impl Client {
             .store
             .transact(|p, app| Ok(engine.leave(p, app, &group)?))?;
         self.send_mls(group, proposal, Envelope::plain()).await
+    }
+
+    /// The roles and rules of a group, as its MLS context says (`None` for
+    /// a 1:1 conversation).
+    pub fn group_settings(&self, name: &str) -> Result<Option<GroupSettings>, ClientError> {
+        let group = self.resolve_group(name)?;
+        Ok(self.engine.settings(&self.store.provider(), &group)?)
+    }
+
+    /// Changes a group's roles or rules by a commit: `change` edits a copy
+    /// of the current settings. Only the group's admins may; every member's
+    /// client and the server check it.
+    pub async fn update_group_settings(
+        &mut self,
+        name: &str,
+        change: impl FnOnce(&mut GroupSettings),
+    ) -> Result<GroupSettings, ClientError> {
+        self.connect().await?;
+        let group = self.resolve_group(name)?;
+        let mut settings = self
+            .engine
+            .settings(&self.store.provider(), &group)?
+            .ok_or_else(|| ClientError::Usage(format!("#{name} has no settings to change")))?;
+        change(&mut settings);
+        // Roles of people no longer in the group are forgotten.
+        let members = self.members(&group)?;
+        settings.retain_users(|user| members.iter().any(|(u, _)| u == user));
+        let wanted = settings.clone();
+        self.run_commit(group, move |engine, p, app| {
+            Ok(engine.update_settings(p, app, &group, wanted.clone())?)
+        })
+        .await?;
+        Ok(settings)
     }
 
     /// (user, device) of each member of a conversation, as MLS says.

@@ -15,6 +15,7 @@
 //! ```
 
 mod account;
+mod admin;
 mod client;
 mod clock;
 mod dlp;
@@ -25,6 +26,7 @@ pub mod store;
 mod transport;
 
 pub use account::{DeviceEntry, Revoked, Verification};
+pub use admin::AdminClient;
 pub use client::{Alert, Client, GroupSummary, Registration, Target};
 pub use clock::Clock;
 pub use error::ClientError;

@@ -145,6 +145,15 @@ impl Http {
         Self::finish(req.send().await.map_err(ClientError::network)?).await
     }
 
+    pub async fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let req = self.auth(self.client.put(format!("{}{path}", self.base)).json(body));
+        Self::finish(req.send().await.map_err(ClientError::network)?).await
+    }
+
     pub async fn delete(&self, path: &str) -> Result<(), ClientError> {
         let req = self.auth(self.client.delete(format!("{}{path}", self.base)));
         Self::finish::<serde_json::Value>(req.send().await.map_err(ClientError::network)?)

@@ -24,7 +24,7 @@ use openmls_basic_credential::SignatureKeyPair;
 use openmls_traits::storage::{CURRENT_VERSION, StorageProvider};
 use rampart_proto::api::MessagePolicy;
 use rampart_proto::frame::{CommitBundle, Create, Delivery, DeliveryKind};
-use rampart_proto::group::{GROUP_SETTINGS_EXTENSION, GroupSettings};
+use rampart_proto::group::{Action, GROUP_SETTINGS_EXTENSION, GroupRole, GroupSettings};
 use rampart_proto::limits::{
     MAX_FILE_NAME_LEN, MAX_GROUP_DEVICES, MAX_MEDIA_TYPE_LEN, MAX_TEXT_LEN,
 };
@@ -32,7 +32,10 @@ use rampart_proto::{BlobId, DeviceId, GroupId, GroupKind, IdempotencyKey, Millis
 use rand::RngCore as _;
 use std::ops::Not as _;
 
+mod access;
 mod lifecycle;
+
+use lifecycle::group_settings;
 
 /// MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519 (0x0001).
 pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
@@ -88,6 +91,8 @@ pub enum Event {
         id: MessageId,
         by: Username,
     },
+    /// The group's roles or settings changed (by one of its admins).
+    SettingsChanged { group: GroupId, by: Username },
     /// A delivery was not applied (duplicate, unknown group, too old, invalid).
     /// Safe to acknowledge: retrying would fail the same way.
     Dropped { group: GroupId, reason: String },
@@ -151,6 +156,10 @@ pub struct Engine {
     credential: CredentialWithKey,
     /// The organisation's rules for message lifetime, recall and edit.
     policy: MessagePolicy,
+    /// The server's key as the groups' external sender (pinned by the
+    /// driver). With it, new groups list the server as external sender, and
+    /// groups that list anyone else are refused.
+    delivery_key: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -172,18 +181,45 @@ fn capabilities() -> Capabilities {
     )
 }
 
-/// The group context extensions of a new group: its settings, if it has any.
-fn settings_extensions(
+/// The identity in the server's external-sender credential.
+const DELIVERY_SERVICE_IDENTITY: &[u8] = b"rampart delivery service";
+
+/// The group context extensions of a group: its settings, if it has any,
+/// and the server as its only external sender, if its key is known.
+fn group_extensions(
     settings: Option<&GroupSettings>,
+    delivery_key: Option<&[u8]>,
 ) -> Result<Extensions<GroupContext>, CoreError> {
-    match settings {
-        None => Ok(Extensions::empty()),
-        Some(s) => Extensions::single(Extension::Unknown(
+    let mut list = Vec::with_capacity(2);
+    if let Some(s) = settings {
+        list.push(Extension::Unknown(
             GROUP_SETTINGS_EXTENSION,
             UnknownExtension(s.encode()),
-        ))
-        .map_err(CoreError::mls("group settings extension")),
+        ));
     }
+    if let Some(key) = delivery_key {
+        list.push(Extension::ExternalSenders(vec![delivery_sender(key)]));
+    }
+    Extensions::from_vec(list).map_err(CoreError::mls("group context extensions"))
+}
+
+/// Whether a group's external senders are exactly the server (or, when
+/// this engine knows no server key, anyone: tests without a server).
+fn external_senders_ok(extensions: &Extensions<GroupContext>, delivery_key: Option<&[u8]>) -> bool {
+    let Some(key) = delivery_key else {
+        return true;
+    };
+    extensions
+        .external_senders()
+        .is_some_and(|senders| senders.as_slice() == [delivery_sender(key)])
+}
+
+/// The server as an external sender: its key and credential.
+fn delivery_sender(key: &[u8]) -> ExternalSender {
+    ExternalSender::new(
+        key.to_vec().into(),
+        BasicCredential::new(DELIVERY_SERVICE_IDENTITY.to_vec()).into(),
+    )
 }
 
 fn create_config(extensions: Extensions<GroupContext>) -> MlsGroupCreateConfig {
@@ -252,7 +288,13 @@ impl Engine {
             signer,
             credential,
             policy: MessagePolicy::default(),
+            delivery_key: None,
         }
+    }
+
+    /// Sets the server's external-sender key (see [`Engine`]'s field docs).
+    pub fn set_delivery_key(&mut self, key: Vec<u8>) {
+        self.delivery_key = Some(key);
     }
 
     /// Sets the organisation's message policy (fetched from the server).
@@ -505,16 +547,17 @@ impl Engine {
             (Some(_), None) => None,
             (None, None) => Some(GroupSettings::created_by(&self.user)),
             (None, Some(mut s)) => {
-                if !s.is_admin(&self.user) {
-                    s.admins.insert(0, self.user.clone());
-                }
+                s.set_role(&self.user, GroupRole::Admin);
                 Some(s)
             }
         };
         let mut mls = MlsGroup::new_with_group_id(
             provider,
             &self.signer,
-            &create_config(settings_extensions(settings.as_ref())?),
+            &create_config(group_extensions(
+                settings.as_ref(),
+                self.delivery_key.as_deref(),
+            )?),
             openmls::group::GroupId::from_slice(group.as_bytes()),
             self.credential.clone(),
         )
@@ -1086,6 +1129,24 @@ impl Engine {
         if !mls.is_active() {
             return Err(CoreError::NotMember(*group));
         }
+        if let Some(settings) = group_settings(&mls) {
+            if !settings.allows(&self.user, Action::Post) {
+                return Err(CoreError::NotAllowed(
+                    if settings.role_of(&self.user) == GroupRole::ReadOnly {
+                        "you are a read-only member of this group"
+                    } else {
+                        "only the group's admins may post in this announcement group"
+                    },
+                ));
+            }
+            if matches!(message.body, Body::GroupName(_))
+                && !settings.allows(&self.user, Action::Rename)
+            {
+                return Err(CoreError::NotAllowed(
+                    "only the group's admins may rename this group",
+                ));
+            }
+        }
         let broken = app.broken_pins().map_err(CoreError::store)?;
         if !broken.is_empty()
             && let Some((_, c)) = Self::members(&mls)
@@ -1172,6 +1233,14 @@ impl Engine {
         }
         if staged.group_context().ciphersuite() != CIPHERSUITE {
             return Err(CoreError::Malformed("welcome ciphersuite"));
+        }
+        if !external_senders_ok(
+            staged.group_context().extensions(),
+            self.delivery_key.as_deref(),
+        ) {
+            return Err(CoreError::Invalid(
+                "the group does not list this server as its only external sender",
+            ));
         }
         let mut users = vec![];
         let mut events = vec![];
@@ -1263,6 +1332,12 @@ impl Engine {
         let processed = mls
             .process_message(provider, protocol)
             .map_err(CoreError::mls("process message"))?;
+        if let Sender::External(_) = processed.sender() {
+            // openmls checked the signature against the group's external
+            // senders, which are the server alone (checked at join and on
+            // every settings change). From it only removals are accepted.
+            return self.queue_server_removal(provider, &mut mls, group, processed);
+        }
         let sender = device_credential_of(processed.credential())?;
         if sender.user != delivery.sender {
             return Err(CoreError::Invalid(
@@ -1353,6 +1428,8 @@ impl Engine {
                         removed.push(c.user.clone());
                     }
                 }
+                let settings_changed =
+                    self.check_commit_rights(&group, &mls, &sender, &staged, &members_before)?;
                 let self_removed = staged.self_removed();
                 mls.merge_staged_commit(provider, *staged)
                     .map_err(CoreError::mls("merge commit"))?;
@@ -1377,6 +1454,12 @@ impl Engine {
                         group,
                         added,
                         removed,
+                    });
+                }
+                if settings_changed {
+                    events.push(Event::SettingsChanged {
+                        group,
+                        by: sender.user,
                     });
                 }
                 Ok(events)

@@ -309,8 +309,8 @@ fn group_timer_only_admins_when_settings_say_so() {
     let mut bob = Device::new("bob", 0xb1);
     let mut carol = Device::new("carol", 0xc1);
     let settings = GroupSettings {
-        admins: vec![alice.user.clone()],
         timer: Allowed::Admins,
+        ..GroupSettings::created_by(&alice.user)
     };
     let group = group_with_settings(
         &mut ds,
@@ -381,7 +381,7 @@ fn group_timer_any_member_by_default() {
     let group = group_of(&mut ds, 22, &mut [&mut alice, &mut bob, &mut carol]);
     let settings = bob.engine.settings(&bob.provider, &group).unwrap().unwrap();
     assert_eq!(settings.timer, Allowed::Members);
-    assert_eq!(settings.admins, vec![alice.user.clone()]);
+    assert_eq!(settings.admins().collect::<Vec<_>>(), vec![&alice.user]);
 
     let out = set_timer(&bob, &group, Some(600), ds.now).unwrap();
     ship(&mut ds, &bob, &out);

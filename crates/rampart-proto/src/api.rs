@@ -37,6 +37,8 @@
 //! | `GET /v1/blobs/{blob_id}/status` | – | [`BlobStatus`] (uploader only) |
 //! | `GET /v1/blobs/{blob_id}` | – (`Range: bytes=N-` resumes) | the blob's bytes, `200` or `206` |
 //! | `DELETE /v1/blobs/{blob_id}` | – | `204` (uploader only, before it is sent) |
+//! | `GET /v1/openapi.json` | – (no session) | the OpenAPI 3.1 document of every route |
+//! | `/v1/admin/…` | see [`crate::admin`] | owners and admins only |
 //!
 //! Blobs (file attachments) are opaque ciphertext to the server. An upload
 //! declares its conversation and exact size, then sends parts of
@@ -55,10 +57,15 @@
 //! changes the policy, every connected device gets
 //! [`crate::frame::ServerFrame::PolicyChanged`] and fetches it again.
 //!
-//! Every request but `/health`, register, login, link start and link poll needs
-//! `Authorization: Bearer <token>`. Errors are [`crate::error::ErrorBody`];
-//! login, the 2FA routes and registration answer `429` with `Retry-After`
-//! after repeated failures.
+//! Every request but `/health`, the OpenAPI document, register, login, link
+//! start and link poll needs `Authorization: Bearer <token>`. Errors are
+//! [`crate::error::ErrorBody`]; login, the 2FA routes and registration
+//! answer `429` with `Retry-After` after repeated failures. A token of a
+//! disabled account is answered `account_disabled`; while the organisation
+//! requires two-factor authentication of an account that has none, every
+//! route but `GET /v1/me`, `POST /v1/logout`, `GET /v1/2fa`,
+//! `POST /v1/2fa/setup` and `POST /v1/2fa/activate` answers
+//! `two_factor_enrolment_required`.
 
 use crate::{BlobId, DeviceId, GroupId, Millis, Username};
 use serde::{Deserialize, Serialize};
@@ -275,6 +282,27 @@ pub enum SecurityEventKind {
     DeviceAdded,
     DeviceRevoked,
     SessionExpired,
+    /// A request this account may not make (an administrative action
+    /// beyond its role, a disabled account's old token); `subject` names
+    /// the account it aimed at, if any.
+    AccessDenied,
+    /// An administrator changed the account's organisation role.
+    RoleChanged,
+    /// An administrator disabled the account.
+    AccountDisabled,
+    /// An administrator enabled the account again.
+    AccountEnabled,
+    /// An administrator deleted an account (recorded for the
+    /// administrator only: the account's own log goes with it).
+    AccountDeleted,
+    /// An administrator removed the account's second factor.
+    TwoFactorReset,
+    /// An administrator revoked one of the account's sessions.
+    SessionRevoked,
+    /// An administrator created an invite code.
+    InviteCreated,
+    /// An owner changed the organisation's access policy.
+    AccessPolicyChanged,
 }
 
 /// One entry of the security event table (never a password, code or token).
@@ -288,6 +316,12 @@ pub struct SecurityEvent {
     /// The client address, as the server saw it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
+    /// The other account an administrative event concerns: the account
+    /// acted on in the administrator's log, the administrator in the
+    /// account's log. Absent when the server's operator acted, and once
+    /// that account is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Username>,
 }
 
 /// `GET /v1/security-events`: the caller's account, newest first.
@@ -381,13 +415,28 @@ pub struct LinkResult {
     pub sealed: Vec<u8>,
 }
 
-/// Organisation role of an account.
+/// Organisation role of an account (see [`crate::admin`] for what each
+/// may administer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// Everything, including other admins and the access policy.
     Owner,
+    /// Manages members, guests and bots.
     Admin,
     Member,
+    /// Talks only in conversations it was invited to: creates no group and
+    /// starts direct chats only with people it shares a group with.
+    Guest,
+    /// Reserved for integrations.
+    Bot,
+}
+
+impl Role {
+    /// Owners and admins.
+    pub fn administers(self) -> bool {
+        matches!(self, Self::Owner | Self::Admin)
+    }
 }
 
 /// A new session: the bearer token is shown once and stored by the server only as a hash.
@@ -415,6 +464,11 @@ pub struct WhoAmI {
     pub username: Username,
     pub device_id: DeviceId,
     pub role: Role,
+    /// The Ed25519 key with which the server signs MLS proposals as every
+    /// group's external sender (removing revoked devices). Clients list it
+    /// in the groups they create and pin it on first use.
+    #[serde(with = "b64", default)]
+    pub delivery_key: Vec<u8>,
 }
 
 /// A published device of a user.

@@ -53,6 +53,12 @@ pub enum ErrorCode {
     QuotaExceeded,
     /// The server has no room left to store the upload; retry later.
     StorageFull,
+    /// The account was disabled by an administrator: no login, no session.
+    AccountDisabled,
+    /// The organisation requires two-factor authentication and this account
+    /// has none: only enrolling (`/v1/2fa/setup`, `/v1/2fa/activate`),
+    /// `/v1/me` and logout are open until it does.
+    TwoFactorEnrolmentRequired,
 }
 
 impl ErrorCode {
@@ -80,6 +86,8 @@ impl ErrorCode {
             Self::WindowClosed => 19,
             Self::QuotaExceeded => 20,
             Self::StorageFull => 21,
+            Self::AccountDisabled => 22,
+            Self::TwoFactorEnrolmentRequired => 23,
         }
     }
 
@@ -107,6 +115,8 @@ impl ErrorCode {
             19 => Self::WindowClosed,
             20 => Self::QuotaExceeded,
             21 => Self::StorageFull,
+            22 => Self::AccountDisabled,
+            23 => Self::TwoFactorEnrolmentRequired,
             _ => Self::Internal,
         }
     }
@@ -120,7 +130,12 @@ impl ErrorCode {
             | Self::MalformedMls
             | Self::RetentionExceeded => 400,
             Self::Unauthorized | Self::BadCredentials | Self::TwoFactorRequired => 401,
-            Self::Forbidden | Self::NotMember | Self::InvalidInvite | Self::WindowClosed => 403,
+            Self::Forbidden
+            | Self::NotMember
+            | Self::InvalidInvite
+            | Self::WindowClosed
+            | Self::AccountDisabled
+            | Self::TwoFactorEnrolmentRequired => 403,
             Self::NotFound | Self::NoKeyPackage => 404,
             Self::Conflict | Self::StaleEpoch => 409,
             Self::TooLarge | Self::QuotaExceeded => 413,
@@ -156,6 +171,8 @@ impl std::fmt::Display for ErrorCode {
             Self::WindowClosed => "window_closed",
             Self::QuotaExceeded => "quota_exceeded",
             Self::StorageFull => "storage_full",
+            Self::AccountDisabled => "account_disabled",
+            Self::TwoFactorEnrolmentRequired => "two_factor_enrolment_required",
         };
         f.write_str(name)
     }
@@ -181,7 +198,7 @@ mod tests {
 
     #[test]
     fn numeric_codes_round_trip() {
-        for n in 1..=21u16 {
+        for n in 1..=23u16 {
             assert_eq!(ErrorCode::from_u16(n).to_u16(), n);
         }
         assert_eq!(ErrorCode::from_u16(999), ErrorCode::Internal);
@@ -189,7 +206,7 @@ mod tests {
 
     #[test]
     fn display_matches_serde_name() {
-        for n in 1..=21u16 {
+        for n in 1..=23u16 {
             let code = ErrorCode::from_u16(n);
             let json = serde_json::to_string(&code).unwrap_or_default();
             assert_eq!(json, format!("\"{code}\""));

@@ -9,6 +9,7 @@
 //! What travels inside the MLS messages (message text, group names) is not
 //! defined here: the server never sees it. See `rampart-core`.
 
+pub mod admin;
 pub mod api;
 pub mod codec;
 pub mod error;

@@ -1,6 +1,8 @@
-//! Accounts and sessions: registration (with invites), login (with the
-//! second factor), logout, and the bearer-token extractor every other route
-//! uses, which also expires idle sessions.
+//! Accounts and sessions: registration (with invites, which carry the new
+//! account's role), login (with the second factor), logout, and the
+//! bearer-token extractor every other route uses, which also expires idle
+//! sessions, refuses disabled accounts and, when the organisation requires
+//! two-factor authentication, holds accounts without it to enrolling.
 
 use crate::attempt::Attempt;
 use crate::client_ip::ClientIp;
@@ -68,6 +70,8 @@ pub fn role_to_db(role: Role) -> &'static str {
         Role::Owner => "owner",
         Role::Admin => "admin",
         Role::Member => "member",
+        Role::Guest => "guest",
+        Role::Bot => "bot",
     }
 }
 
@@ -75,8 +79,10 @@ pub fn role_from_db(s: &str) -> Role {
     match s {
         "owner" => Role::Owner,
         "admin" => Role::Admin,
+        "member" => Role::Member,
+        "bot" => Role::Bot,
         // Least privilege for anything unexpected.
-        _ => Role::Member,
+        _ => Role::Guest,
     }
 }
 
@@ -93,8 +99,39 @@ impl FromRequestParts<AppState> for AuthDevice {
         let token = header
             .strip_prefix("Bearer ")
             .ok_or_else(ApiError::unauthorized)?;
-        authenticate(state, token.trim(), ip).await
+        let enrolling = enrolment_route(&parts.method, parts.uri.path());
+        authenticate(state, token.trim(), ip, enrolling).await
     }
+}
+
+/// What a disabled account is told, at login and for every old token.
+pub(crate) const DISABLED_MESSAGE: &str =
+    "this account has been disabled by an administrator; ask them to re-enable it";
+
+fn account_disabled() -> ApiError {
+    ApiError::new(ErrorCode::AccountDisabled, DISABLED_MESSAGE)
+}
+
+/// The routes open to an account that must enrol in two-factor
+/// authentication before anything else.
+fn enrolment_route(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    matches!(
+        (method, path),
+        (&Method::GET, "/v1/me")
+            | (&Method::POST, "/v1/logout")
+            | (&Method::GET, "/v1/2fa")
+            | (&Method::POST, "/v1/2fa/setup")
+            | (&Method::POST, "/v1/2fa/activate")
+    )
+}
+
+fn enrolment_required() -> ApiError {
+    ApiError::new(
+        ErrorCode::TwoFactorEnrolmentRequired,
+        "your organisation requires two-factor authentication for this account; \
+         turn it on with `rampart 2fa enable` before doing anything else",
+    )
 }
 
 /// The stored form of a presented token; `None` if it cannot be one of ours.
@@ -106,24 +143,44 @@ fn token_hash(token: &str) -> Option<Vec<u8>> {
     (raw.len() == TOKEN_BYTES).then(|| sha256(&raw))
 }
 
-async fn authenticate(state: &AppState, token: &str, ip: ClientIp) -> Result<AuthDevice, ApiError> {
+/// One query per request: the session, its device and account, whether the
+/// account is disabled and whether it has a second factor.
+async fn authenticate(
+    state: &AppState,
+    token: &str,
+    ip: ClientIp,
+    enrolling: bool,
+) -> Result<AuthDevice, ApiError> {
     let token_hash = token_hash(token).ok_or_else(ApiError::unauthorized)?;
     let row = sqlx::query(
-        "SELECT s.last_used, d.id AS device_id, d.revoked, u.id AS user_id, u.username, u.role \
+        "SELECT s.last_used, d.id AS device_id, d.revoked, u.id AS user_id, u.username, u.role, \
+         u.disabled_at, u.deleted_at, tf.secret IS NOT NULL AS two_factor \
          FROM sessions s JOIN devices d ON d.id = s.device_id JOIN users u ON u.id = d.user_id \
+         LEFT JOIN two_factor tf ON tf.user_id = u.id \
          WHERE s.token_hash = ?",
     )
     .bind(&token_hash)
     .fetch_optional(&state.pool)
     .await?
     .ok_or_else(ApiError::unauthorized)?;
-    if row.try_get::<i64, _>("revoked")? != 0 {
+    if row.try_get::<Option<i64>, _>("deleted_at")?.is_some() {
         return Err(ApiError::unauthorized());
     }
     let device_db: i64 = row.try_get("device_id")?;
     let device_id = db::device_from_db(device_db)
         .ok_or_else(|| ApiError::internal("device id 0 in database"))?;
     let user_id: i64 = row.try_get("user_id")?;
+    // Before `revoked`: disabling revokes every device, and the old token
+    // should hear why.
+    if row.try_get::<Option<i64>, _>("disabled_at")?.is_some() {
+        let event =
+            Event::new(SecurityEventKind::AccessDenied, Some(user_id), ip).device(device_id);
+        security_events::record_logged(state, &event).await;
+        return Err(account_disabled());
+    }
+    if row.try_get::<i64, _>("revoked")? != 0 {
+        return Err(ApiError::unauthorized());
+    }
     let username = Username::parse(row.try_get::<&str, _>("username")?)
         .map_err(|_| ApiError::internal("invalid username in database"))?;
     let now = state.now();
@@ -159,11 +216,18 @@ async fn authenticate(state: &AppState, token: &str, ip: ClientIp) -> Result<Aut
             .await?;
         tx.commit().await?;
     }
+    let role = role_from_db(row.try_get::<&str, _>("role")?);
+    if !enrolling
+        && !row.try_get::<bool, _>("two_factor")?
+        && state.access().requires_two_factor(role)
+    {
+        return Err(enrolment_required());
+    }
     Ok(AuthDevice {
         user_id,
         username,
         device_id,
-        role: role_from_db(row.try_get::<&str, _>("role")?),
+        role,
         session: SessionHash(token_hash),
     })
 }
@@ -254,6 +318,7 @@ pub async fn register(
         .admit(Action::Register, &ip.key(), state.clock.now_ms())
         .map_err(ApiError::rate_limited)?;
     password::check_policy(&password, &req.username)?;
+    crate::admin::check_username(&state.access(), &req.username)?;
     check_device_name(&req.device.name)?;
     check_certificate(
         &req.identity_key,
@@ -283,19 +348,21 @@ pub async fn register(
     // check and the invite consumption cannot race another registration.
     let mut tx = state.pool.begin_with("BEGIN IMMEDIATE").await?;
     let now = state.now();
+    let mut invited_role = None;
     if let Some(hash) = &invite_hash {
-        let usable: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM invites WHERE code_hash = ? AND used_by IS NULL AND expires_at > ?",
+        let usable: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM invites WHERE code_hash = ? AND used_by IS NULL AND expires_at > ?",
         )
         .bind(hash)
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
-        if usable.is_none() {
+        let Some(role) = usable else {
             drop(tx);
             attempt.failed(&state, None).await;
             return Err(invalid_invite());
-        }
+        };
+        invited_role = Some(role_from_db(&role));
     }
     let taken: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE username = ?")
         .bind(req.username.as_str())
@@ -303,6 +370,11 @@ pub async fn register(
         .await?;
     if taken.is_some() {
         return Err(ApiError::conflict("that username is taken"));
+    }
+    if crate::admin::is_tombstoned(&mut tx, &req.username).await? {
+        return Err(ApiError::conflict(
+            "that username belonged to a deleted account and cannot be used again",
+        ));
     }
     let device_taken: Option<i64> = sqlx::query_scalar(
         "SELECT 1 FROM devices WHERE id = ?1 UNION ALL \
@@ -320,10 +392,11 @@ pub async fn register(
     let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
         .fetch_one(&mut *tx)
         .await?;
+    // The first account owns the organisation; then the invite decides.
     let role = if users == 0 {
         Role::Owner
     } else {
-        Role::Member
+        invited_role.unwrap_or(Role::Member)
     };
     let user_id: i64 = sqlx::query_scalar(
         "INSERT INTO users (username, password_hash, identity_key, role, created_at) \
@@ -394,10 +467,13 @@ pub async fn login(
     let code = req.totp.map(Zeroizing::new);
     let attempt = Attempt::account(&req.username, ip);
     attempt.check(&state)?;
-    let row = sqlx::query("SELECT id, password_hash, role FROM users WHERE username = ?")
-        .bind(req.username.as_str())
-        .fetch_optional(&state.pool)
-        .await?;
+    let row = sqlx::query(
+        "SELECT id, password_hash, role, disabled_at FROM users \
+         WHERE username = ? AND deleted_at IS NULL",
+    )
+    .bind(req.username.as_str())
+    .fetch_optional(&state.pool)
+    .await?;
     let Some(row) = row else {
         // Same work and same answer as a wrong password: no username oracle.
         let _ = password::verify(password, state.dummy_hash.to_string()).await?;
@@ -413,6 +489,14 @@ pub async fn login(
             .failed(&state, Some(SecurityEventKind::LoginFailed))
             .await;
         return Err(ApiError::bad_credentials());
+    }
+    // Only after the password: told before, anyone could learn that an
+    // account exists and is disabled by asking with a wrong password.
+    if row.try_get::<Option<i64>, _>("disabled_at")?.is_some() {
+        let event =
+            Event::new(SecurityEventKind::AccessDenied, Some(user_id), ip).device(req.device_id);
+        security_events::record_logged(&state, &event).await;
+        return Err(account_disabled());
     }
     let role = role_from_db(row.try_get::<&str, _>("role")?);
     let two_factor = twofactor::is_enabled(&state.pool, user_id).await?;
@@ -478,11 +562,12 @@ pub async fn logout(
 }
 
 /// `GET /v1/me`.
-pub async fn me(auth: AuthDevice) -> ApiJson<WhoAmI> {
+pub async fn me(State(state): State<AppState>, auth: AuthDevice) -> ApiJson<WhoAmI> {
     ApiJson(WhoAmI {
         username: auth.username,
         device_id: auth.device_id,
         role: auth.role,
+        delivery_key: state.delivery_key.to_vec(),
     })
 }
 

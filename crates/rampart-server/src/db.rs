@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The database file inside the data directory.
-const DB_FILE: &str = "rampart.db";
+pub(crate) const DB_FILE: &str = "rampart.db";
 /// How long an invite code stays valid.
 pub const INVITE_LIFETIME_MS: i64 = 7 * 24 * 3600 * 1000;
 
@@ -77,18 +77,30 @@ pub fn sha256(bytes: &[u8]) -> Vec<u8> {
 
 /// Creates a single-use invite code and stores only its hash.
 pub async fn insert_invite(pool: &SqlitePool, role: &str) -> Result<String, sqlx::Error> {
+    let now = now_ms();
+    let mut conn = pool.acquire().await?;
+    insert_invite_at(&mut conn, role, now, now + INVITE_LIFETIME_MS).await
+}
+
+/// Creates a single-use invite code for `role`, valid until `expires_at`,
+/// and stores only its hash.
+pub async fn insert_invite_at(
+    conn: &mut sqlx::SqliteConnection,
+    role: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<String, sqlx::Error> {
     let mut raw = [0u8; 20];
     OsRng.fill_bytes(&mut raw);
     let code = hex::encode(raw);
-    let now = now_ms();
     sqlx::query(
         "INSERT INTO invites (code_hash, role, created_at, expires_at, used_by) VALUES (?, ?, ?, ?, NULL)",
     )
     .bind(sha256(code.as_bytes()))
     .bind(role)
     .bind(now)
-    .bind(now + INVITE_LIFETIME_MS)
-    .execute(pool)
+    .bind(expires_at)
+    .execute(conn)
     .await?;
     Ok(code)
 }

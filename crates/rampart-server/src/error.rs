@@ -41,6 +41,17 @@ pub enum ServerError {
     /// The blob store (the `[files]` section) cannot be used.
     #[error("blob store: {0}")]
     BlobStore(String),
+    /// Another process (a running server, or an administrator's console)
+    /// holds the data directory's lock file.
+    #[error(
+        "the data directory {0} is in use by a running Rampart server (or another \
+         `rampart admin` command); stop it first, or administer it over HTTP with an \
+         admin's session"
+    )]
+    InUse(std::path::PathBuf),
+    /// `rampart admin` was pointed at a directory without a Rampart database.
+    #[error("{0} holds no Rampart database; check the data directory")]
+    NoDatabase(std::path::PathBuf),
     /// A background task died (a bug).
     #[error("internal: {0}")]
     Internal(String),
@@ -66,6 +77,21 @@ impl ApiError {
             status: None,
             retry_after: None,
         }
+    }
+
+    /// The stable error code (what `ErrorBody::code` will say).
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The message, safe to show to users.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// `403 forbidden` with the reason.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -133,6 +159,14 @@ impl ApiError {
         Self::new(ErrorCode::Internal, "internal server error")
     }
 }
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {

@@ -75,6 +75,7 @@
 //! restart forgets them. At most 16 upload parts (8 MiB each) are held in
 //! memory at once, whatever the number of clients.
 
+pub mod admin;
 mod attempt;
 mod auth;
 mod blobs;
@@ -100,6 +101,7 @@ mod tls;
 pub mod totp;
 mod twofactor;
 
+pub use admin::Console as AdminConsole;
 pub use auth::AuthDevice;
 pub use clock::Clock;
 pub use config::{
@@ -118,7 +120,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use rampart_proto::api::Health;
 use rampart_proto::limits::{BLOB_PART_BYTES, MAX_DLP_EVENTS_BODY_BYTES, MAX_JSON_BODY_BYTES};
 use sqlx::SqlitePool;
@@ -150,6 +152,9 @@ pub struct Server {
     purger: Purger,
     policy: PolicyHandle,
     policy_poll: Duration,
+    /// `data_dir/server.lock`, held while this server lives, so a second
+    /// server or an admin console refuses to open the same directory.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Server {
@@ -186,7 +191,13 @@ impl Server {
             Some((cert, key)) => Some(tls::load(cert, key)?),
             None => None,
         };
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let lock = admin::console::lock_data_dir(&config.data_dir)?;
         let pool = db::open(&config.data_dir).await?;
+        let access = admin::AccessCache::new(admin::try_load_access(&pool).await?);
         let key = secrets::ServerKey::load_or_create(&config.data_dir)?;
         let first_invite = first_start_invite(&pool, &clock).await?;
         let dummy_hash = password::dummy_hash()
@@ -194,12 +205,16 @@ impl Server {
             .map_err(|e| ServerError::Internal(e.message))?;
         let blobs = Arc::new(blobs::Blobs::open(&config.files, &config.data_dir).await?);
         let purger = Purger::new(pool.clone(), clock.clone(), blobs.clone());
+        let signer = Arc::new(delivery::external::DeliverySigner::from_seed(
+            key.delivery_seed(),
+        ));
         let (delivery, _actor) = delivery::actor::start(
             pool.clone(),
             clock.clone(),
             config.messages.clone(),
             purger.clone(),
             blobs.clone(),
+            signer.clone(),
         )
         .await?;
         let (shutdown_tx, shutdown) = watch::channel(false);
@@ -215,12 +230,14 @@ impl Server {
             clock,
             limiter: Arc::new(ratelimit::Limiter::new(config.rate_limits.clone())),
             key: Arc::new(key),
+            delivery_key: signer.public_key().into(),
             session_idle_ms: i64::try_from(config.session_idle_secs.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
             behind_tls_proxy: config.behind_tls_proxy,
             message_policy: Arc::new(config.messages.policy()),
             blobs,
             policy_revision: policy.subscribe(),
+            access,
         };
         tokio::spawn(cleanup_loop(state.clone(), purger.clone()));
         Ok(Server {
@@ -232,6 +249,7 @@ impl Server {
             purger,
             policy,
             policy_poll: POLICY_POLL_INTERVAL,
+            _lock: lock,
         })
     }
 
@@ -311,6 +329,27 @@ impl Server {
             )
             .route("/v1/blobs/{blob_id}/status", get(blobs::routes::status))
             .route("/v1/ws", get(delivery::ws::upgrade))
+            .route("/v1/openapi.json", get(admin::routes::openapi))
+            .route("/v1/admin/users", get(admin::routes::list_users))
+            .route("/v1/admin/invites", post(admin::routes::invite))
+            .route("/v1/admin/users/{username}", delete(admin::routes::delete))
+            .route("/v1/admin/users/{username}/role", post(admin::routes::set_role))
+            .route("/v1/admin/users/{username}/disable", post(admin::routes::disable))
+            .route("/v1/admin/users/{username}/enable", post(admin::routes::enable))
+            .route(
+                "/v1/admin/users/{username}/2fa-reset",
+                post(admin::routes::reset_two_factor),
+            )
+            .route("/v1/admin/groups", get(admin::routes::list_groups))
+            .route(
+                "/v1/admin/access",
+                get(admin::routes::get_access).put(admin::routes::set_access),
+            )
+            .route("/v1/admin/sessions", get(admin::routes::list_sessions))
+            .route(
+                "/v1/admin/sessions/{session_id}/revoke",
+                post(admin::routes::revoke_session),
+            )
             .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
             .layer(axum::middleware::from_fn(trace_request))
             .with_state(self.state.clone())
@@ -423,6 +462,9 @@ async fn cleanup_loop(state: AppState, purger: Purger) {
                 }
                 if let Err(e) = link::cleanup(&state.pool, state.now()).await {
                     tracing::warn!(error = %e, "deleting expired link requests failed");
+                }
+                if let Err(e) = admin::collect_deleted(&state.pool).await {
+                    tracing::warn!(error = %e, "dropping deleted accounts' rows failed");
                 }
                 state.limiter.evict_stale(state.clock.now_ms());
             }

@@ -31,6 +31,8 @@ const SEALED_V1: u8 = 1;
 pub struct ServerKey {
     totp: Zeroizing<[u8; KEY_LEN]>,
     recovery: Zeroizing<[u8; KEY_LEN]>,
+    /// The seed of the delivery service's MLS signing key (external sender).
+    delivery: Zeroizing<[u8; KEY_LEN]>,
 }
 
 impl std::fmt::Debug for ServerKey {
@@ -104,7 +106,14 @@ impl ServerKey {
         Self {
             totp: derive(master, b"rampart server key: totp secrets v1"),
             recovery: derive(master, b"rampart server key: recovery codes v1"),
+            delivery: derive(master, b"rampart server key: delivery service signing v1"),
         }
+    }
+
+    /// The seed of the Ed25519 key with which the server signs MLS
+    /// proposals as the groups' external sender.
+    pub fn delivery_seed(&self) -> &[u8; KEY_LEN] {
+        &self.delivery
     }
 
     /// Encrypts a TOTP secret for one user: version, nonce, ciphertext.

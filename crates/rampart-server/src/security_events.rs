@@ -4,6 +4,8 @@
 //!
 //! Never stored: passwords, codes, tokens, secrets, or the username typed
 //! for an account that does not exist (such events have no user).
+//! Administrative actions are recorded in both logs, the administrator's
+//! and the account's, each naming the other as `subject`.
 
 use crate::auth::AuthDevice;
 use crate::client_ip::ClientIp;
@@ -11,7 +13,7 @@ use crate::db::{device_from_db, device_to_db, u64_from_db};
 use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
 use axum::extract::State;
-use rampart_proto::DeviceId;
+use rampart_proto::{DeviceId, Username};
 use rampart_proto::api::{SecurityEvent, SecurityEventKind, SecurityEventList};
 use rampart_proto::limits::MAX_SECURITY_EVENTS;
 use sqlx::{Row as _, SqliteExecutor};
@@ -23,6 +25,8 @@ pub struct Event {
     pub user_id: Option<i64>,
     pub device: Option<DeviceId>,
     pub ip: Option<String>,
+    /// The other account an administrative event concerns.
+    pub subject: Option<i64>,
 }
 
 impl Event {
@@ -32,7 +36,13 @@ impl Event {
             user_id,
             device: None,
             ip: ip.display(),
+            subject: None,
         }
+    }
+
+    pub fn subject(mut self, user_id: Option<i64>) -> Self {
+        self.subject = user_id;
+        self
     }
 
     pub fn device(mut self, device: DeviceId) -> Self {
@@ -60,13 +70,15 @@ pub async fn record(
     event: &Event,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO security_events (at, user_id, device_id, kind, ip) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO security_events (at, user_id, device_id, kind, ip, subject_user) \
+         VALUES (?, ?, ?, ?, ?, ?)",
     )
     .bind(at)
     .bind(event.user_id)
     .bind(event.device.map(device_to_db))
     .bind(kind_to_db(event.kind))
     .bind(event.ip.as_deref())
+    .bind(event.subject)
     .execute(db)
     .await?;
     Ok(())
@@ -86,8 +98,9 @@ pub async fn list(
     auth: AuthDevice,
 ) -> Result<ApiJson<SecurityEventList>, ApiError> {
     let rows = sqlx::query(
-        "SELECT at, kind, device_id, ip FROM security_events WHERE user_id = ? \
-         ORDER BY id DESC LIMIT ?",
+        "SELECT e.at, e.kind, e.device_id, e.ip, s.username AS subject FROM security_events e \
+         LEFT JOIN users s ON s.id = e.subject_user AND s.deleted_at IS NULL \
+         WHERE e.user_id = ? ORDER BY e.id DESC LIMIT ?",
     )
     .bind(auth.user_id)
     .bind(MAX_SECURITY_EVENTS as i64)
@@ -105,6 +118,9 @@ pub async fn list(
                 .try_get::<Option<i64>, _>("device_id")?
                 .and_then(device_from_db),
             ip: row.try_get("ip")?,
+            subject: row
+                .try_get::<Option<&str>, _>("subject")?
+                .and_then(|name| Username::parse(name).ok()),
         });
     }
     Ok(ApiJson(SecurityEventList { events }))
@@ -131,6 +147,15 @@ mod tests {
             DeviceAdded,
             DeviceRevoked,
             SessionExpired,
+            AccessDenied,
+            RoleChanged,
+            AccountDisabled,
+            AccountEnabled,
+            AccountDeleted,
+            TwoFactorReset,
+            SessionRevoked,
+            InviteCreated,
+            AccessPolicyChanged,
         ] {
             let name = kind_to_db(kind);
             assert_ne!(name, "unknown");

@@ -1,11 +1,13 @@
 //! What every handler shares.
 
+use crate::admin::AccessCache;
 use crate::blobs::Blobs;
 use crate::clock::Clock;
 use crate::config::Registration;
 use crate::delivery::DeliveryHandle;
 use crate::ratelimit::Limiter;
 use crate::secrets::ServerKey;
+use rampart_proto::admin::AccessPolicy;
 use rampart_proto::api::MessagePolicy;
 use sqlx::SqlitePool;
 use std::sync::Arc;
@@ -30,6 +32,9 @@ pub struct AppState {
     pub limiter: Arc<Limiter>,
     /// Encrypts TOTP secrets and keys the recovery-code HMAC.
     pub key: Arc<ServerKey>,
+    /// The public key with which the server signs MLS proposals as the
+    /// groups' external sender (served in `GET /v1/me`; clients pin it).
+    pub delivery_key: Arc<[u8]>,
     /// Sessions unused for longer are refused.
     pub session_idle_ms: i64,
     /// Whether `X-Forwarded-For` is trusted (its last entry).
@@ -41,11 +46,24 @@ pub struct AppState {
     /// The organisation's DLP policy revision; WebSockets watch it to send
     /// `PolicyChanged` (see `dlp`).
     pub policy_revision: watch::Receiver<u64>,
+    /// The organisation's access policy (see `admin`): read at start,
+    /// replaced when an administrator changes it over HTTP.
+    pub(crate) access: AccessCache,
 }
 
 impl AppState {
     /// Now, as SQLite stores timestamps.
     pub fn now(&self) -> i64 {
         self.clock.now_db()
+    }
+
+    /// The organisation's access policy as this server enforces it now.
+    pub(crate) fn access(&self) -> Arc<AccessPolicy> {
+        self.access.get()
+    }
+
+    /// The handle the admin API replaces the policy through.
+    pub(crate) fn access_cache(&self) -> AccessCache {
+        self.access.clone()
     }
 }

@@ -423,31 +423,32 @@ fn render_str(s: &str, out: &mut String) {
     }
 }
 
-/// MB/s scanning the corpus line by line for at least [`MIN_WALL`].
-fn corpus_rate(scanner: &Scanner, corpus: &[Sample]) -> f64 {
-    let bytes: usize = corpus.iter().map(|s| s.text.len()).sum();
+/// Scans `texts` one by one, over and over, for at least [`MIN_WALL`];
+/// returns the number of passes and the seconds they took.
+fn repeat_scans(scanner: &Scanner, texts: &[&str]) -> (usize, f64) {
     let start = Instant::now();
     let mut passes = 0;
-    while passes == 0 || start.elapsed() < MIN_WALL {
-        for s in corpus {
-            std::hint::black_box(scanner.scan(std::hint::black_box(&s.text)));
+    while !texts.is_empty() && (passes == 0 || start.elapsed() < MIN_WALL) {
+        for text in texts {
+            std::hint::black_box(scanner.scan(std::hint::black_box(text)));
         }
         passes += 1;
     }
-    (bytes * passes) as f64 / start.elapsed().as_secs_f64() / 1e6
+    (passes, start.elapsed().as_secs_f64().max(f64::MIN_POSITIVE))
+}
+
+/// MB/s scanning the corpus line by line.
+fn corpus_rate(scanner: &Scanner, corpus: &[Sample]) -> f64 {
+    let lines: Vec<&str> = corpus.iter().map(|s| s.text.as_str()).collect();
+    let bytes: usize = lines.iter().map(|t| t.len()).sum();
+    let (passes, seconds) = repeat_scans(scanner, &lines);
+    (bytes * passes) as f64 / seconds / 1e6
 }
 
 fn throughput(scanner: &Scanner, corpus: &[Sample]) -> Throughput {
-    let corpus_bytes: usize = corpus.iter().map(|s| s.text.len()).sum();
-    let start = Instant::now();
-    let mut passes = 0;
-    while passes == 0 || start.elapsed() < MIN_WALL {
-        for s in corpus {
-            std::hint::black_box(scanner.scan(std::hint::black_box(&s.text)));
-        }
-        passes += 1;
-    }
-    let corpus_seconds = start.elapsed().as_secs_f64();
+    let lines: Vec<&str> = corpus.iter().map(|s| s.text.as_str()).collect();
+    let corpus_bytes: usize = lines.iter().map(|t| t.len()).sum();
+    let (passes, corpus_seconds) = repeat_scans(scanner, &lines);
 
     let mut message = String::with_capacity(MESSAGE_BYTES + 4096);
     for s in corpus.iter().cycle().take(corpus.len().max(1) * 64) {
@@ -462,13 +463,7 @@ fn throughput(scanner: &Scanner, corpus: &[Sample]) -> Throughput {
         cut -= 1;
     }
     message.truncate(cut);
-    let start = Instant::now();
-    let mut scans = 0;
-    while scans == 0 || start.elapsed() < MIN_WALL {
-        std::hint::black_box(scanner.scan(std::hint::black_box(&message)));
-        scans += 1;
-    }
-    let message_seconds = start.elapsed().as_secs_f64();
+    let (scans, message_seconds) = repeat_scans(scanner, &[message.as_str()]);
 
     let ordinary: Vec<&str> = corpus
         .iter()
@@ -476,15 +471,7 @@ fn throughput(scanner: &Scanner, corpus: &[Sample]) -> Throughput {
         .map(|s| s.text.as_str())
         .collect();
     let ordinary_bytes: usize = ordinary.iter().map(|t| t.len()).sum();
-    let start = Instant::now();
-    let mut ordinary_passes = 0;
-    while !ordinary.is_empty() && (ordinary_passes == 0 || start.elapsed() < MIN_WALL) {
-        for text in &ordinary {
-            std::hint::black_box(scanner.scan(std::hint::black_box(text)));
-        }
-        ordinary_passes += 1;
-    }
-    let ordinary_seconds = start.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
+    let (ordinary_passes, ordinary_seconds) = repeat_scans(scanner, &ordinary);
     Throughput {
         all_on_corpus_mb_per_s: 0.0,
         ordinary_lines: ordinary.len(),

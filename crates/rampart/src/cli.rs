@@ -7,7 +7,7 @@ use crate::{bench, bench_dlp, bench_files, demo, dlp_cmd, files_cmd, messages_cm
 use anyhow::Context as _;
 use rampart_client::{Client, ClientError, Event, HistoryEntry, Registration, Target};
 use rampart_proto::Username;
-use rampart_proto::group::{Allowed, GroupSettings};
+use rampart_proto::group::{Allowed, GroupRole, GroupSettings};
 use serde_json::json;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -33,7 +33,15 @@ pub struct Args {
 enum Command {
     /// Run the server.
     Server(server_cmd::ServerArgs),
-    /// Server administration.
+    /// Administration: users, roles, 2FA resets, groups, access policy,
+    /// sessions, DLP policy.
+    ///
+    /// `users`, `2fa-reset`, `groups`, `access` and `sessions` run either on
+    /// the data directory of a stopped server, when given --data DIR (or
+    /// RAMPART_DATA), or otherwise over HTTP with the session of your
+    /// profile (--profile), which must be an owner's or an admin's. `invite`,
+    /// `policy` and `dlp-events` always use the data directory, and work
+    /// while the server runs. No command shows message content.
     #[command(subcommand)]
     Admin(server_cmd::AdminCommand),
     /// Create an account and this device's profile.
@@ -211,6 +219,38 @@ enum GroupCommand {
     List,
     /// List the members of a group.
     Members { name: String },
+    /// Show a group's roles and rules (who may post, add, rename, set the timer).
+    Info { name: String },
+    /// Give a member a role in a group: admin, member or read-only (admins only).
+    ///
+    /// Admins change the group's roles and rules and recall anyone's
+    /// messages; read-only members read but never post. Every member's
+    /// client and the server check it.
+    Role {
+        name: String,
+        user: String,
+        /// admin | member | read-only
+        role: String,
+    },
+    /// Change who may do what in a group (admins only).
+    ///
+    /// Each rule is `members` (everyone who is not read-only) or `admins`.
+    /// `--post admins` makes an announcement group.
+    Settings {
+        name: String,
+        /// Who may post messages.
+        #[arg(long, value_name = "members|admins")]
+        post: Option<String>,
+        /// Who may add and remove members (anyone may leave).
+        #[arg(long, value_name = "members|admins")]
+        add_remove: Option<String>,
+        /// Who may rename the group.
+        #[arg(long, value_name = "members|admins")]
+        rename: Option<String>,
+        /// Who may change the disappearing-messages timer.
+        #[arg(long, value_name = "members|admins")]
+        timer: Option<String>,
+    },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -419,6 +459,10 @@ fn describe_event(client: &Client, event: &Event) -> Option<String> {
                 parts.join(", ")
             )
         }
+        Event::SettingsChanged { group, by } => format!(
+            "* {}: @{by} changed the group's roles or settings",
+            client.conversation_label(group)
+        ),
         Event::Renamed { group, name } => format!("* {} is now called #{name}", group.short()),
         Event::Removed { group } => format!(
             "* you are no longer a member of {}",
@@ -466,7 +510,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let profile = args.profile.clone().unwrap_or_else(default_profile);
     match args.command {
         Command::Server(a) => server_cmd::serve(a).await,
-        Command::Admin(a) => server_cmd::admin(a, json).await,
+        Command::Admin(a) => server_cmd::admin(a, &profile, json).await,
         Command::Demo => demo::run().await,
         Command::Bench(BenchCommand::Relay(a)) => bench::relay(a).await,
         Command::Bench(BenchCommand::Files(a)) => bench_files::files(a).await,
@@ -719,12 +763,12 @@ async fn group(profile: &Path, command: GroupCommand, json: bool) -> anyhow::Res
                 .map(|m| parse_user(m))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let settings = GroupSettings {
-                admins: vec![client.username().clone()],
                 timer: if admins_set_timer {
                     Allowed::Admins
                 } else {
                     Allowed::Members
                 },
+                ..GroupSettings::created_by(client.username())
             };
             let group = client.create_group(&name, &members, Some(settings)).await?;
             if json {
@@ -777,6 +821,64 @@ async fn group(profile: &Path, command: GroupCommand, json: bool) -> anyhow::Res
                 }
             }
         }
+        GroupCommand::Info { name } => {
+            let settings = client.group_settings(&name)?;
+            print_group_settings(&name, settings.as_ref(), json);
+        }
+        GroupCommand::Role { name, user, role } => {
+            let user = parse_user(&user)?;
+            let role = GroupRole::parse(&role).ok_or_else(|| {
+                anyhow::anyhow!("unknown role {role:?}: use admin, member or read-only")
+            })?;
+            if !client.group_members(&name)?.iter().any(|(u, _)| *u == user) {
+                anyhow::bail!("@{user} is not a member of #{name}; add them first");
+            }
+            let settings = client
+                .update_group_settings(&name, |s| s.set_role(&user, role))
+                .await?;
+            if json {
+                print_group_settings(&name, Some(&settings), true);
+            } else {
+                println!("@{user} is now {} in #{name}", role.as_str());
+            }
+        }
+        GroupCommand::Settings {
+            name,
+            post,
+            add_remove,
+            rename,
+            timer,
+        } => {
+            let rule = |value: Option<String>, what: &str| -> anyhow::Result<Option<Allowed>> {
+                value
+                    .map(|v| {
+                        Allowed::parse(&v).ok_or_else(|| {
+                            anyhow::anyhow!("--{what} takes `members` or `admins`, not {v:?}")
+                        })
+                    })
+                    .transpose()
+            };
+            let (post, add_remove, rename, timer) = (
+                rule(post, "post")?,
+                rule(add_remove, "add-remove")?,
+                rule(rename, "rename")?,
+                rule(timer, "timer")?,
+            );
+            if post.is_none() && add_remove.is_none() && rename.is_none() && timer.is_none() {
+                let settings = client.group_settings(&name)?;
+                print_group_settings(&name, settings.as_ref(), json);
+            } else {
+                let settings = client
+                    .update_group_settings(&name, |s| {
+                        s.post = post.unwrap_or(s.post);
+                        s.add_remove = add_remove.unwrap_or(s.add_remove);
+                        s.rename = rename.unwrap_or(s.rename);
+                        s.timer = timer.unwrap_or(s.timer);
+                    })
+                    .await?;
+                print_group_settings(&name, Some(&settings), json);
+            }
+        }
         GroupCommand::Members { name } => {
             let members = client.group_members(&name)?;
             if json {
@@ -794,6 +896,46 @@ async fn group(profile: &Path, command: GroupCommand, json: bool) -> anyhow::Res
     }
     client.close().await;
     Ok(())
+}
+
+fn print_group_settings(name: &str, settings: Option<&GroupSettings>, json: bool) {
+    let Some(s) = settings else {
+        if json {
+            println!("{}", json!({"group": name, "settings": null}));
+        } else {
+            println!("#{name} has no roles: everyone in it may do everything");
+        }
+        return;
+    };
+    if json {
+        let roles: serde_json::Map<String, serde_json::Value> = s
+            .roles
+            .iter()
+            .map(|(u, r)| (u.to_string(), r.as_str().into()))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "group": name,
+                "roles": roles,
+                "post": s.post.as_str(),
+                "add_remove": s.add_remove.as_str(),
+                "rename": s.rename.as_str(),
+                "timer": s.timer.as_str(),
+            })
+        );
+        return;
+    }
+    println!("#{name}");
+    for (user, role) in &s.roles {
+        println!("  @{user:<24} {}", role.as_str());
+    }
+    println!("  everyone else            member");
+    println!("who may:");
+    println!("  post                     {}", s.post.as_str());
+    println!("  add or remove members    {}", s.add_remove.as_str());
+    println!("  rename                   {}", s.rename.as_str());
+    println!("  set the timer            {}", s.timer.as_str());
 }
 
 async fn chat(profile: &Path, target: &str) -> anyhow::Result<()> {

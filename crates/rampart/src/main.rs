@@ -3,6 +3,7 @@
 //! command and turns its outcome into an exit code.
 
 mod account_cmd;
+mod admin_cmd;
 mod bench;
 mod bench_dlp;
 mod bench_files;

@@ -1,5 +1,6 @@
 //! `rampart server` and `rampart admin`.
 
+use crate::admin_cmd;
 use crate::cli::time;
 use anyhow::Context as _;
 use rampart_server::{Registration, Server, ServerConfig};
@@ -116,7 +117,27 @@ async fn shutdown_signal() {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum AdminCommand {
-    /// Print a new single-use invite code (works while the server runs or is stopped).
+    /// Accounts: list, invite, disable, enable, delete, role.
+    #[command(subcommand)]
+    Users(admin_cmd::UsersCommand),
+    /// Reset a user's two-factor authentication (recorded in their
+    /// security events); they sign in with the password and enrol again.
+    #[command(name = "2fa-reset", after_help = admin_cmd::WHERE)]
+    TwoFactorReset(admin_cmd::TwoFactorReset),
+    /// Conversations as the server sees them: sizes and admins, never names
+    /// or content.
+    #[command(subcommand)]
+    Groups(admin_cmd::GroupsCommand),
+    /// The organisation's access policy: who may create groups, group size,
+    /// guests, allowed usernames, required 2FA.
+    #[command(subcommand)]
+    Access(admin_cmd::AccessCommand),
+    /// Live sessions: list, revoke.
+    #[command(subcommand)]
+    Sessions(admin_cmd::SessionsCommand),
+    /// Print a new single-use member invite code from the data directory
+    /// (works while the server runs or is stopped; `users invite` chooses
+    /// the role and expiry).
     Invite {
         /// The server's data directory.
         #[arg(long, env = "RAMPART_DATA", default_value = "./rampart-data")]
@@ -205,8 +226,13 @@ fn existing_data_dir(data: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn admin(command: AdminCommand, json: bool) -> anyhow::Result<()> {
+pub async fn admin(command: AdminCommand, profile: &Path, json: bool) -> anyhow::Result<()> {
     match command {
+        AdminCommand::Users(c) => admin_cmd::users(c, profile, json).await,
+        AdminCommand::TwoFactorReset(c) => admin_cmd::two_factor_reset(c, profile, json).await,
+        AdminCommand::Groups(c) => admin_cmd::groups(c, profile, json).await,
+        AdminCommand::Access(c) => admin_cmd::access(c, profile, json).await,
+        AdminCommand::Sessions(c) => admin_cmd::sessions(c, profile, json).await,
         AdminCommand::Invite { data } => {
             existing_data_dir(&data)?;
             let code = rampart_server::create_invite(&data).await?;

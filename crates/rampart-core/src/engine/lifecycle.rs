@@ -15,13 +15,13 @@ use crate::store::{AppStore, MessageId, StoredMessage};
 use openmls::prelude::MlsGroup;
 use openmls_traits::storage::{CURRENT_VERSION, StorageProvider};
 use rampart_proto::frame::Delivery;
-use rampart_proto::group::{GROUP_SETTINGS_EXTENSION, GroupSettings};
+use rampart_proto::group::{Action, GROUP_SETTINGS_EXTENSION, GroupSettings};
 use rampart_proto::limits::{MAX_EDITS, MAX_TEXT_LEN, MIN_TIMER_SECS};
 use rampart_proto::{GroupId, GroupKind, Millis, Username};
 
 /// The settings in a group's context; `None` for a 1:1 (or a group made
 /// without them, which then has no admins).
-fn group_settings(mls: &MlsGroup) -> Option<GroupSettings> {
+pub(super) fn group_settings(mls: &MlsGroup) -> Option<GroupSettings> {
     let ext = mls.extensions().unknown(GROUP_SETTINGS_EXTENSION)?;
     GroupSettings::decode(&ext.0).ok()
 }
@@ -257,6 +257,18 @@ impl Engine {
             edits: 0,
             recalled: false,
         };
+        // The group's rules, as its context says: what the server should
+        // have refused already is dropped here too.
+        if let Some(settings) = group_settings(mls) {
+            if !settings.allows(&sender.user, Action::Post) {
+                return dropped("a message from a member who may not post in this group");
+            }
+            if matches!(message.body, Body::GroupName(_))
+                && !settings.allows(&sender.user, Action::Rename)
+            {
+                return dropped("a rename by a member the group does not allow");
+            }
+        }
         match message.body {
             Body::GroupName(name) => {
                 let Some(mut c) = app.conversation(&group).map_err(CoreError::store)? else {

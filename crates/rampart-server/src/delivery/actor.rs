@@ -25,6 +25,7 @@
 //! target too, even once every copy was delivered; their stored objects
 //! are deleted after the batch commits.
 
+use super::external::{self, DeliverySigner};
 use super::lifetime::{self, Purger};
 use super::{DeliveryHandle, OP_QUEUE, Op, Outbound};
 use crate::blobs::Blobs;
@@ -36,7 +37,9 @@ use bytes::Bytes;
 use rampart_proto::frame::{
     CommitBundle, Create, Delivery, DeliveryKind, SendMessage, ServerFrame,
 };
-use rampart_proto::group::GroupSettings;
+use rampart_proto::admin::AccessPolicy;
+use rampart_proto::api::Role;
+use rampart_proto::group::{Action, GroupSettings};
 use rampart_proto::limits::{MAX_ATTACHMENTS, MAX_GROUP_DEVICES};
 use rampart_proto::{BlobId, DeviceId, ErrorCode, GroupId, GroupKind, IdempotencyKey, Username};
 use sqlx::{QueryBuilder, Row as _, Sqlite, SqlitePool};
@@ -64,6 +67,11 @@ struct Group {
     /// Mirrored from the latest commit's GroupInfo (unverified; see
     /// [`super::mls::check_commit`]). Direct chats have none.
     settings: Option<GroupSettings>,
+    /// Devices that proposed their own removal (the only proposal members
+    /// accept from a member): any member may commit that, whatever the
+    /// settings say. Kept in memory only; after a restart an admin may
+    /// have to commit a pending leave.
+    leaving: HashSet<DeviceId>,
 }
 
 struct Device {
@@ -156,6 +164,9 @@ struct Batch {
     /// Blobs recalled by this batch: rows deleted after the binds, objects
     /// once the batch is durable.
     recalled_blobs: Vec<BlobId>,
+    /// Devices whose request was refused for want of a right: recorded as
+    /// `access_denied` security events with the batch.
+    denied: Vec<(DeviceId, i64)>,
     /// Set once a handshake message is in the batch: from then on pushes wait
     /// for the commit, which also keeps each device's pushes in seq order.
     hold_pushes: bool,
@@ -182,6 +193,11 @@ impl From<sqlx::Error> for Rejection {
         tracing::error!(error = %e, "delivery actor: database read failed");
         reject(ErrorCode::Internal, "internal server error")
     }
+}
+
+/// A refusal for want of a right; the caller records it as a security event.
+fn forbidden(message: impl Into<String>) -> Rejection {
+    reject(ErrorCode::Forbidden, message)
 }
 
 fn not_yours() -> Rejection {
@@ -212,6 +228,11 @@ pub struct Actor {
     conns: HashMap<DeviceId, Conn>,
     recent: HashMap<DeviceId, RecentKeys>,
     next_message_id: i64,
+    /// Signs the Remove proposals for revoked devices (see [`external`]).
+    signer: Arc<DeliverySigner>,
+    /// Per group, the epoch of the latest removal proposals and the devices
+    /// they named, so each epoch gets one proposal per device.
+    proposed: HashMap<GroupId, (u64, HashSet<DeviceId>)>,
 }
 
 /// Loads the delivery state and starts the actor, which reads `clock` for
@@ -224,6 +245,7 @@ pub async fn start(
     messages: MessagesConfig,
     purger: Purger,
     blobs: Arc<Blobs>,
+    signer: Arc<DeliverySigner>,
 ) -> Result<(DeliveryHandle, tokio::task::JoinHandle<()>), sqlx::Error> {
     let (tx, rx) = mpsc::channel(OP_QUEUE);
     // Capacity one: requests made while a checkpoint waits coalesce; the
@@ -246,8 +268,19 @@ pub async fn start(
         conns: HashMap::new(),
         recent: HashMap::new(),
         next_message_id: 1,
+        signer,
+        proposed: HashMap::new(),
     };
     actor.reload().await?;
+    // Devices revoked while the server was stopped (an administrator
+    // disabling an account on the data directory) are proposed for removal
+    // now; so are those whose earlier proposals a restart may have lost.
+    let mut batch = Batch::default();
+    let groups: Vec<GroupId> = actor.groups.keys().copied().collect();
+    for group in groups {
+        actor.propose_removals(&mut batch, group).await;
+    }
+    actor.finish(batch).await;
     let join = tokio::spawn(actor.run());
     Ok((DeliveryHandle { tx }, join))
 }
@@ -284,6 +317,7 @@ impl Actor {
                     epoch,
                     members: HashSet::new(),
                     settings,
+                    leaving: HashSet::new(),
                 },
             );
         }
@@ -374,6 +408,7 @@ impl Actor {
             } => {
                 let request_id = msg.request_id;
                 let result = self.send(batch, device, msg, kind, epoch).await;
+                self.note_denial(batch, device, &result);
                 batch.replies.push((reply, answer(request_id, result)));
             }
             Op::Commit {
@@ -383,7 +418,12 @@ impl Actor {
                 reply,
             } => {
                 let request_id = bundle.request_id;
+                let group = bundle.group;
                 let result = self.commit(batch, device, *bundle, settings).await;
+                self.note_denial(batch, device, &result);
+                if result.as_ref().is_ok_and(|(_, duplicate)| !duplicate) {
+                    self.propose_removals(batch, group).await;
+                }
                 batch.replies.push((reply, answer(request_id, result)));
             }
             Op::Ack { device, up_to } => {
@@ -439,6 +479,15 @@ impl Actor {
                 self.recent.remove(&device);
                 self.close(device, "this device was revoked");
                 batch.revoked.push((device, reply));
+                let groups: Vec<GroupId> = self
+                    .groups
+                    .iter()
+                    .filter(|(_, g)| g.members.contains(&device))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for group in groups {
+                    self.propose_removals(batch, group).await;
+                }
             }
             Op::Kick { devices, reason } => {
                 for device in devices {
@@ -518,6 +567,27 @@ impl Actor {
             });
         }
         let epoch = group.epoch;
+        if kind == DeliveryKind::Proposal {
+            // Members accept no proposal from a member but its own removal.
+            if let Some(g) = self.groups.get_mut(&msg.group) {
+                g.leaving.insert(device);
+            }
+        }
+        let Some(group) = self.groups.get(&msg.group) else {
+            return Err(not_member());
+        };
+        if kind == DeliveryKind::Application
+            && let Some(settings) = &group.settings
+            && !settings.allows(&sender, Action::Post)
+        {
+            return Err(forbidden(if settings.is_admin(&sender) {
+                "you may not post in this group"
+            } else if settings.role_of(&sender) == rampart_proto::group::GroupRole::ReadOnly {
+                "you are a read-only member of this group: you may read but not post"
+            } else {
+                "only the group's admins may post in this announcement group"
+            }));
+        }
         let admin = group.settings.as_ref().is_some_and(|s| s.is_admin(&sender));
         let recipients: Vec<DeviceId> = group
             .members
@@ -808,6 +878,8 @@ impl Actor {
 
         self.check_membership_change(&bundle, &sender, kind, &members_before)
             .await?;
+        self.authorize_commit(&bundle, &sender, kind, &members_before, settings.as_ref())
+            .await?;
         let size = members_before.len() + bundle.added.len() - bundle.removed.len();
         if size > MAX_GROUP_DEVICES {
             return Err(reject(
@@ -827,6 +899,11 @@ impl Actor {
         // A 1:1 conversation has no settings: neither person administers it.
         let settings = settings.filter(|_| kind == GroupKind::Group);
         let encoded = settings.as_ref().map(GroupSettings::encode);
+        let leaving = self
+            .groups
+            .get(&group_id)
+            .map(|g| g.leaving.intersection(&members).copied().collect())
+            .unwrap_or_default();
         let existing = self.groups.insert(
             group_id,
             Group {
@@ -834,6 +911,7 @@ impl Actor {
                 epoch: new_epoch,
                 members,
                 settings,
+                leaving,
             },
         );
         let write = batch.groups.entry(group_id).or_insert_with(|| GroupWrite {
@@ -891,6 +969,302 @@ impl Actor {
         }
         self.remember(batch, device, bundle.key, new_epoch);
         Ok((new_epoch, false))
+    }
+
+    /// Whether the committer may make this change, by the group's settings
+    /// (as mirrored before the commit) and the organisation's access policy:
+    ///
+    /// - creating a group needs an org role the policy lets create groups,
+    ///   and the new group's settings must make its creator an admin; a
+    ///   guest starts direct chats only with people it shares a group with;
+    /// - adding another user, or removing another user's live device, needs
+    ///   the `AddRemove` right (removing revoked devices, and one's own, is
+    ///   open to every member: that is how they leave the keys); guests add
+    ///   nobody, and guests join groups only if the policy allows;
+    /// - changing the settings needs the `ChangeSettings` right (admins),
+    ///   and must leave an admin;
+    /// - a group never exceeds the policy's number of users.
+    ///
+    /// Reads the database (roles, policy) only for commits that add users
+    /// or create a group: rare next to messages.
+    async fn authorize_commit(
+        &mut self,
+        bundle: &CommitBundle,
+        sender: &Username,
+        kind: GroupKind,
+        members_before: &HashSet<DeviceId>,
+        new_settings: Option<&GroupSettings>,
+    ) -> Result<(), Rejection> {
+        let users_before: HashSet<Username> = members_before
+            .iter()
+            .filter_map(|d| self.devices.get(d).map(|d| d.username.clone()))
+            .collect();
+        let mut new_users: Vec<Username> = Vec::new();
+        for d in &bundle.added {
+            if let Some(device) = self.devices.get(d)
+                && !users_before.contains(&device.username)
+                && !new_users.contains(&device.username)
+            {
+                new_users.push(device.username.clone());
+            }
+        }
+        let leaving = self.groups.get(&bundle.group).map(|g| &g.leaving);
+        let removes_others = bundle.removed.iter().any(|d| {
+            leaving.is_none_or(|l| !l.contains(d))
+                && self
+                    .devices
+                    .get(d)
+                    .is_some_and(|d| !d.revoked && d.username != *sender)
+        });
+        let needs_db = bundle.create.is_some() || !new_users.is_empty();
+        let (access, sender_role) = if needs_db {
+            (
+                crate::admin::try_load_access(&self.pool).await?,
+                self.role(sender).await?,
+            )
+        } else {
+            (AccessPolicy::default(), Role::Member)
+        };
+
+        if let Some(create) = &bundle.create {
+            match create {
+                Create::Group => {
+                    if !access.may_create_groups(sender_role) {
+                        return Err(forbidden(match sender_role {
+                            Role::Guest => "guests cannot create groups",
+                            _ => "your organisation lets only its admins create groups",
+                        }));
+                    }
+                    if new_settings.is_some_and(|s| !s.is_admin(sender)) {
+                        return Err(forbidden(
+                            "a new group's settings must make its creator an admin",
+                        ));
+                    }
+                }
+                Create::Direct { peer } => {
+                    if sender_role == Role::Guest && !self.share_a_group(sender, peer).await? {
+                        return Err(forbidden(
+                            "guests may start direct chats only with people they share a group with",
+                        ));
+                    }
+                }
+            }
+        } else if kind == GroupKind::Group {
+            let before = self
+                .groups
+                .get(&bundle.group)
+                .and_then(|g| g.settings.clone());
+            if let Some(before) = &before {
+                if (!new_users.is_empty() || removes_others)
+                    && !before.allows(sender, Action::AddRemove)
+                {
+                    return Err(forbidden(
+                        "you may not add or remove members of this group; ask one of its admins",
+                    ));
+                }
+                match new_settings {
+                    None => {
+                        return Err(forbidden("a group's settings cannot be removed"));
+                    }
+                    Some(after) if after != before => {
+                        if !before.allows(sender, Action::ChangeSettings) {
+                            return Err(forbidden(
+                                "only the group's admins may change its roles or settings",
+                            ));
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if kind == GroupKind::Group
+            && let Some(after) = new_settings
+            && after.admins().next().is_none()
+        {
+            return Err(forbidden("a group must keep at least one admin"));
+        }
+
+        if !new_users.is_empty() && kind == GroupKind::Group {
+            if sender_role == Role::Guest {
+                return Err(forbidden("guests cannot add people to groups"));
+            }
+            for user in &new_users {
+                if self.role(user).await? == Role::Guest && !access.guests_may_be_added {
+                    return Err(forbidden(format!(
+                        "your organisation does not allow guests such as @{user} in groups"
+                    )));
+                }
+            }
+            let mut users_after: HashSet<&Username> = users_before.iter().collect();
+            for d in &bundle.removed {
+                if let Some(device) = self.devices.get(d) {
+                    // Only if it was the user's last device in the group.
+                    let others = members_before.iter().any(|m| {
+                        m != d
+                            && !bundle.removed.contains(m)
+                            && self
+                                .devices
+                                .get(m)
+                                .is_some_and(|o| o.username == device.username)
+                    });
+                    if !others {
+                        users_after.remove(&device.username);
+                    }
+                }
+            }
+            users_after.extend(new_users.iter());
+            if users_after.len() > access.max_group_users as usize {
+                return Err(reject(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "your organisation allows at most {} people in a group",
+                        access.max_group_users
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The organisation role of a user (a user the server does not know is
+    /// treated as a guest: least privilege).
+    async fn role(&self, user: &Username) -> Result<Role, Rejection> {
+        let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE username = ?")
+            .bind(user.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(role.map_or(Role::Guest, |r| crate::auth::role_from_db(&r)))
+    }
+
+    /// Whether two users have a live device each in one named group.
+    async fn share_a_group(&self, a: &Username, b: &Username) -> Result<bool, Rejection> {
+        Ok(self.groups.values().any(|g| {
+            g.kind == GroupKind::Group && {
+                let mut has_a = false;
+                let mut has_b = false;
+                for d in &g.members {
+                    if let Some(device) = self.devices.get(d).filter(|d| !d.revoked) {
+                        has_a |= device.username == *a;
+                        has_b |= device.username == *b;
+                    }
+                }
+                has_a && has_b
+            }
+        }))
+    }
+
+    /// Remembers a refusal for want of a right, to record it with the batch.
+    fn note_denial(&self, batch: &mut Batch, device: DeviceId, result: &Result<(u64, bool), Rejection>) {
+        if let Err(r) = result
+            && r.code == ErrorCode::Forbidden
+        {
+            batch.denied.push((device, self.clock.now_db()));
+        }
+    }
+
+    /// Proposes, as the groups' external sender, the removal of every
+    /// revoked device still in `group`, in its current epoch (once per
+    /// epoch). See [`external`].
+    async fn propose_removals(&mut self, batch: &mut Batch, group_id: GroupId) {
+        let Some(group) = self.groups.get(&group_id) else {
+            return;
+        };
+        let epoch = group.epoch;
+        let already = self
+            .proposed
+            .get(&group_id)
+            .filter(|(e, _)| *e == epoch)
+            .map(|(_, d)| d);
+        let revoked: Vec<DeviceId> = group
+            .members
+            .iter()
+            .copied()
+            .filter(|d| self.devices.get(d).is_some_and(|d| d.revoked))
+            .filter(|d| already.is_none_or(|a| !a.contains(d)))
+            .collect();
+        if revoked.is_empty() {
+            return;
+        }
+        let recipients: Vec<DeviceId> = group.members.iter().copied().collect();
+        match self.removal_payloads(batch, group_id, epoch, &revoked).await {
+            Ok(payloads) => {
+                let now = self.clock.now_db();
+                for (device, payload) in payloads {
+                    let Some(name) = self.devices.get(&device).map(|d| d.username.clone()) else {
+                        continue;
+                    };
+                    // The frame names the device the proposal is about as its
+                    // sender; clients go by the MLS sender (the server).
+                    self.store_and_fan_out(
+                        batch,
+                        MessageRow {
+                            id: 0,
+                            group: group_id,
+                            sender: device,
+                            kind: DeliveryKind::Proposal,
+                            epoch,
+                            time: now,
+                            client_key: None,
+                            expires_at: None,
+                            payload,
+                        },
+                        &name,
+                        &recipients,
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "proposing the removal of revoked devices failed");
+                return;
+            }
+        }
+        let entry = self
+            .proposed
+            .entry(group_id)
+            .or_insert_with(|| (epoch, HashSet::new()));
+        if entry.0 != epoch {
+            *entry = (epoch, HashSet::new());
+        }
+        entry.1.extend(revoked);
+    }
+
+    /// Signed Remove proposals for `devices`, found by signature key in the
+    /// ratchet tree of the group's latest GroupInfo (this batch's, if a
+    /// commit in it changed the group).
+    async fn removal_payloads(
+        &self,
+        batch: &Batch,
+        group: GroupId,
+        epoch: u64,
+        devices: &[DeviceId],
+    ) -> Result<Vec<(DeviceId, Vec<u8>)>, sqlx::Error> {
+        let group_info = match batch.groups.get(&group) {
+            Some(write) if !write.group_info.is_empty() => write.group_info.clone(),
+            _ => sqlx::query_scalar::<_, Vec<u8>>("SELECT group_info FROM groups WHERE id = ?")
+                .bind(group.as_bytes().as_slice())
+                .fetch_optional(&self.pool)
+                .await?
+                .unwrap_or_default(),
+        };
+        let mut keys = Vec::with_capacity(devices.len());
+        for device in devices {
+            let key: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT signature_key FROM devices WHERE id = ?")
+                    .bind(device_to_db(*device))
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if let Some(key) = key {
+                keys.push((*device, key));
+            }
+        }
+        let mut out = Vec::new();
+        for (device, leaf) in external::leaves_of(&group_info, &keys) {
+            match self.signer.remove_proposal(&group, epoch, leaf) {
+                Ok(payload) => out.push((device, payload)),
+                Err(e) => tracing::warn!(error = e, "signing a removal proposal failed"),
+            }
+        }
+        Ok(out)
     }
 
     /// `added` must be live devices not yet in the group (in a direct chat,
@@ -1096,6 +1470,7 @@ impl Actor {
             && batch.recalled.is_empty()
             && batch.attach.is_empty()
             && batch.recalled_blobs.is_empty()
+            && batch.denied.is_empty()
         {
             return Ok(());
         }
@@ -1248,6 +1623,16 @@ impl Actor {
                 .bind(d)
                 .execute(&mut *tx)
                 .await?;
+        }
+        for (device, at) in &batch.denied {
+            sqlx::query(
+                "INSERT INTO security_events (at, user_id, device_id, kind, ip) \
+                 SELECT ?, user_id, id, 'access_denied', NULL FROM devices WHERE id = ?",
+            )
+            .bind(*at)
+            .bind(device_to_db(*device))
+            .execute(&mut *tx)
+            .await?;
         }
         // After this batch's inserts, so nothing queued for a revoked device survives.
         for (device, _) in &batch.revoked {

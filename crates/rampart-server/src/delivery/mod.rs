@@ -6,6 +6,7 @@
 //! tasks ([`ws`]) send it operations on a channel and await the answers.
 
 pub mod actor;
+pub mod external;
 pub mod lifetime;
 pub mod mls;
 pub mod ws;
