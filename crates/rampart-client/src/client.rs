@@ -387,7 +387,7 @@ impl Client {
             .map_err(|_| ClientError::Protocol("encoding the message policy".into()))?;
         self.store.app().set_meta(META_POLICY, &raw)?;
         self.engine.set_policy(policy);
-        self.pin_delivery_key().await
+        Ok(())
     }
 
     /// Learns the server's external-sender key once and keeps it: groups
@@ -509,6 +509,10 @@ impl Client {
     pub async fn connect(&mut self) -> Result<(), ClientError> {
         if self.socket.is_some() {
             return Ok(());
+        }
+        // Before the backlog: Welcomes are checked against it.
+        if !self.engine.has_delivery_key() {
+            self.pin_delivery_key().await?;
         }
         self.socket = Some(self.http.websocket().await?);
         loop {
@@ -1322,7 +1326,6 @@ impl Client {
             ));
         }
         self.connect().await?;
-        self.pin_delivery_key().await?;
         let mut users: Vec<Username> = members
             .iter()
             .filter(|u| **u != self.username)

@@ -190,11 +190,20 @@ fn group_extensions(
     settings: Option<&GroupSettings>,
     delivery_key: Option<&[u8]>,
 ) -> Result<Extensions<GroupContext>, CoreError> {
-    let mut list = Vec::with_capacity(2);
+    let mut list = Vec::with_capacity(3);
     if let Some(s) = settings {
         list.push(Extension::Unknown(
             GROUP_SETTINGS_EXTENSION,
             UnknownExtension(s.encode()),
+        ));
+        // Every member must understand the settings (and openmls lets a
+        // commit change only extensions the group requires).
+        list.push(Extension::RequiredCapabilities(
+            RequiredCapabilitiesExtension::new(
+                &[ExtensionType::Unknown(GROUP_SETTINGS_EXTENSION)],
+                &[],
+                &[],
+            ),
         ));
     }
     if let Some(key) = delivery_key {
@@ -295,6 +304,10 @@ impl Engine {
     /// Sets the server's external-sender key (see [`Engine`]'s field docs).
     pub fn set_delivery_key(&mut self, key: Vec<u8>) {
         self.delivery_key = Some(key);
+    }
+
+    pub fn has_delivery_key(&self) -> bool {
+        self.delivery_key.is_some()
     }
 
     /// Sets the organisation's message policy (fetched from the server).

@@ -233,9 +233,10 @@ mod tests {
         let p: AccessPolicy = serde_json::from_str("{}").unwrap();
         assert_eq!(p, AccessPolicy::default());
         assert!(serde_json::from_str::<AccessPolicy>(r#"{"max_group_user": 3}"#).is_err());
-        let p: AccessPolicy =
-            serde_json::from_str(r#"{"require_two_factor": "admins", "members_may_create_groups": false}"#)
-                .unwrap();
+        let p: AccessPolicy = serde_json::from_str(
+            r#"{"require_two_factor": "admins", "members_may_create_groups": false}"#,
+        )
+        .unwrap();
         assert!(p.requires_two_factor(Role::Admin) && !p.requires_two_factor(Role::Member));
         assert!(!p.may_create_groups(Role::Member) && p.may_create_groups(Role::Owner));
         assert!(!AccessPolicy::default().may_create_groups(Role::Guest));

@@ -333,9 +333,18 @@ impl Server {
             .route("/v1/admin/users", get(admin::routes::list_users))
             .route("/v1/admin/invites", post(admin::routes::invite))
             .route("/v1/admin/users/{username}", delete(admin::routes::delete))
-            .route("/v1/admin/users/{username}/role", post(admin::routes::set_role))
-            .route("/v1/admin/users/{username}/disable", post(admin::routes::disable))
-            .route("/v1/admin/users/{username}/enable", post(admin::routes::enable))
+            .route(
+                "/v1/admin/users/{username}/role",
+                post(admin::routes::set_role),
+            )
+            .route(
+                "/v1/admin/users/{username}/disable",
+                post(admin::routes::disable),
+            )
+            .route(
+                "/v1/admin/users/{username}/enable",
+                post(admin::routes::enable),
+            )
             .route(
                 "/v1/admin/users/{username}/2fa-reset",
                 post(admin::routes::reset_two_factor),

@@ -13,9 +13,9 @@ use crate::db::{device_from_db, device_to_db, u64_from_db};
 use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
 use axum::extract::State;
-use rampart_proto::{DeviceId, Username};
 use rampart_proto::api::{SecurityEvent, SecurityEventKind, SecurityEventList};
 use rampart_proto::limits::MAX_SECURITY_EVENTS;
+use rampart_proto::{DeviceId, Username};
 use sqlx::{Row as _, SqliteExecutor};
 
 /// One event to record.

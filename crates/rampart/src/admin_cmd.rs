@@ -73,8 +73,8 @@ pub enum UsersCommand {
         #[command(flatten)]
         via: Via,
     },
-    /// Let a disabled account log in again. Its devices rejoin groups only
-    /// when a member adds them back.
+    /// Let a disabled account sign in again. Its old devices stay revoked:
+    /// the user comes back on a new device, which members add to groups.
     #[command(after_help = WHERE)]
     Enable {
         /// @user or user.
@@ -494,7 +494,7 @@ pub async fn users(command: UsersCommand, profile: &Path, json: bool) -> anyhow:
                 return print_json(&summary);
             }
             println!(
-                "@{} is enabled again; they sign in with `rampart login`, and group members add them back",
+                "@{} is enabled again; their old devices stay revoked, so they come back on a new device, which group members add back",
                 summary.username
             );
             Ok(())
@@ -558,7 +558,7 @@ pub async fn two_factor_reset(
         return print_json(&summary);
     }
     println!(
-        "@{}'s two-factor authentication is reset; they sign in with their password and enrol again with `rampart 2fa enable`",
+        "@{}'s two-factor authentication is reset and their sessions ended; they log in with their password and enrol again with `rampart 2fa enable`",
         summary.username
     );
     Ok(())

@@ -120,8 +120,9 @@ pub enum AdminCommand {
     /// Accounts: list, invite, disable, enable, delete, role.
     #[command(subcommand)]
     Users(admin_cmd::UsersCommand),
-    /// Reset a user's two-factor authentication (recorded in their
-    /// security events); they sign in with the password and enrol again.
+    /// Reset a user's two-factor authentication and end their sessions
+    /// (recorded in their security events); they log in with the password
+    /// and enrol again.
     #[command(name = "2fa-reset", after_help = admin_cmd::WHERE)]
     TwoFactorReset(admin_cmd::TwoFactorReset),
     /// Conversations as the server sees them: sizes and admins, never names

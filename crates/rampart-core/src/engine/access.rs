@@ -7,9 +7,8 @@
 //! are what makes them hold against a server or client that does not.
 
 use super::{
-    group_settings,
     CoreError, DeviceCredential, Engine, Event, PendingCommit, device_credential_of,
-    external_senders_ok, group_extensions,
+    external_senders_ok, group_extensions, group_settings,
 };
 
 use crate::provider::Provider;
@@ -57,8 +56,9 @@ impl Engine {
         };
         let may = |action| before.allows(&committer.user, action);
         for add in staged.add_proposals() {
-            let user = device_credential_of(add.add_proposal().key_package().leaf_node().credential())?
-                .user;
+            let user =
+                device_credential_of(add.add_proposal().key_package().leaf_node().credential())?
+                    .user;
             let new_user = !members_before.iter().any(|(_, c)| c.user == user);
             if new_user && !may(Action::AddRemove) {
                 return Err(CoreError::NotAllowed(
@@ -99,7 +99,9 @@ impl Engine {
                 "a commit removes or garbles the group's settings",
             ))?;
         if after.admins().next().is_none() {
-            return Err(CoreError::Invalid("a commit leaves the group without admins"));
+            return Err(CoreError::Invalid(
+                "a commit leaves the group without admins",
+            ));
         }
         if !external_senders_ok(context, self.delivery_key.as_deref()) {
             return Err(CoreError::Invalid(
@@ -130,9 +132,9 @@ impl Engine {
             return Err(CoreError::Invalid("the server may only propose removals"));
         };
         let removed = remove.removed();
-        let already_queued = mls.pending_proposals().any(
-            |p| matches!(p.proposal(), Proposal::Remove(r) if r.removed() == removed),
-        );
+        let already_queued = mls
+            .pending_proposals()
+            .any(|p| matches!(p.proposal(), Proposal::Remove(r) if r.removed() == removed));
         if already_queued {
             return Err(CoreError::Invalid("duplicate proposal"));
         }
@@ -163,9 +165,8 @@ impl Engine {
         if !mls.is_active() {
             return Err(CoreError::NotMember(*group));
         }
-        let before = group_settings(&mls).ok_or(CoreError::Invalid(
-            "this group was made without settings",
-        ))?;
+        let before = group_settings(&mls)
+            .ok_or(CoreError::Invalid("this group was made without settings"))?;
         if !before.allows(&self.user, Action::ChangeSettings) {
             return Err(CoreError::NotAllowed(
                 "only the group's admins may change its roles or settings",

@@ -46,9 +46,10 @@ impl AccessCache {
 
 /// The stored policy; the defaults when none was ever set.
 pub(crate) async fn try_load_access(pool: &SqlitePool) -> Result<AccessPolicy, sqlx::Error> {
-    let document: Option<String> = sqlx::query_scalar("SELECT document FROM org_access WHERE id = 1")
-        .fetch_optional(pool)
-        .await?;
+    let document: Option<String> =
+        sqlx::query_scalar("SELECT document FROM org_access WHERE id = 1")
+            .fetch_optional(pool)
+            .await?;
     Ok(match document {
         None => AccessPolicy::default(),
         // Validated when written; only a hand-edited row fails here.
@@ -61,7 +62,10 @@ pub(crate) async fn try_load_access(pool: &SqlitePool) -> Result<AccessPolicy, s
 
 /// [`try_load_access`] for callers that cannot stop on a database error
 /// (the delivery actor): logs it and answers the defaults.
-#[allow(dead_code, reason = "for the delivery actor, which reads the policy itself")]
+#[allow(
+    dead_code,
+    reason = "for the delivery actor, which reads the policy itself"
+)]
 pub(crate) async fn load_access(pool: &SqlitePool) -> AccessPolicy {
     match try_load_access(pool).await {
         Ok(policy) => policy,
@@ -86,7 +90,8 @@ fn compile_pattern(pattern: &str) -> Result<Regex, String> {
             .build()
     };
     // Alone first: `a)|(b` is invalid, but valid once wrapped.
-    build(pattern).map_err(|e| format!("username_pattern is not a valid regular expression: {e}"))?;
+    build(pattern)
+        .map_err(|e| format!("username_pattern is not a valid regular expression: {e}"))?;
     build(&format!("^(?:{pattern})$"))
         .map_err(|e| format!("username_pattern is not a valid regular expression: {e}"))
 }

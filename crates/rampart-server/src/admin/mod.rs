@@ -289,8 +289,8 @@ async fn deny(ctx: &Ctx, caller: &Caller, subject: Option<i64>, reason: String) 
     } = caller
     {
         tracing::warn!(user = %username, %reason, "administrative request refused");
-        let event = Event::new(SecurityEventKind::AccessDenied, Some(*user_id), ctx.ip)
-            .subject(subject);
+        let event =
+            Event::new(SecurityEventKind::AccessDenied, Some(*user_id), ctx.ip).subject(subject);
         if let Err(e) = security_events::record(&ctx.pool, ctx.now(), &event).await {
             tracing::error!(error = %e, "recording a security event failed");
         }
@@ -298,11 +298,24 @@ async fn deny(ctx: &Ctx, caller: &Caller, subject: Option<i64>, reason: String) 
     ApiError::forbidden(reason)
 }
 
-/// Checks [`may_act`]; a refusal is recorded.
-async fn check_act(ctx: &Ctx, caller: &Caller, target: &Target, act: Act) -> Result<(), ApiError> {
+/// An open write transaction of an operation.
+type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+
+/// Checks [`may_act`]. A refusal rolls the transaction back first (the
+/// event is recorded outside it, and must not wait for its own lock).
+async fn check_act(
+    ctx: &Ctx,
+    caller: &Caller,
+    tx: Tx,
+    target: &Target,
+    act: Act,
+) -> Result<Tx, ApiError> {
     match may_act(caller, target, act) {
-        Ok(()) => Ok(()),
-        Err(reason) => Err(deny(ctx, caller, Some(target.id), reason).await),
+        Ok(()) => Ok(tx),
+        Err(reason) => {
+            drop(tx);
+            Err(deny(ctx, caller, Some(target.id), reason).await)
+        }
     }
 }
 
@@ -315,26 +328,28 @@ async fn check_administers(ctx: &Ctx, caller: &Caller) -> Result<(), ApiError> {
 }
 
 /// Refuses to leave the organisation without an active owner: `target` is
-/// about to stop being one.
+/// about to stop being one. Rolls back and records a refusal as
+/// [`check_act`] does.
 async fn keep_an_owner(
     ctx: &Ctx,
     caller: &Caller,
-    conn: &mut SqliteConnection,
+    mut tx: Tx,
     target: &Target,
-) -> Result<(), ApiError> {
+) -> Result<Tx, ApiError> {
     if target.role != Role::Owner || target.disabled {
-        return Ok(());
+        return Ok(tx);
     }
     let others: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM users WHERE role = 'owner' AND id != ? \
          AND disabled_at IS NULL AND deleted_at IS NULL",
     )
     .bind(target.id)
-    .fetch_one(conn)
+    .fetch_one(&mut *tx)
     .await?;
     if others > 0 {
-        return Ok(());
+        return Ok(tx);
     }
+    drop(tx);
     Err(deny(
         ctx,
         caller,

@@ -14,8 +14,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use rampart_proto::Username;
 use rampart_proto::admin::{
-    AccessPolicy, AdminGroupList, Invite, NewInvite, RoleChange, SessionList, UserList,
-    UserSummary,
+    AccessPolicy, AdminGroupList, Invite, NewInvite, RoleChange, SessionList, UserList, UserSummary,
 };
 use rampart_proto::api::SecurityEventKind;
 use serde::Deserialize;
@@ -83,7 +82,9 @@ pub(crate) async fn invite(
     admin: Admin,
     ApiJson(new): ApiJson<NewInvite>,
 ) -> Result<ApiJson<Invite>, ApiError> {
-    Ok(ApiJson(users::invite(&admin.ctx, &admin.caller, new).await?))
+    Ok(ApiJson(
+        users::invite(&admin.ctx, &admin.caller, new).await?,
+    ))
 }
 
 pub(crate) async fn set_role(
@@ -102,7 +103,9 @@ pub(crate) async fn disable(
     Path(name): Path<String>,
 ) -> Result<ApiJson<UserSummary>, ApiError> {
     let name = username(&name)?;
-    Ok(ApiJson(users::disable(&admin.ctx, &admin.caller, &name).await?))
+    Ok(ApiJson(
+        users::disable(&admin.ctx, &admin.caller, &name).await?,
+    ))
 }
 
 pub(crate) async fn enable(
@@ -110,7 +113,9 @@ pub(crate) async fn enable(
     Path(name): Path<String>,
 ) -> Result<ApiJson<UserSummary>, ApiError> {
     let name = username(&name)?;
-    Ok(ApiJson(users::enable(&admin.ctx, &admin.caller, &name).await?))
+    Ok(ApiJson(
+        users::enable(&admin.ctx, &admin.caller, &name).await?,
+    ))
 }
 
 pub(crate) async fn delete(admin: Admin, Path(name): Path<String>) -> Result<StatusCode, ApiError> {

@@ -93,12 +93,19 @@ pub(super) async fn revoke(ctx: &Ctx, caller: &Caller, session_id: &str) -> Resu
     let username = Username::parse(row.try_get::<&str, _>("username")?)
         .map_err(|_| ApiError::internal("invalid username in database"))?;
     let t = target(&mut tx, &username).await?;
-    check_act(ctx, caller, &t, Act::RevokeSession).await?;
+    let mut tx = check_act(ctx, caller, tx, &t, Act::RevokeSession).await?;
     sqlx::query("DELETE FROM sessions WHERE token_hash = ?")
         .bind(&hash)
         .execute(&mut *tx)
         .await?;
-    record_both(&mut tx, ctx, caller, t.id, SecurityEventKind::SessionRevoked).await?;
+    record_both(
+        &mut tx,
+        ctx,
+        caller,
+        t.id,
+        SecurityEventKind::SessionRevoked,
+    )
+    .await?;
     tx.commit().await?;
     if let Some(device) = device {
         ctx.kick(vec![device], super::users::kick_reason()).await;

@@ -44,9 +44,7 @@ fn summary_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserSummary, ApiErr
         two_factor: row.try_get::<bool, _>("two_factor")?,
         devices: u32::try_from(row.try_get::<i64, _>("devices")?).unwrap_or(u32::MAX),
         created_at: u64_from_db(row.try_get("created_at")?),
-        last_seen: row
-            .try_get::<Option<i64>, _>("last_seen")?
-            .map(u64_from_db),
+        last_seen: row.try_get::<Option<i64>, _>("last_seen")?.map(u64_from_db),
     })
 }
 
@@ -110,12 +108,12 @@ pub(super) async fn set_role(
 ) -> Result<UserSummary, ApiError> {
     let mut tx = ctx.pool.begin_with("BEGIN IMMEDIATE").await?;
     let t = target(&mut tx, username).await?;
-    check_act(ctx, caller, &t, Act::SetRole(role)).await?;
+    let mut tx = check_act(ctx, caller, tx, &t, Act::SetRole(role)).await?;
     if t.role == role {
         return summary(&mut tx, t.id).await;
     }
     if role != rampart_proto::api::Role::Owner {
-        keep_an_owner(ctx, caller, &mut tx, &t).await?;
+        tx = keep_an_owner(ctx, caller, tx, &t).await?;
     }
     sqlx::query("UPDATE users SET role = ? WHERE id = ?")
         .bind(role_to_db(role))
@@ -170,18 +168,25 @@ pub(super) async fn disable(
 ) -> Result<UserSummary, ApiError> {
     let mut tx = ctx.pool.begin_with("BEGIN IMMEDIATE").await?;
     let t = target(&mut tx, username).await?;
-    check_act(ctx, caller, &t, Act::Disable).await?;
+    let mut tx = check_act(ctx, caller, tx, &t, Act::Disable).await?;
     if t.disabled {
         return summary(&mut tx, t.id).await;
     }
-    keep_an_owner(ctx, caller, &mut tx, &t).await?;
+    tx = keep_an_owner(ctx, caller, tx, &t).await?;
     sqlx::query("UPDATE users SET disabled_at = ? WHERE id = ?")
         .bind(ctx.now())
         .bind(t.id)
         .execute(&mut *tx)
         .await?;
     let devices = revoke_all_devices(&mut tx, ctx, t.id).await?;
-    record_both(&mut tx, ctx, caller, t.id, SecurityEventKind::AccountDisabled).await?;
+    record_both(
+        &mut tx,
+        ctx,
+        caller,
+        t.id,
+        SecurityEventKind::AccountDisabled,
+    )
+    .await?;
     tx.commit().await?;
     // Sessions stay (they authorise nothing now) so that an old token is
     // told why; see the module documentation.
@@ -200,7 +205,7 @@ pub(super) async fn enable(
 ) -> Result<UserSummary, ApiError> {
     let mut tx = ctx.pool.begin_with("BEGIN IMMEDIATE").await?;
     let t = target(&mut tx, username).await?;
-    check_act(ctx, caller, &t, Act::Enable).await?;
+    let mut tx = check_act(ctx, caller, tx, &t, Act::Enable).await?;
     if !t.disabled {
         return summary(&mut tx, t.id).await;
     }
@@ -215,7 +220,14 @@ pub(super) async fn enable(
     .bind(t.id)
     .execute(&mut *tx)
     .await?;
-    record_both(&mut tx, ctx, caller, t.id, SecurityEventKind::AccountEnabled).await?;
+    record_both(
+        &mut tx,
+        ctx,
+        caller,
+        t.id,
+        SecurityEventKind::AccountEnabled,
+    )
+    .await?;
     let answer = summary(&mut tx, t.id).await?;
     tx.commit().await?;
     tracing::info!(user = %username, by = %by(caller), "account enabled");
@@ -242,12 +254,16 @@ pub(crate) async fn is_tombstoned(
 }
 
 /// `DELETE /v1/admin/users/{username}`: see the module documentation.
-pub(super) async fn delete(ctx: &Ctx, caller: &Caller, username: &Username) -> Result<(), ApiError> {
+pub(super) async fn delete(
+    ctx: &Ctx,
+    caller: &Caller,
+    username: &Username,
+) -> Result<(), ApiError> {
     // First as a disable: checked, marked, every device revoked.
     let mut tx = ctx.pool.begin_with("BEGIN IMMEDIATE").await?;
     let t = target(&mut tx, username).await?;
-    check_act(ctx, caller, &t, Act::Delete).await?;
-    keep_an_owner(ctx, caller, &mut tx, &t).await?;
+    let mut tx = check_act(ctx, caller, tx, &t, Act::Delete).await?;
+    tx = keep_an_owner(ctx, caller, tx, &t).await?;
     sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, ?) WHERE id = ?")
         .bind(ctx.now())
         .bind(t.id)
@@ -338,11 +354,13 @@ async fn purge(
     let husk = format!("deleted-{}", hex::encode(raw));
     let now = ctx.now();
     for name in [username.as_str(), husk.as_str()] {
-        sqlx::query("INSERT OR IGNORE INTO deleted_usernames (name_hash, deleted_at) VALUES (?, ?)")
-            .bind(tombstone(name))
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO deleted_usernames (name_hash, deleted_at) VALUES (?, ?)",
+        )
+        .bind(tombstone(name))
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
     }
     sqlx::query(
         "UPDATE users SET username = ?, password_hash = '', identity_key = X'', role = 'guest', \
@@ -397,7 +415,7 @@ pub(super) async fn reset_two_factor(
 ) -> Result<UserSummary, ApiError> {
     let mut tx = ctx.pool.begin_with("BEGIN IMMEDIATE").await?;
     let t = target(&mut tx, username).await?;
-    check_act(ctx, caller, &t, Act::ResetTwoFactor).await?;
+    let mut tx = check_act(ctx, caller, tx, &t, Act::ResetTwoFactor).await?;
     sqlx::query("DELETE FROM two_factor WHERE user_id = ?")
         .bind(t.id)
         .execute(&mut *tx)
@@ -413,7 +431,14 @@ pub(super) async fn reset_two_factor(
     .bind(t.id)
     .fetch_all(&mut *tx)
     .await?;
-    record_both(&mut tx, ctx, caller, t.id, SecurityEventKind::TwoFactorReset).await?;
+    record_both(
+        &mut tx,
+        ctx,
+        caller,
+        t.id,
+        SecurityEventKind::TwoFactorReset,
+    )
+    .await?;
     let answer = summary(&mut tx, t.id).await?;
     tx.commit().await?;
     ctx.kick(

@@ -34,11 +34,11 @@ use crate::clock::Clock;
 use crate::config::MessagesConfig;
 use crate::db::{device_from_db, device_to_db, u64_from_db, u64_to_db};
 use bytes::Bytes;
+use rampart_proto::admin::AccessPolicy;
+use rampart_proto::api::Role;
 use rampart_proto::frame::{
     CommitBundle, Create, Delivery, DeliveryKind, SendMessage, ServerFrame,
 };
-use rampart_proto::admin::AccessPolicy;
-use rampart_proto::api::Role;
 use rampart_proto::group::{Action, GroupSettings};
 use rampart_proto::limits::{MAX_ATTACHMENTS, MAX_GROUP_DEVICES};
 use rampart_proto::{BlobId, DeviceId, ErrorCode, GroupId, GroupKind, IdempotencyKey, Username};
@@ -1154,7 +1154,12 @@ impl Actor {
     }
 
     /// Remembers a refusal for want of a right, to record it with the batch.
-    fn note_denial(&self, batch: &mut Batch, device: DeviceId, result: &Result<(u64, bool), Rejection>) {
+    fn note_denial(
+        &self,
+        batch: &mut Batch,
+        device: DeviceId,
+        result: &Result<(u64, bool), Rejection>,
+    ) {
         if let Err(r) = result
             && r.code == ErrorCode::Forbidden
         {
@@ -1186,7 +1191,10 @@ impl Actor {
             return;
         }
         let recipients: Vec<DeviceId> = group.members.iter().copied().collect();
-        match self.removal_payloads(batch, group_id, epoch, &revoked).await {
+        match self
+            .removal_payloads(batch, group_id, epoch, &revoked)
+            .await
+        {
             Ok(payloads) => {
                 let now = self.clock.now_db();
                 for (device, payload) in payloads {
