@@ -456,6 +456,7 @@ impl Client {
                     password: password.to_owned(),
                     device_id: self.device,
                     totp: totp.map(str::to_owned),
+                    new_device: None,
                 },
             )
             .await?;
@@ -464,6 +465,91 @@ impl Client {
             .set_meta(META_TOKEN, session.token.as_bytes())?;
         self.http = Http::new(self.http.base(), Some(session.token))?;
         Ok(())
+    }
+
+    /// Signs in as a NEW device of this profile's account, for an account
+    /// none of whose devices is live any more (an administrator disabled and
+    /// re-enabled it, or every device was revoked). The new device is
+    /// certified by the account's identity key, which only this profile
+    /// holds, on top of the password and second factor; an account that
+    /// still has a live device must approve new ones from it (`link`).
+    ///
+    /// The old device's conversations were taken from it by the groups'
+    /// members; their history stays here, marked left, until someone adds
+    /// the account back.
+    pub async fn login_as_new_device(
+        &mut self,
+        password: &str,
+        totp: Option<&str>,
+        device_name: &str,
+    ) -> Result<(), ClientError> {
+        let signer = Engine::generate_signer()?;
+        let device = loop {
+            if let Some(d) = DeviceId::new(rand::rngs::OsRng.next_u64()) {
+                break d;
+            }
+        };
+        let signature_key = signer.public().to_vec();
+        let certificate = self
+            .identity
+            .certify(&self.username, device, &signature_key);
+        let http = Http::new(self.http.base(), None)?;
+        let session: SessionResponse = http
+            .post(
+                "/v1/login",
+                &LoginRequest {
+                    username: self.username.clone(),
+                    password: password.to_owned(),
+                    device_id: device,
+                    totp: totp.map(str::to_owned),
+                    new_device: Some(NewDevice {
+                        device_id: device,
+                        name: device_name.to_owned(),
+                        signature_key: signature_key.clone(),
+                        certificate: certificate.to_vec(),
+                    }),
+                },
+            )
+            .await?;
+        let groups: Vec<GroupId> = self
+            .store
+            .app()
+            .conversations()?
+            .into_iter()
+            .filter(|c| c.state != ConversationState::Left)
+            .map(|c| c.group)
+            .collect();
+        self.store.transact(|provider, app| {
+            for group in &groups {
+                Engine::forget_group(provider, app, group)?;
+            }
+            Engine::store_signer(&signer, provider)?;
+            app.set_meta(META_DEVICE, device.to_string().as_bytes())?;
+            app.set_meta(META_SIGNER, &signature_key)?;
+            app.set_meta(META_TOKEN, session.token.as_bytes())?;
+            app.set_meta(META_KNOWN_DEVICES, device.to_string().as_bytes())?;
+            Ok(())
+        })?;
+        let mut engine = Engine::new(
+            DeviceCredential {
+                user: self.username.clone(),
+                device,
+                identity_key: self.identity.public(),
+                certificate,
+            },
+            signer,
+        );
+        engine.set_policy(self.engine.policy().clone());
+        if let Some(key) = self.store.app().meta(META_DELIVERY_KEY)? {
+            engine.set_delivery_key(key);
+        }
+        self.engine = engine;
+        self.device = device;
+        self.socket = None;
+        self.deferred.clear();
+        self.unacked = None;
+        self.http = Http::new(self.http.base(), Some(session.token))?;
+        self.replenish_key_packages(true).await
     }
 
     /// Ends the session on the server and forgets the token.

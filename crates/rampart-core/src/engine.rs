@@ -910,6 +910,30 @@ impl Engine {
         serialize(&proposal, "leave proposal")
     }
 
+    /// Forgets this device's MLS state of a conversation whose group it can
+    /// no longer be in (its leaf was removed while it was revoked); the
+    /// history stays, marked left. A member can add the account's new
+    /// device back, which then joins by a fresh Welcome.
+    pub fn forget_group<S, A>(
+        provider: &Provider<S>,
+        app: &A,
+        group: &GroupId,
+    ) -> Result<(), CoreError>
+    where
+        S: StorageProvider<CURRENT_VERSION>,
+        S::Error: Send + Sync + 'static,
+        A: AppStore,
+    {
+        if let Ok(mut mls) = Self::load_group(provider, group) {
+            mls.delete(provider.storage()).map_err(CoreError::store)?;
+        }
+        if let Some(mut c) = app.conversation(group).map_err(CoreError::store)? {
+            c.state = ConversationState::Left;
+            app.put_conversation(&c).map_err(CoreError::store)?;
+        }
+        Ok(())
+    }
+
     /// The server accepted our commit: merge it.
     pub fn commit_accepted<S, A>(
         &self,

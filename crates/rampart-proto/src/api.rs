@@ -156,6 +156,12 @@ pub struct LoginRequest {
     /// account has two-factor authentication (else `two_factor_required`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totp: Option<String>,
+    /// Signs in as this new device (its id is `device_id`), certified by the
+    /// account's identity key. Only for an account with no live device left
+    /// (re-enabled after being disabled, or every device revoked); otherwise
+    /// a live device approves new ones (`/v1/link`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_device: Option<NewDevice>,
 }
 
 impl std::fmt::Debug for LoginRequest {

@@ -21,7 +21,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signature, VerifyingKey};
 use rampart_proto::api::{
-    LoginRequest, RegisterRequest, Role, SecurityEventKind, SessionResponse, WhoAmI,
+    LoginRequest, NewDevice, RegisterRequest, Role, SecurityEventKind, SessionResponse, WhoAmI,
 };
 use rampart_proto::limits::{MAX_DEVICE_NAME_LEN, MAX_INVITE_LEN, PUBLIC_KEY_LEN, SIGNATURE_LEN};
 use rampart_proto::{DeviceId, ErrorCode, Username};
@@ -503,17 +503,27 @@ pub async fn login(
     if two_factor && code.is_none() {
         return Err(twofactor::required());
     }
-    let live: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM devices WHERE id = ? AND user_id = ? AND revoked = 0")
+    match &req.new_device {
+        Some(device) => {
+            check_new_device(&state, user_id, &req.username, req.device_id, device).await?
+        }
+        None => {
+            let live: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM devices WHERE id = ? AND user_id = ? AND revoked = 0",
+            )
             .bind(device_to_db(req.device_id))
             .bind(user_id)
             .fetch_optional(&state.pool)
             .await?;
-    if live.is_none() {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "this device is not registered to this account, or was revoked",
-        ));
+            if live.is_none() {
+                return Err(ApiError::new(
+                    ErrorCode::Forbidden,
+                    "this device is not registered to this account, or was revoked; if none \
+                     of your devices is left (say, an administrator re-enabled your account), \
+                     sign in as a new device: `rampart login --new-device`",
+                ));
+            }
+        }
     }
     let factor = match (&code, two_factor) {
         (Some(code), true) => match twofactor::check(&state, user_id, code, true).await? {
@@ -535,6 +545,24 @@ pub async fn login(
             .device(req.device_id);
         security_events::record(&mut *tx, now, &event).await?;
     }
+    if let Some(device) = &req.new_device {
+        sqlx::query(
+            "INSERT INTO devices (id, user_id, name, signature_key, certificate, created_at, last_seen) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(device_to_db(device.device_id))
+        .bind(user_id)
+        .bind(device.name.trim())
+        .bind(&device.signature_key)
+        .bind(&device.certificate)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let event =
+            Event::new(SecurityEventKind::DeviceAdded, Some(user_id), ip).device(device.device_id);
+        security_events::record(&mut *tx, now, &event).await?;
+    }
     let event =
         Event::new(SecurityEventKind::LoginSucceeded, Some(user_id), ip).device(req.device_id);
     security_events::record(&mut *tx, now, &event).await?;
@@ -547,6 +575,60 @@ pub async fn login(
         device_id: req.device_id,
         role,
     }))
+}
+
+/// A login that brings its own new device (see `LoginRequest::new_device`):
+/// allowed only when the account has no live device left, and only for a
+/// device certified by the account's identity key, which never leaves the
+/// user's profile. Otherwise a live device approves new ones (`/v1/link`).
+async fn check_new_device(
+    state: &AppState,
+    user_id: i64,
+    username: &Username,
+    device_id: DeviceId,
+    device: &NewDevice,
+) -> Result<(), ApiError> {
+    if device.device_id != device_id {
+        return Err(ApiError::bad_request(
+            "new_device.device_id must be the device_id being signed in",
+        ));
+    }
+    check_device_name(&device.name)?;
+    let identity_key: Vec<u8> = sqlx::query_scalar("SELECT identity_key FROM users WHERE id = ?")
+        .bind(user_id)
+        .fetch_one(&state.pool)
+        .await?;
+    check_certificate(
+        &identity_key,
+        username,
+        device.device_id,
+        &device.signature_key,
+        &device.certificate,
+    )?;
+    let live: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM devices WHERE user_id = ? AND revoked = 0 LIMIT 1")
+            .bind(user_id)
+            .fetch_optional(&state.pool)
+            .await?;
+    if live.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "this account still has a live device: approve the new one from it (`rampart link`)",
+        ));
+    }
+    let taken: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM devices WHERE id = ?1 UNION ALL \
+         SELECT 1 FROM link_requests WHERE device_id = ?1",
+    )
+    .bind(device_to_db(device.device_id))
+    .fetch_optional(&state.pool)
+    .await?;
+    if taken.is_some() {
+        return Err(ApiError::conflict(
+            "that device id is already registered; choose another",
+        ));
+    }
+    Ok(())
 }
 
 /// `POST /v1/logout`: ends the presented session (only that one).

@@ -55,6 +55,19 @@
 //! content; the server stores those events ([`dlp_events`]) and nothing
 //! else from them. A modified client can skip DLP altogether.
 //!
+//! Organisation administration ([`admin`], `/v1/admin/…`, described with
+//! every other route in the OpenAPI document served at
+//! `GET /v1/openapi.json`): roles (owner, admin, member, guest, bot),
+//! invites with a role and an expiry, disabling (every device revoked,
+//! login and old tokens refused with `account_disabled`), re-enabling,
+//! deleting (data purged, the name never reusable), 2FA resets, sessions,
+//! a content-free view of groups, and the access policy: who may create
+//! groups, group sizes, guests, allowed usernames and forced two-factor
+//! enrolment. The same operations run on a stopped server's data directory
+//! through [`admin::Console`]; a running server holds
+//! `data_dir/server.lock`, so the two never meet. Administrators never see
+//! content: no route returns any.
+//!
 //! Every time-dependent check reads a [`Clock`], which tests replace with a
 //! manual one ([`Server::open_with_clock`]).
 //!

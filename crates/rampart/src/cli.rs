@@ -69,6 +69,15 @@ enum Command {
         /// A two-factor code (or recovery code); asked for when needed.
         #[arg(long)]
         totp: Option<String>,
+        /// Sign in as a new device of this account, certified by the
+        /// profile's identity key. Only when none of the account's devices
+        /// is left (an administrator disabled and re-enabled the account, or
+        /// every device was revoked); members then add you back to groups.
+        #[arg(long)]
+        new_device: bool,
+        /// A name for the new device (with --new-device).
+        #[arg(long, default_value = "cli")]
+        device_name: String,
     },
     /// Make this machine a new device of an existing account: shows a code to
     /// approve on a device already signed in (`rampart devices approve`).
@@ -562,6 +571,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             server,
             username,
             totp,
+            new_device,
+            device_name,
         } => {
             if !rampart_client::store::Store::exists(&profile) {
                 anyhow::bail!(
@@ -582,7 +593,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 anyhow::bail!("this profile belongs to {}, not {s}", client.server());
             }
             let password = secret("RAMPART_PASSWORD", "account password", false)?;
-            match client.login(&password, totp.as_deref()).await {
+            let attempt = async |client: &mut rampart_client::Client, code: Option<&str>| {
+                if new_device {
+                    client
+                        .login_as_new_device(&password, code, &device_name)
+                        .await
+                } else {
+                    client.login(&password, code).await
+                }
+            };
+            match attempt(&mut client, totp.as_deref()).await {
                 Err(e)
                     if e.code() == Some(rampart_proto::ErrorCode::TwoFactorRequired)
                         && totp.is_none() =>
@@ -593,7 +613,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                         );
                     }
                     let code = rpassword::prompt_password("two-factor code: ")?;
-                    client.login(&password, Some(code.trim())).await?;
+                    attempt(&mut client, Some(code.trim())).await?;
                 }
                 other => other?,
             }

@@ -97,6 +97,37 @@ async fn disabling_a_user_removes_their_devices_from_every_group() {
         ),
         "{err}"
     );
+    let err = carol.login(PASSWORD, None).await.unwrap_err();
+    assert_eq!(code(&err), Some(ErrorCode::AccountDisabled), "{err}");
+
+    // Re-enabled, she signs in as a new device (her old one is gone for
+    // good) and is added back; she reads only what follows.
+    let _: UserSummary = alice
+        .http()
+        .post("/v1/admin/users/carol/enable", &serde_json::json!({}))
+        .await
+        .unwrap();
+    let err = carol.login(PASSWORD, None).await.unwrap_err();
+    assert!(err.to_string().contains("--new-device"), "{err}");
+    let old_device = carol.device();
+    carol
+        .login_as_new_device(PASSWORD, None, "laptop")
+        .await
+        .unwrap();
+    assert_ne!(carol.device(), old_device);
+    carol.sync().await.unwrap();
+    alice.add_member("team", carol.username()).await.unwrap();
+    alice
+        .send_text(&group("team"), "welcome back")
+        .await
+        .unwrap();
+    assert_eq!(received(&mut carol).await, vec!["alice: welcome back"]);
+    // Only while no device is left: now a second one needs approval.
+    let err = carol
+        .login_as_new_device(PASSWORD, None, "another")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), Some(ErrorCode::Forbidden), "{err}");
     server.stop().await;
 }
 

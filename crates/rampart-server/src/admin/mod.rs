@@ -4,7 +4,7 @@
 //! do what) is [`rampart_proto::admin`].
 //!
 //! Every operation is one plain async function over the database taking
-//! the [`Caller`]: an owner's or admin's session (the HTTP routes in
+//! the `Caller`: an owner's or admin's session (the HTTP routes in
 //! `routes`, under `/v1/admin/`) or the server's operator, someone with the
 //! data directory of a stopped server ([`Console`], what `rampart admin`
 //! uses without a session), who is treated like an owner. Both paths run the
@@ -42,10 +42,10 @@
 //! Devices that are still leaves of MLS groups keep their rows — and the
 //! account a husk row with a random `deleted-…` name and no password or
 //! identity key — so that the delivery service can still remove them from
-//! those groups; the hourly cleanup ([`collect_deleted`]) drops them once
+//! those groups; the hourly cleanup (`collect_deleted`) drops them once
 //! no group holds them.
 //!
-//! The access policy ([`AccessPolicy`]) lives in the `org_access` table;
+//! The access policy ([`rampart_proto::admin::AccessPolicy`]) lives in the `org_access` table;
 //! the running server caches it (`AppState::access`) and reads it again at
 //! start. It is enforced here at registration (the username pattern), in
 //! the session extractor (two-factor enrolment) and by the delivery

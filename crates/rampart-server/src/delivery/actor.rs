@@ -580,13 +580,13 @@ impl Actor {
             && let Some(settings) = &group.settings
             && !settings.allows(&sender, Action::Post)
         {
-            return Err(forbidden(if settings.is_admin(&sender) {
-                "you may not post in this group"
-            } else if settings.role_of(&sender) == rampart_proto::group::GroupRole::ReadOnly {
-                "you are a read-only member of this group: you may read but not post"
-            } else {
-                "only the group's admins may post in this announcement group"
-            }));
+            return Err(forbidden(
+                if settings.role_of(&sender) == rampart_proto::group::GroupRole::ReadOnly {
+                    "you are a read-only member of this group: you may read but not post"
+                } else {
+                    "only the group's admins may post in this announcement group"
+                },
+            ));
         }
         let admin = group.settings.as_ref().is_some_and(|s| s.is_admin(&sender));
         let recipients: Vec<DeviceId> = group

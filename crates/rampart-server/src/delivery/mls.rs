@@ -95,12 +95,13 @@ pub fn check_commit(bundle: &CommitBundle) -> Result<Option<GroupSettings>, Refu
 
 /// The [`GroupSettings`] extension in a GroupInfo's group context.
 ///
-/// NOT verified (a known gap): the server checks no MLS signature yet, so a
-/// member who commits could upload a GroupInfo naming themselves admin, and
-/// then recall other members' undelivered messages on the server. That
-/// deletes ciphertext early; it never reveals or alters a message, and the
-/// members' clients, which hold the authoritative settings in their group
-/// context, judge the recall message themselves.
+/// The server checks no MLS signature, so this is what the committer *says*
+/// the new settings are. The actor accepts a change only from a member the
+/// settings before the commit make an admin, so a member cannot name
+/// themselves admin here. What the server cannot see is a GroupInfo that
+/// disagrees with its own commit; members judge the commit itself (their
+/// clients check every change against the settings in their group context),
+/// so such a lie fools only the server's mirror, never the group.
 fn group_settings(group_info: &[u8], group: &GroupId) -> Result<Option<GroupSettings>, Refusal> {
     let parsed = MlsMessageIn::tls_deserialize_exact(group_info)
         .map_err(|_| malformed("the group info is not an MLS message"))?;
