@@ -662,3 +662,66 @@ fn dlp_confirmation_block_and_link_warnings_through_the_binary() {
     assert_eq!(actions, vec!["block", "warn", "warn"], "{listed:#}");
     assert!(!listed.to_string().contains("4111"), "{listed:#}");
 }
+
+#[test]
+fn group_roles_and_announcements_through_the_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let alice = tmp.path().join("alice");
+    let bob = tmp.path().join("bob");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let (_server, invite) = start_server(&data, port, None);
+    register_alice_and_bob(&data, &url, &invite, &alice, &bob);
+    ok(rampart(
+        &alice,
+        &["group", "create", "board", "--members", "bob"],
+        "",
+    ));
+    ok(rampart(&bob, &["sync"], ""));
+
+    let info = json(&bob, &["group", "info", "board"]);
+    assert_eq!(info["roles"], serde_json::json!({"alice": "admin"}));
+    assert_eq!(info["post"], "members");
+    let err = fails(rampart(
+        &bob,
+        &["group", "settings", "board", "--post", "admins"],
+        "",
+    ));
+    assert!(err.contains("admins"), "{err}");
+    let err = fails(rampart(
+        &alice,
+        &["group", "role", "board", "@bob", "boss"],
+        "",
+    ));
+    assert!(err.contains("admin, member or read-only"), "{err}");
+
+    let out = ok(rampart(
+        &alice,
+        &["group", "role", "board", "@bob", "read-only"],
+        "",
+    ));
+    assert!(out.contains("@bob is now read-only in #board"), "{out}");
+    ok(rampart(&bob, &["sync"], ""));
+    let err = fails(rampart(&bob, &["send", "#board", "hello"], ""));
+    assert!(err.contains("read-only"), "{err}");
+
+    ok(rampart(
+        &alice,
+        &["group", "role", "board", "@bob", "member"],
+        "",
+    ));
+    let settings = json(&alice, &["group", "settings", "board", "--post", "admins"]);
+    assert_eq!(settings["post"], "admins");
+    ok(rampart(&bob, &["sync"], ""));
+    let err = fails(rampart(&bob, &["send", "#board", "hello"], ""));
+    assert!(err.contains("announcement"), "{err}");
+    let text = ok(rampart(&bob, &["group", "info", "board"], ""));
+    assert!(text.contains("post                     admins"), "{text}");
+    send(&alice, "#board", "office closed friday", &[]);
+    let got = synced_inbox(&bob);
+    assert!(
+        got.iter().any(|e| e["text"] == "office closed friday"),
+        "{got:?}"
+    );
+}
