@@ -25,7 +25,7 @@
 //! target too, even once every copy was delivered; their stored objects
 //! are deleted after the batch commits.
 
-use super::external::{self, DeliverySigner};
+use super::external::DeliverySigner;
 use super::lifetime::{self, Purger};
 use super::{DeliveryHandle, OP_QUEUE, Op, Outbound};
 use crate::blobs::Blobs;
@@ -228,7 +228,7 @@ pub struct Actor {
     conns: HashMap<DeviceId, Conn>,
     recent: HashMap<DeviceId, RecentKeys>,
     next_message_id: i64,
-    /// Signs the Remove proposals for revoked devices (see [`external`]).
+    /// Signs the Remove proposals for revoked devices (see [`super::external`]).
     signer: Arc<DeliverySigner>,
     /// Per group, the epoch of the latest removal proposals and the devices
     /// they named, so each epoch gets one proposal per device.
@@ -1016,7 +1016,7 @@ impl Actor {
                     .get(d)
                     .is_some_and(|d| !d.revoked && d.username != *sender)
         });
-        let needs_db = bundle.create.is_some() || !new_users.is_empty();
+        let needs_db = bundle.create.is_some() || !new_users.is_empty() || removes_others;
         let (access, sender_role) = if needs_db {
             (
                 crate::admin::try_load_access(&self.pool).await?,
@@ -1035,9 +1035,9 @@ impl Actor {
                             _ => "your organisation lets only its admins create groups",
                         }));
                     }
-                    if new_settings.is_some_and(|s| !s.is_admin(sender)) {
+                    if !new_settings.is_some_and(|s| s.is_admin(sender)) {
                         return Err(forbidden(
-                            "a new group's settings must make its creator an admin",
+                            "a new group needs settings that make its creator an admin",
                         ));
                     }
                 }
@@ -1084,6 +1084,9 @@ impl Actor {
             return Err(forbidden("a group must keep at least one admin"));
         }
 
+        if sender_role == Role::Guest && kind == GroupKind::Group && removes_others {
+            return Err(forbidden("guests cannot remove people from groups"));
+        }
         if !new_users.is_empty() && kind == GroupKind::Group {
             if sender_role == Role::Guest {
                 return Err(forbidden("guests cannot add people to groups"));
@@ -1160,8 +1163,10 @@ impl Actor {
         device: DeviceId,
         result: &Result<(u64, bool), Rejection>,
     ) {
+        // Not being a member counts too: an admin of one group touching
+        // another, or a removed device trying its luck.
         if let Err(r) = result
-            && r.code == ErrorCode::Forbidden
+            && matches!(r.code, ErrorCode::Forbidden | ErrorCode::NotMember)
         {
             batch.denied.push((device, self.clock.now_db()));
         }
@@ -1169,7 +1174,7 @@ impl Actor {
 
     /// Proposes, as the groups' external sender, the removal of every
     /// revoked device still in `group`, in its current epoch (once per
-    /// epoch). See [`external`].
+    /// epoch). See [`super::external`].
     async fn propose_removals(&mut self, batch: &mut Batch, group_id: GroupId) {
         let Some(group) = self.groups.get(&group_id) else {
             return;
@@ -1265,8 +1270,20 @@ impl Actor {
                 keys.push((*device, key));
             }
         }
+        let leaves = match super::inspect::members(&group_info) {
+            Ok(members) => members,
+            Err(r) => {
+                tracing::warn!(reason = r.message, "the stored group info does not verify");
+                Vec::new()
+            }
+        };
         let mut out = Vec::new();
-        for (device, leaf) in external::leaves_of(&group_info, &keys) {
+        for (device, leaf) in keys.iter().filter_map(|(device, key)| {
+            leaves
+                .iter()
+                .find(|(_, k)| k == key)
+                .map(|(leaf, _)| (*device, *leaf))
+        }) {
             match self.signer.remove_proposal(&group, epoch, leaf) {
                 Ok(payload) => out.push((device, payload)),
                 Err(e) => tracing::warn!(error = e, "signing a removal proposal failed"),
@@ -1737,8 +1754,13 @@ pub async fn cleanup(pool: &SqlitePool, now_ms: i64) -> Result<(), sqlx::Error> 
         .await?;
     sqlx::query(
         "DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m \
-         WHERE NOT EXISTS (SELECT 1 FROM queue q WHERE q.message_id = m.id) LIMIT 10000)",
+         WHERE NOT EXISTS (SELECT 1 FROM queue q WHERE q.message_id = m.id) \
+         AND NOT (m.kind = ? AND m.epoch = (SELECT g.epoch FROM groups g WHERE g.id = m.group_id)) \
+         LIMIT 10000)",
     )
+    // Proposals of a group's current epoch stay: a commit may still name
+    // them by reference, and the server checks it against them.
+    .bind(i64::from(DeliveryKind::Proposal.to_u8()))
     .execute(pool)
     .await?;
     Ok(())

@@ -14,17 +14,16 @@
 //! The server can only *propose* removals: clients accept nothing else from
 //! it, and adding someone still needs a member's commit with a Welcome.
 //!
-//! The leaf of a device is found in the ratchet tree that the latest
-//! GroupInfo carries, by the device's signature key.
+//! The leaf of a device is found, by its signature key, in the verified
+//! ratchet tree of the latest GroupInfo (see [`super::inspect::members`]).
 
-use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+use openmls::prelude::tls_codec::Serialize as _;
 use openmls::prelude::{
-    ExternalProposal, GroupEpoch, LeafNodeIndex, MlsMessageBodyIn, MlsMessageIn,
-    SenderExtensionIndex, SignatureScheme,
+    ExternalProposal, GroupEpoch, LeafNodeIndex, SenderExtensionIndex, SignatureScheme,
 };
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
-use rampart_proto::{DeviceId, GroupId};
+use rampart_proto::GroupId;
 use zeroize::Zeroizing;
 
 /// The server's MLS signing key as an external sender, derived from the
@@ -77,43 +76,4 @@ impl DeliverySigner {
             .tls_serialize_detached()
             .map_err(|_| "encoding a remove proposal failed")
     }
-}
-
-/// The leaf index of each of `devices` (by signature key) in the ratchet
-/// tree of `group_info`; devices not found are left out. Reads the tree
-/// without verifying it: a wrong answer only makes clients refuse the
-/// proposal, since they check it against their own tree.
-pub fn leaves_of(group_info: &[u8], devices: &[(DeviceId, Vec<u8>)]) -> Vec<(DeviceId, u32)> {
-    let Ok(message) = MlsMessageIn::tls_deserialize_exact(group_info) else {
-        return Vec::new();
-    };
-    let MlsMessageBodyIn::GroupInfo(info) = message.extract() else {
-        return Vec::new();
-    };
-    let Some(tree) = info.extensions().ratchet_tree() else {
-        return Vec::new();
-    };
-    let tree = tree.ratchet_tree();
-    // `leaves()` skips blank nodes, so positions come from the serialised
-    // node array (its entries are null for blanks): the n-th non-blank
-    // leaf entry is the n-th item of `leaves()`, and a leaf at node
-    // position p has leaf index p / 2.
-    let Ok(serde_json::Value::Array(nodes)) = serde_json::to_value(tree) else {
-        return Vec::new();
-    };
-    let positions = nodes.iter().enumerate().filter_map(|(p, node)| {
-        node.as_object()
-            .is_some_and(|n| n.contains_key("LeafNode"))
-            .then_some(p)
-    });
-    let mut found = Vec::new();
-    for (position, leaf) in positions.zip(tree.leaves()) {
-        let key = leaf.signature_key().as_slice();
-        if let Some((device, _)) = devices.iter().find(|(_, k)| k.as_slice() == key)
-            && let Ok(index) = u32::try_from(position / 2)
-        {
-            found.push((*device, index));
-        }
-    }
-    found
 }

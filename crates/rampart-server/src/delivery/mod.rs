@@ -7,8 +7,10 @@
 
 pub mod actor;
 pub mod external;
+pub mod inspect;
 pub mod lifetime;
 pub mod mls;
+pub mod verify;
 pub mod ws;
 
 use bytes::Bytes;

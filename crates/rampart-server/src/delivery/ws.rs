@@ -11,6 +11,7 @@
 //! revision, so nothing queues up behind a slow socket.
 
 use super::mls::{self, Refusal};
+use super::verify;
 use super::{CONNECTION_BUFFER, Op, Outbound, internal_rejection};
 use crate::auth::AuthDevice;
 use crate::clock::Clock;
@@ -274,22 +275,32 @@ async fn handle(state: &AppState, device: DeviceId, frame: ClientFrame) -> Handl
     };
     let op = match frame {
         ClientFrame::Send(msg) => match mls::check_send(&msg) {
-            Ok((kind, epoch)) => Op::Send {
-                device,
-                msg,
-                kind,
-                epoch,
-                reply,
-            },
+            Ok((kind, epoch)) => {
+                if let Err(r) = verify::proposal(state, device, &msg, kind, epoch).await {
+                    return Handled::Now(refusal(request_id, r));
+                }
+                Op::Send {
+                    device,
+                    msg,
+                    kind,
+                    epoch,
+                    reply,
+                }
+            }
             Err(r) => return Handled::Now(refusal(request_id, r)),
         },
         ClientFrame::Commit(bundle) => match mls::check_commit(&bundle) {
-            Ok(settings) => Op::Commit {
-                device,
-                bundle: Box::new(bundle),
-                settings,
-                reply,
-            },
+            Ok(settings) => {
+                if let Err(r) = verify::commit(state, device, &bundle).await {
+                    return Handled::Now(refusal(request_id, r));
+                }
+                Op::Commit {
+                    device,
+                    bundle: Box::new(bundle),
+                    settings,
+                    reply,
+                }
+            }
             Err(r) => return Handled::Now(refusal(request_id, r)),
         },
         ClientFrame::Ack { .. } => return Handled::Quiet,
