@@ -184,7 +184,17 @@ impl Http {
         if from > 0 {
             req = req.header(reqwest::header::RANGE, format!("bytes={from}-"));
         }
-        let resp = req.send().await.map_err(ClientError::network)?;
+        let again = req.try_clone();
+        let resp = match (req.send().await, again) {
+            (Ok(resp), _) => resp,
+            // A GET is safe to repeat: a pooled connection that the server
+            // had just closed (say, after a download it cut short) fails
+            // before any answer arrives.
+            (Err(e), Some(again)) if e.is_request() || e.is_connect() => {
+                again.send().await.map_err(ClientError::network)?
+            }
+            (Err(e), _) => return Err(ClientError::network(e)),
+        };
         let expected = if from > 0 {
             reqwest::StatusCode::PARTIAL_CONTENT
         } else {

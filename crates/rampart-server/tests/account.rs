@@ -13,6 +13,7 @@ use rampart_proto::api::{
     SecurityEventList, SessionResponse, TotpSetup, TwoFactorStatus, UserInfo, WhoAmI,
 };
 use rampart_proto::error::ErrorBody;
+use rampart_proto::group::GroupSettings;
 use rampart_proto::frame::{ClientFrame, CommitBundle, Create, SendMessage, ServerFrame};
 use rampart_proto::{DeviceId, ErrorCode, GroupId, IdempotencyKey};
 use rampart_server::{Clock, Registration, ServerConfig, totp};
@@ -1092,13 +1093,14 @@ async fn devices_list_and_revoke() {
     // An MLS group of alice's two devices and bob; the phone stays offline
     // so its Welcome waits in its queue.
     let (a1, a2, b) = (
-        MlsClient::new("alice"),
-        MlsClient::new("alice"),
-        MlsClient::new("bob"),
+        MlsClient::for_account(&alice),
+        MlsClient::for_device("alice", phone),
+        MlsClient::for_account(&bob),
     );
     let group_id = GroupId::new_group([3; 31]);
-    let mut group = a1.create_group(&group_id);
-    let (commit, welcome) = a1.add(&mut group, &[a2.key_package(), b.key_package()]);
+    let mut group =
+        a1.create_group_with_settings(&group_id, &GroupSettings::created_by(&alice.username));
+    let (commit, welcome, group_info) = a1.add(&mut group, &[a2.key_package(), b.key_package()]);
     let mut wa = connect(&server, &alice.token).await;
     assert_eq!(
         recv(&mut wa).await,
@@ -1114,7 +1116,7 @@ async fn devices_list_and_revoke() {
             create: Some(Create::Group),
             commit,
             welcome: Some(welcome),
-            group_info: a1.group_info(&group),
+            group_info,
             added: vec![phone, bob.device],
             removed: vec![],
         }),
@@ -1231,14 +1233,7 @@ async fn devices_list_and_revoke() {
     assert!(claimed.users[0].key_packages.is_empty());
 
     // The delivery service accepts the commit that removes the revoked leaf.
-    let phone_leaf = group
-        .members()
-        .find(|m| m.signature_key == a2.cred.signature_key.as_slice())
-        .unwrap()
-        .index;
-    let (remove, _, _) = group
-        .remove_members(&a1.provider, &a1.signer, &[phone_leaf])
-        .unwrap();
+    let (remove, group_info) = a1.remove(&mut group, &[&a2.signature_key()]);
     send(
         &mut wa,
         &ClientFrame::Commit(CommitBundle {
@@ -1247,9 +1242,9 @@ async fn devices_list_and_revoke() {
             group: group_id,
             epoch: 1,
             create: None,
-            commit: remove.to_bytes().unwrap(),
+            commit: remove,
             welcome: None,
-            group_info: a1.group_info(&group),
+            group_info,
             added: vec![],
             removed: vec![phone],
         }),
@@ -1323,8 +1318,9 @@ async fn claim_by_device() {
     let alice = register(&http, &server, "alice", 0xa1, None).await;
     let bob = register(&http, &server, "bob", 0xb1, None).await;
     let phone_token = link_device(&http, &server, &alice, 0xa2).await;
-    let mls = MlsClient::new("alice");
-    for token in [&alice.token, &phone_token] {
+    let phone = DeviceId::new(0xa2).unwrap();
+    for (token, device) in [(&alice.token, alice.device), (&phone_token, phone)] {
+        let mls = MlsClient::for_device("alice", device);
         let resp = call(
             &http,
             &server,
@@ -1336,7 +1332,6 @@ async fn claim_by_device() {
         .await;
         assert_eq!(resp.status(), 200);
     }
-    let phone = DeviceId::new(0xa2).unwrap();
     let claimed: ClaimResponse = ok(call(
         &http,
         &server,

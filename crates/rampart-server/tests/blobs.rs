@@ -76,7 +76,7 @@ async fn create_group(
     kps: &[openmls::prelude::KeyPackage],
     added: Vec<rampart_proto::DeviceId>,
 ) -> Vec<u8> {
-    let (commit, welcome) = creator.add(group, kps);
+    let (commit, welcome, group_info) = creator.add(group, kps);
     let mut ws = connect(server, token).await;
     let _ = recv(&mut ws).await;
     send(
@@ -89,7 +89,7 @@ async fn create_group(
             create: Some(Create::Group),
             commit,
             welcome: Some(welcome.clone()),
-            group_info: creator.group_info(group),
+            group_info,
             added,
             removed: vec![],
         }),
@@ -116,9 +116,9 @@ async fn world_in(dir: tempfile::TempDir, config: ServerConfig) -> World {
     let bob = register(&http, &server, "bob", 0xb1, None).await;
     let carol = register(&http, &server, "carol", 0xc1, None).await;
     let (a, b, c) = (
-        MlsClient::new("alice"),
-        MlsClient::new("bob"),
-        MlsClient::new("carol"),
+        MlsClient::for_account(&alice),
+        MlsClient::for_account(&bob),
+        MlsClient::for_account(&carol),
     );
     let g = GroupId::new_group([1; 31]);
     let mut ga = a.create_group_with_settings(&g, &GroupSettings::created_by(&alice.username));

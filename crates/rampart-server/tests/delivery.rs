@@ -8,6 +8,7 @@ use futures_util::SinkExt as _;
 use rampart_proto::frame::{
     ClientFrame, CommitBundle, Create, DeliveryKind, SendMessage, ServerFrame,
 };
+use rampart_proto::group::GroupSettings;
 use rampart_proto::{ErrorCode, GroupId, IdempotencyKey};
 use rampart_server::Registration;
 
@@ -46,10 +47,11 @@ async fn world(dir: &std::path::Path) -> (World, Ws) {
     let alice = register(&http, &server, "alice", 0xa1, None).await;
     let bob = register(&http, &server, "bob", 0xb1, None).await;
     let carol = register(&http, &server, "carol", 0xc1, None).await;
-    let (a, b) = (MlsClient::new("alice"), MlsClient::new("bob"));
+    let (a, b) = (MlsClient::for_account(&alice), MlsClient::for_account(&bob));
     let group_id = GroupId::new_group([7; 31]);
-    let mut group = a.create_group(&group_id);
-    let (commit, welcome) = a.add(&mut group, &[b.key_package()]);
+    let mut group =
+        a.create_group_with_settings(&group_id, &GroupSettings::created_by(&alice.username));
+    let (commit, welcome, group_info) = a.add(&mut group, &[b.key_package()]);
     let mut wa = connect(&server, &alice.token).await;
     assert_eq!(
         recv(&mut wa).await,
@@ -65,7 +67,7 @@ async fn world(dir: &std::path::Path) -> (World, Ws) {
             create: Some(Create::Group),
             commit,
             welcome: Some(welcome),
-            group_info: a.group_info(&group),
+            group_info,
             added: vec![bob.device],
             removed: vec![],
         }),
@@ -192,7 +194,7 @@ async fn messages_flow_welcome_backlog_ack_and_restart() {
         other => panic!("{other:?}"),
     }
     // A commit is not an application message.
-    let bogus = w.a.self_update(&mut w.group);
+    let (bogus, _) = w.a.self_update(&mut w.group);
     send(&mut wa, &send_frame(13, key(13), w.group_id, bogus)).await;
     match recv(&mut wa).await {
         Some(ServerFrame::Rejected {
@@ -274,14 +276,13 @@ async fn commit_cas_and_welcome_only_after_accept() {
     let _ = backlog_seqs(&mut wc).await;
 
     // Two commits for epoch 1: the first wins, the second is stale.
-    let first = w.a.self_update(&mut w.group);
+    let (first, first_info) = w.a.self_update(&mut w.group);
     w.group
         .clear_pending_commit(openmls_traits::OpenMlsProvider::storage(&w.a.provider))
         .unwrap();
-    let carol_mls = MlsClient::new("carol");
-    let (second, welcome) = w.a.add(&mut w.group, &[carol_mls.key_package()]);
-    let group_info = w.a.group_info(&w.group);
-    let bundle = |request_id, k, commit, welcome, added| {
+    let carol_mls = MlsClient::for_account(&w.carol);
+    let (second, welcome, second_info) = w.a.add(&mut w.group, &[carol_mls.key_package()]);
+    let bundle = |request_id, k, commit, welcome, group_info, added| {
         ClientFrame::Commit(CommitBundle {
             request_id,
             key: k,
@@ -290,12 +291,16 @@ async fn commit_cas_and_welcome_only_after_accept() {
             create: None,
             commit,
             welcome,
-            group_info: group_info.clone(),
+            group_info,
             added,
             removed: vec![],
         })
     };
-    send(&mut wa, &bundle(20, key(20), first, None, vec![])).await;
+    send(
+        &mut wa,
+        &bundle(20, key(20), first, None, first_info, vec![]),
+    )
+    .await;
     assert_eq!(
         recv(&mut wa).await,
         Some(ServerFrame::Accepted {
@@ -306,7 +311,14 @@ async fn commit_cas_and_welcome_only_after_accept() {
     );
     send(
         &mut wa,
-        &bundle(21, key(21), second, Some(welcome), vec![w.carol.device]),
+        &bundle(
+            21,
+            key(21),
+            second,
+            Some(welcome),
+            second_info,
+            vec![w.carol.device],
+        ),
     )
     .await;
     assert_eq!(

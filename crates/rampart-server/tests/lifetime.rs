@@ -64,14 +64,14 @@ async fn world(messages: MessagesConfig) -> World {
     let bob = register(&http, &server, "bob", 0xb1, None).await;
     let carol = register(&http, &server, "carol", 0xc1, None).await;
     let (a, b, c) = (
-        MlsClient::new("alice"),
-        MlsClient::new("bob"),
-        MlsClient::new("carol"),
+        MlsClient::for_account(&alice),
+        MlsClient::for_account(&bob),
+        MlsClient::for_account(&carol),
     );
     let group_id = GroupId::new_group([9; 31]);
     let settings = GroupSettings::created_by(&alice.username);
     let mut ga = a.create_group_with_settings(&group_id, &settings);
-    let (commit, welcome) = a.add(&mut ga, &[b.key_package(), c.key_package()]);
+    let (commit, welcome, group_info) = a.add(&mut ga, &[b.key_package(), c.key_package()]);
     let mut wa = connect(&server, &alice.token).await;
     assert_eq!(
         recv(&mut wa).await,
@@ -87,7 +87,7 @@ async fn world(messages: MessagesConfig) -> World {
             create: Some(Create::Group),
             commit,
             welcome: Some(welcome.clone()),
-            group_info: a.group_info(&ga),
+            group_info,
             added: vec![bob.device, carol.device],
             removed: vec![],
         }),
@@ -586,10 +586,10 @@ async fn malformed_group_settings_are_refused() {
     .await;
     let http = reqwest::Client::new();
     let alice = register(&http, &server, "alice", 0xa1, None).await;
-    let a = MlsClient::new("alice");
+    let a = MlsClient::for_account(&alice);
     let group_id = GroupId::new_group([4; 31]);
     let mut group = a.create_group_with_raw_settings(&group_id, vec![0xff, 0]);
-    let commit = a.self_update(&mut group);
+    let (commit, group_info) = a.self_update(&mut group);
     let mut wa = connect(&server, &alice.token).await;
     let _ = recv(&mut wa).await;
     let message = refused(
@@ -602,7 +602,7 @@ async fn malformed_group_settings_are_refused() {
             create: Some(Create::Group),
             commit,
             welcome: None,
-            group_info: a.group_info(&group),
+            group_info,
             added: vec![],
             removed: vec![],
         }),

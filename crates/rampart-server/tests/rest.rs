@@ -325,7 +325,7 @@ async fn key_packages_upload_claim_and_last_resort() {
     let http = reqwest::Client::new();
     let alice = register(&http, &server, "alice", 1, None).await;
     let bob = register(&http, &server, "bob", 2, None).await;
-    let mls = MlsClient::new("bob");
+    let mls = MlsClient::for_account(&bob);
 
     let garbage = json!({"key_packages": [b64(b"not a key package")]});
     let (status, body) = error_of(

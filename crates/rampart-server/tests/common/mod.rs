@@ -106,6 +106,35 @@ pub struct Account {
     pub identity: SigningKey,
 }
 
+/// The Ed25519 seed of a device's MLS signature key, derived from its id,
+/// so the key a test registers is the one its [`MlsClient::for_device`]
+/// signs leaves with (the server maps leaves to devices by it).
+fn device_seed(device: u64) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::new()
+        .chain_update(b"rampart test device signature key")
+        .chain_update(device.to_be_bytes())
+        .finalize()
+        .into()
+}
+
+/// The MLS signature key (public) of a device, as registered or linked.
+pub fn device_signature_key(device: u64) -> Vec<u8> {
+    SigningKey::from_bytes(&device_seed(device))
+        .verifying_key()
+        .to_bytes()
+        .to_vec()
+}
+
+/// The MLS signature key pair of a device (see [`device_signature_key`]).
+pub fn device_signer(device: u64) -> SignatureKeyPair {
+    SignatureKeyPair::from_raw(
+        SignatureScheme::ED25519,
+        device_seed(device).to_vec(),
+        device_signature_key(device),
+    )
+}
+
 pub fn register_request(
     name: &str,
     device: u64,
@@ -114,7 +143,7 @@ pub fn register_request(
     let identity = SigningKey::generate(&mut rand::rngs::OsRng);
     let username = Username::parse(name).unwrap();
     let device_id = DeviceId::new(device).unwrap();
-    let signature_key = vec![device as u8; 32];
+    let signature_key = device_signature_key(device);
     let cert = identity.sign(&rampart_proto::device_certificate_message(
         &username,
         device_id,
@@ -175,7 +204,7 @@ pub async fn link_device(
 ) -> String {
     use rampart_proto::api::{LinkStatus, LinkTicket};
     let device_id = DeviceId::new(device).unwrap();
-    let signature_key = vec![device as u8; 32];
+    let signature_key = device_signature_key(device);
     let ticket: LinkTicket = http
         .post(server.url("/v1/link"))
         .json(&serde_json::json!({
@@ -293,10 +322,33 @@ pub struct MlsClient {
     pub cred: CredentialWithKey,
 }
 
+/// The serialised MLS message of a GroupInfo.
+fn group_info_bytes(info: Option<openmls::messages::group_info::GroupInfo>) -> Vec<u8> {
+    MlsMessageOut::from(info.expect("groups use the ratchet tree extension"))
+        .to_bytes()
+        .unwrap()
+}
+
 impl MlsClient {
+    /// A client with a random signature key, which no registered device
+    /// has: for tests of what the server does with unknown leaves.
     pub fn new(name: &str) -> Self {
+        Self::with_signer(name, SignatureKeyPair::new(CS.signature_algorithm()).unwrap())
+    }
+
+    /// The client of a registered (or linked) device: its leaves carry the
+    /// signature key the device registered, as a real Rampart client's do.
+    pub fn for_device(name: &str, device: DeviceId) -> Self {
+        Self::with_signer(name, device_signer(device.get()))
+    }
+
+    /// [`Self::for_device`] of an account's device.
+    pub fn for_account(account: &Account) -> Self {
+        Self::for_device(account.username.as_str(), account.device)
+    }
+
+    fn with_signer(name: &str, signer: SignatureKeyPair) -> Self {
         let provider = OpenMlsRustCrypto::default();
-        let signer = SignatureKeyPair::new(CS.signature_algorithm()).unwrap();
         signer.store(provider.storage()).unwrap();
         let cred = CredentialWithKey {
             credential: BasicCredential::new(name.as_bytes().to_vec()).into(),
@@ -358,25 +410,54 @@ impl MlsClient {
         .unwrap()
     }
 
-    /// (commit, welcome) adding `kps`; the commit stays pending.
-    pub fn add(&self, group: &mut MlsGroup, kps: &[KeyPackage]) -> (Vec<u8>, Vec<u8>) {
-        let (commit, welcome, _) = group
+    /// (commit, welcome, group info) adding `kps`; the commit stays
+    /// pending, and the GroupInfo is of the epoch it makes (what a commit
+    /// bundle uploads).
+    pub fn add(&self, group: &mut MlsGroup, kps: &[KeyPackage]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let (commit, welcome, info) = group
             .add_members(&self.provider, &self.signer, kps)
             .unwrap();
-        (commit.to_bytes().unwrap(), welcome.to_bytes().unwrap())
+        (
+            commit.to_bytes().unwrap(),
+            welcome.to_bytes().unwrap(),
+            group_info_bytes(info),
+        )
     }
 
-    pub fn self_update(&self, group: &mut MlsGroup) -> Vec<u8> {
-        group
+    /// (commit, group info of the new epoch) updating the own leaf; the
+    /// commit stays pending.
+    pub fn self_update(&self, group: &mut MlsGroup) -> (Vec<u8>, Vec<u8>) {
+        let bundle = group
             .self_update(&self.provider, &self.signer, LeafNodeParameters::default())
-            .unwrap()
-            .commit()
-            .to_bytes()
-            .unwrap()
+            .unwrap();
+        (
+            bundle.commit().to_bytes().unwrap(),
+            group_info_bytes(bundle.group_info().cloned()),
+        )
     }
 
-    /// The group's current GroupInfo as a serialised MLS message, the way
-    /// Rampart clients upload it with a commit.
+    /// (commit, group info of the new epoch) removing the leaves of these
+    /// signature keys; the commit stays pending.
+    pub fn remove(&self, group: &mut MlsGroup, signature_keys: &[&[u8]]) -> (Vec<u8>, Vec<u8>) {
+        let leaves: Vec<LeafNodeIndex> = group
+            .members()
+            .filter(|m| signature_keys.contains(&m.signature_key.as_slice()))
+            .map(|m| m.index)
+            .collect();
+        assert_eq!(leaves.len(), signature_keys.len(), "a leaf to remove is missing");
+        let (commit, _, info) = group
+            .remove_members(&self.provider, &self.signer, &leaves)
+            .unwrap();
+        (commit.to_bytes().unwrap(), group_info_bytes(info))
+    }
+
+    /// The signature key this client's leaves carry.
+    pub fn signature_key(&self) -> Vec<u8> {
+        self.signer.public().to_vec()
+    }
+
+    /// The group's current GroupInfo as a serialised MLS message (of the
+    /// current epoch: a commit bundle carries the one its commit makes).
     pub fn group_info(&self, group: &MlsGroup) -> Vec<u8> {
         group
             .export_group_info(self.provider.crypto(), &self.signer, true)
@@ -408,13 +489,13 @@ impl MlsClient {
         group.merge_pending_commit(&self.provider).unwrap();
     }
 
-    /// A self-update proposal (a public MLS message sent like an
-    /// application message).
+    /// A proposal to remove the own leaf (leaving), the only proposal a
+    /// member may send: a public MLS message sent like an application
+    /// message.
     pub fn proposal(&self, group: &mut MlsGroup) -> Vec<u8> {
         group
-            .propose_self_update(&self.provider, &self.signer, LeafNodeParameters::default())
+            .leave_group(&self.provider, &self.signer)
             .unwrap()
-            .0
             .to_bytes()
             .unwrap()
     }
