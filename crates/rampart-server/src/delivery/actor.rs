@@ -567,15 +567,6 @@ impl Actor {
             });
         }
         let epoch = group.epoch;
-        if kind == DeliveryKind::Proposal {
-            // Members accept no proposal from a member but its own removal.
-            if let Some(g) = self.groups.get_mut(&msg.group) {
-                g.leaving.insert(device);
-            }
-        }
-        let Some(group) = self.groups.get(&msg.group) else {
-            return Err(not_member());
-        };
         if kind == DeliveryKind::Application
             && let Some(settings) = &group.settings
             && !settings.allows(&sender, Action::Post)
@@ -644,6 +635,13 @@ impl Actor {
             &sender,
             &recipients,
         );
+        if kind == DeliveryKind::Proposal
+            && let Some(g) = self.groups.get_mut(&msg.group)
+        {
+            // A member's proposal is its own removal (checked against the
+            // group's state before it reached the actor).
+            g.leaving.insert(device);
+        }
         self.remember(batch, device, msg.key, epoch);
         Ok((epoch, false))
     }

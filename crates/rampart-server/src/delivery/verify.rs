@@ -40,18 +40,25 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|_| Err(internal()))
 }
 
-/// The stored GroupInfo of a group, if the group is at `epoch`. `None`
-/// otherwise: the actor then refuses (not a member, or a stale epoch).
+/// The stored GroupInfo of a group `device` is a member of, if the group
+/// is at `epoch`. `None` otherwise: the actor then refuses (not a member,
+/// or a stale epoch) with the same answer for a group that does not exist,
+/// so outsiders can neither probe groups nor make the server verify them.
 async fn stored_group_info(
     state: &AppState,
+    device: DeviceId,
     group: &GroupId,
     epoch: u64,
 ) -> Result<Option<Vec<u8>>, Refusal> {
-    let row = sqlx::query("SELECT epoch, group_info FROM groups WHERE id = ?")
-        .bind(group.as_bytes().as_slice())
-        .fetch_optional(&state.pool)
-        .await
-        .map_err(|_| internal())?;
+    let row = sqlx::query(
+        "SELECT g.epoch, g.group_info FROM groups g \
+         JOIN group_members m ON m.group_id = g.id AND m.device_id = ? WHERE g.id = ?",
+    )
+    .bind(device_to_db(device))
+    .bind(group.as_bytes().as_slice())
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(|_| internal())?;
     Ok(match row {
         Some(row) if row.try_get::<i64, _>("epoch").map(u64_from_db).ok() == Some(epoch) => {
             row.try_get("group_info").ok()
@@ -137,7 +144,7 @@ pub async fn proposal(
     if kind != DeliveryKind::Proposal {
         return Ok(());
     }
-    let Some(current) = stored_group_info(state, &msg.group, epoch).await? else {
+    let Some(current) = stored_group_info(state, device, &msg.group, epoch).await? else {
         return Ok(());
     };
     let payload = msg.message.clone();
@@ -210,7 +217,8 @@ async fn check_commit(
         };
     }
 
-    let Some(previous) = stored_group_info(state, &bundle.group, bundle.epoch).await? else {
+    let Some(previous) = stored_group_info(state, device, &bundle.group, bundle.epoch).await?
+    else {
         return Ok(());
     };
     let proposals: Vec<Vec<u8>> = sqlx::query_scalar(

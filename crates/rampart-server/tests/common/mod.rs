@@ -333,7 +333,10 @@ impl MlsClient {
     /// A client with a random signature key, which no registered device
     /// has: for tests of what the server does with unknown leaves.
     pub fn new(name: &str) -> Self {
-        Self::with_signer(name, SignatureKeyPair::new(CS.signature_algorithm()).unwrap())
+        Self::with_signer(
+            name,
+            SignatureKeyPair::new(CS.signature_algorithm()).unwrap(),
+        )
     }
 
     /// The client of a registered (or linked) device: its leaves carry the
@@ -444,7 +447,11 @@ impl MlsClient {
             .filter(|m| signature_keys.contains(&m.signature_key.as_slice()))
             .map(|m| m.index)
             .collect();
-        assert_eq!(leaves.len(), signature_keys.len(), "a leaf to remove is missing");
+        assert_eq!(
+            leaves.len(),
+            signature_keys.len(),
+            "a leaf to remove is missing"
+        );
         let (commit, _, info) = group
             .remove_members(&self.provider, &self.signer, &leaves)
             .unwrap();
