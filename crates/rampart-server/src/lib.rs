@@ -102,6 +102,7 @@ mod directory;
 mod dlp;
 mod error;
 mod groups;
+pub mod handshake_cost;
 mod keypackages;
 mod link;
 mod password;

@@ -3,7 +3,10 @@
 //! for scripts.
 
 use crate::account_cmd::{self, DevicesCommand, PasswordCommand, TwoFactorCommand};
-use crate::{bench, bench_dlp, bench_files, demo, dlp_cmd, files_cmd, messages_cmd, server_cmd};
+use crate::{
+    bench, bench_dlp, bench_files, bench_handshakes, demo, dlp_cmd, files_cmd, messages_cmd,
+    server_cmd,
+};
 use anyhow::Context as _;
 use rampart_client::{Client, ClientError, Event, HistoryEntry, Registration, Target};
 use rampart_proto::Username;
@@ -272,6 +275,9 @@ enum BenchCommand {
     /// Precision, recall and single-core throughput of the DLP detectors on
     /// a synthetic labelled corpus of chat lines.
     Dlp(bench_dlp::DlpArgs),
+    /// Server-side verification of one commit (the access-control checks of
+    /// every handshake message), by group size.
+    Handshakes(bench_handshakes::HandshakeArgs),
 }
 
 fn default_profile() -> PathBuf {
@@ -525,6 +531,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Files(a)) => bench_files::files(a).await,
         // CPU-bound and single-threaded on purpose: it measures one core.
         Command::Bench(BenchCommand::Dlp(a)) => bench_dlp::dlp(&a),
+        Command::Bench(BenchCommand::Handshakes(a)) => bench_handshakes::handshakes(&a),
         Command::Register {
             server,
             username,

@@ -7,6 +7,7 @@ mod admin_cmd;
 mod bench;
 mod bench_dlp;
 mod bench_files;
+mod bench_handshakes;
 mod cli;
 mod demo;
 mod dlp_cmd;
