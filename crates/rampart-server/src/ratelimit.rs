@@ -34,7 +34,18 @@ pub enum Action {
     Link,
     /// `POST /v1/dlp/events`, keyed by device id.
     DlpReport,
+    /// Commits and proposals, keyed by device id: each costs the server a
+    /// verification of the group's tree (one signature per member).
+    Handshake,
 }
+
+/// Commits and proposals one device may send per [`HANDSHAKE_WINDOW_MS`]:
+/// people add, remove and change settings at human pace, and a client's
+/// own self-updates and retries after a lost race are a handful, so this
+/// only stops a device from keeping the server busy verifying trees.
+pub const HANDSHAKES_PER_WINDOW: u32 = 120;
+/// See [`HANDSHAKES_PER_WINDOW`].
+pub const HANDSHAKE_WINDOW_MS: u64 = 60_000;
 
 /// Batches of DLP events one device may send per [`DLP_REPORT_WINDOW_MS`].
 /// A rule firing is a rare, human-paced thing; a client that was offline
@@ -179,6 +190,7 @@ impl Limiter {
                 self.policy.registration_window_secs.saturating_mul(1000),
             ),
             Action::DlpReport => (DLP_REPORTS_PER_WINDOW, DLP_REPORT_WINDOW_MS),
+            Action::Handshake => (HANDSHAKES_PER_WINDOW, HANDSHAKE_WINDOW_MS),
         }
     }
 
@@ -332,6 +344,21 @@ mod tests {
         // The one-minute windows go long before the ten-minute ones.
         l.evict_stale(T0 + 2 * DLP_REPORT_WINDOW_MS);
         assert_eq!(l.len().1, 1);
+    }
+
+    #[test]
+    fn handshakes_have_a_per_device_allowance() {
+        let l = limiter();
+        for _ in 0..HANDSHAKES_PER_WINDOW {
+            assert!(l.admit(Action::Handshake, "9", T0).is_ok());
+        }
+        assert_eq!(l.admit(Action::Handshake, "9", T0 + 30_000), Err(30));
+        assert!(l.admit(Action::Handshake, "10", T0).is_ok());
+        assert!(l.admit(Action::DlpReport, "9", T0).is_ok());
+        assert!(
+            l.admit(Action::Handshake, "9", T0 + HANDSHAKE_WINDOW_MS)
+                .is_ok()
+        );
     }
 
     #[test]

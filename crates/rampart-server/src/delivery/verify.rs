@@ -112,6 +112,22 @@ fn sorted_keys(all: &HashMap<DeviceId, Vec<u8>>, devices: &[DeviceId]) -> Option
     Some(out)
 }
 
+/// Counts a handshake message of `device` against its allowance (see
+/// [`crate::ratelimit::HANDSHAKES_PER_WINDOW`]).
+fn admit(state: &AppState, device: DeviceId) -> Result<(), Refusal> {
+    state
+        .limiter
+        .admit(
+            crate::ratelimit::Action::Handshake,
+            &device.to_string(),
+            state.clock.now_ms(),
+        )
+        .map_err(|_| Refusal {
+            code: ErrorCode::RateLimited,
+            message: "too many commits and proposals from this device; wait a minute",
+        })
+}
+
 /// Records a refusal for want of a right (a forged handshake) as a
 /// security event of the device's account.
 async fn record(state: &AppState, device: DeviceId, refusal: &Refusal) {
@@ -144,6 +160,7 @@ pub async fn proposal(
     if kind != DeliveryKind::Proposal {
         return Ok(());
     }
+    admit(state, device)?;
     let Some(current) = stored_group_info(state, device, &msg.group, epoch).await? else {
         return Ok(());
     };
@@ -182,6 +199,7 @@ async fn check_commit(
     device: DeviceId,
     bundle: &CommitBundle,
 ) -> Result<(), Refusal> {
+    admit(state, device)?;
     let mut named: Vec<DeviceId> =
         Vec::with_capacity(bundle.added.len() + bundle.removed.len() + 1);
     named.push(device);
