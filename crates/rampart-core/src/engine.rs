@@ -8,6 +8,9 @@
 //!   is reported ([`Event::IdentityChanged`]) and, for a contact the user had
 //!   verified, blocks sending until they confirm again (see [`crate::trust`]);
 //! - a 1:1 group may only contain devices of its two users;
+//! - every commit and message is checked against the group's roles and
+//!   rules in its context ([`GroupSettings`], see `access`), and the server,
+//!   the only external sender a group may list, may only propose removals;
 //! - our own commits are merged only after the server accepted them
 //!   ([`Engine::commit_accepted`]); a rejected one is discarded
 //!   ([`Engine::commit_rejected`]) and the caller retries after catching up.
