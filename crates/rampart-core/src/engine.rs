@@ -640,6 +640,17 @@ impl Engine {
         if members.is_empty() {
             return Err(CoreError::Invalid("nothing to add"));
         }
+        let present: Vec<Username> = Self::members(&mls)
+            .into_iter()
+            .map(|(_, c)| c.user)
+            .collect();
+        if members.iter().any(|m| !present.contains(&m.user))
+            && group_settings(&mls).is_some_and(|s| !s.allows(&self.user, Action::AddRemove))
+        {
+            return Err(CoreError::NotAllowed(
+                "only the group's admins may add people to it",
+            ));
+        }
         if mls.members().count() + members.len() > MAX_GROUP_DEVICES {
             return Err(CoreError::Invalid("too many devices for one group"));
         }
@@ -782,6 +793,13 @@ impl Engine {
         }
         if targets.iter().any(|(_, c)| c.device == self.device) {
             return Err(CoreError::Invalid("to remove yourself, leave the group"));
+        }
+        if targets.iter().any(|(_, c)| c.user != self.user)
+            && group_settings(&mls).is_some_and(|s| !s.allows(&self.user, Action::AddRemove))
+        {
+            return Err(CoreError::NotAllowed(
+                "only the group's admins may remove people from it",
+            ));
         }
         let leaves: Vec<LeafNodeIndex> = targets.iter().map(|(i, _)| *i).collect();
         let (commit, welcome, group_info) = mls

@@ -196,6 +196,25 @@ async fn read_only_members_and_announcement_groups() {
         .await
         .unwrap();
     assert_eq!(received(&mut carol).await, vec!["alice: an announcement"]);
+
+    // Only admins add and remove now, but anyone's leave is committed by
+    // whoever comes first, here a read-only member.
+    alice
+        .update_group_settings("news", |s| s.add_remove = Allowed::Admins)
+        .await
+        .unwrap();
+    bob.sync().await.unwrap();
+    carol.sync().await.unwrap();
+    let err = bob
+        .remove_member("news", carol.username())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("only the group's admins"), "{err}");
+    carol.leave_group("news").await.unwrap();
+    bob.sync().await.unwrap();
+    assert_eq!(member_names(&bob, "news"), vec!["alice", "bob"]);
+    alice.sync().await.unwrap();
+    assert_eq!(member_names(&alice, "news"), vec!["alice", "bob"]);
     server.stop().await;
 }
 

@@ -67,11 +67,6 @@ struct Group {
     /// Mirrored from the latest commit's GroupInfo (unverified; see
     /// [`super::mls::check_commit`]). Direct chats have none.
     settings: Option<GroupSettings>,
-    /// Devices that proposed their own removal (the only proposal members
-    /// accept from a member): any member may commit that, whatever the
-    /// settings say. Kept in memory only; after a restart an admin may
-    /// have to commit a pending leave.
-    leaving: HashSet<DeviceId>,
 }
 
 struct Device {
@@ -317,7 +312,6 @@ impl Actor {
                     epoch,
                     members: HashSet::new(),
                     settings,
-                    leaving: HashSet::new(),
                 },
             );
         }
@@ -635,13 +629,6 @@ impl Actor {
             &sender,
             &recipients,
         );
-        if kind == DeliveryKind::Proposal
-            && let Some(g) = self.groups.get_mut(&msg.group)
-        {
-            // A member's proposal is its own removal (checked against the
-            // group's state before it reached the actor).
-            g.leaving.insert(device);
-        }
         self.remember(batch, device, msg.key, epoch);
         Ok((epoch, false))
     }
@@ -876,8 +863,15 @@ impl Actor {
 
         self.check_membership_change(&bundle, &sender, kind, &members_before)
             .await?;
-        self.authorize_commit(&bundle, &sender, kind, &members_before, settings.as_ref())
-            .await?;
+        self.authorize_commit(
+            batch,
+            &bundle,
+            &sender,
+            kind,
+            &members_before,
+            settings.as_ref(),
+        )
+        .await?;
         let size = members_before.len() + bundle.added.len() - bundle.removed.len();
         if size > MAX_GROUP_DEVICES {
             return Err(reject(
@@ -897,11 +891,6 @@ impl Actor {
         // A 1:1 conversation has no settings: neither person administers it.
         let settings = settings.filter(|_| kind == GroupKind::Group);
         let encoded = settings.as_ref().map(GroupSettings::encode);
-        let leaving = self
-            .groups
-            .get(&group_id)
-            .map(|g| g.leaving.intersection(&members).copied().collect())
-            .unwrap_or_default();
         let existing = self.groups.insert(
             group_id,
             Group {
@@ -909,7 +898,6 @@ impl Actor {
                 epoch: new_epoch,
                 members,
                 settings,
-                leaving,
             },
         );
         let write = batch.groups.entry(group_id).or_insert_with(|| GroupWrite {
@@ -987,6 +975,7 @@ impl Actor {
     /// or create a group: rare next to messages.
     async fn authorize_commit(
         &mut self,
+        batch: &Batch,
         bundle: &CommitBundle,
         sender: &Username,
         kind: GroupKind,
@@ -1006,14 +995,22 @@ impl Actor {
                 new_users.push(device.username.clone());
             }
         }
-        let leaving = self.groups.get(&bundle.group).map(|g| &g.leaving);
-        let removes_others = bundle.removed.iter().any(|d| {
-            leaving.is_none_or(|l| !l.contains(d))
-                && self
-                    .devices
+        // Removing a revoked device, or one's own, is open to every member;
+        // so is committing a member's leave.
+        let others: Vec<DeviceId> = bundle
+            .removed
+            .iter()
+            .copied()
+            .filter(|d| {
+                self.devices
                     .get(d)
                     .is_some_and(|d| !d.revoked && d.username != *sender)
-        });
+            })
+            .collect();
+        let removes_others = !others.is_empty() && {
+            let leavers = self.leavers(batch, bundle.group, bundle.epoch).await?;
+            others.iter().any(|d| !leavers.contains(d))
+        };
         let needs_db = bundle.create.is_some() || !new_users.is_empty() || removes_others;
         let (access, sender_role) = if needs_db {
             (
@@ -1125,6 +1122,34 @@ impl Actor {
             }
         }
         Ok(())
+    }
+
+    /// Devices that proposed their own removal in `epoch` of `group` (the
+    /// only proposal the server relays from a member, checked in
+    /// `super::verify`), from this batch and the stored log. The server's
+    /// own removal proposals name revoked devices, which anyone may remove.
+    async fn leavers(
+        &self,
+        batch: &Batch,
+        group: GroupId,
+        epoch: u64,
+    ) -> Result<HashSet<DeviceId>, Rejection> {
+        let mut out: HashSet<DeviceId> = batch
+            .messages
+            .iter()
+            .filter(|m| m.group == group && m.kind == DeliveryKind::Proposal && m.epoch == epoch)
+            .map(|m| m.sender)
+            .collect();
+        let stored: Vec<i64> = sqlx::query_scalar(
+            "SELECT DISTINCT sender_device FROM messages WHERE group_id = ? AND kind = ? AND epoch = ?",
+        )
+        .bind(group.as_bytes().as_slice())
+        .bind(i64::from(DeliveryKind::Proposal.to_u8()))
+        .bind(u64_to_db(epoch))
+        .fetch_all(&self.pool)
+        .await?;
+        out.extend(stored.into_iter().filter_map(device_from_db));
+        Ok(out)
     }
 
     /// The organisation role of a user (a user the server does not know is
