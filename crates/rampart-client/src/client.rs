@@ -219,11 +219,7 @@ impl Client {
             Username::parse(reg.username).map_err(|e| ClientError::Usage(e.to_string()))?;
         let identity = IdentityKey::generate();
         let signer = Engine::generate_signer()?;
-        let device = loop {
-            if let Some(d) = DeviceId::new(rand::rngs::OsRng.next_u64()) {
-                break d;
-            }
-        };
+        let device = rampart_core::engine::new_device_id();
         let signature_key = signer.public().to_vec();
         let certificate = identity.certify(&username, device, &signature_key);
         let http = Http::new(reg.server, None)?;
@@ -484,11 +480,7 @@ impl Client {
         device_name: &str,
     ) -> Result<(), ClientError> {
         let signer = Engine::generate_signer()?;
-        let device = loop {
-            if let Some(d) = DeviceId::new(rand::rngs::OsRng.next_u64()) {
-                break d;
-            }
-        };
+        let device = rampart_core::engine::new_device_id();
         let signature_key = signer.public().to_vec();
         let certificate = self
             .identity

@@ -15,7 +15,6 @@ use rampart_core::link::{self, LinkCode, LinkOffer};
 use rampart_core::{ConversationState, DeviceCredential, Engine};
 use rampart_proto::api::{DeviceList, LinkPoll, LinkRequest, LinkStatus, LinkTicket, UserInfo};
 use rampart_proto::{DeviceId, ErrorCode, GroupId};
-use rand::RngCore as _;
 use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
@@ -64,11 +63,7 @@ impl Client {
             )));
         }
         let signer = Engine::generate_signer()?;
-        let device = loop {
-            if let Some(d) = DeviceId::new(rand::rngs::OsRng.next_u64()) {
-                break d;
-            }
-        };
+        let device = rampart_core::engine::new_device_id();
         let signature_key = signer.public().to_vec();
         let offer = LinkOffer::new(device, device_name, &signature_key);
         let http = Http::new(server, None)?;

@@ -265,6 +265,15 @@ fn random_key() -> IdempotencyKey {
     IdempotencyKey(k)
 }
 
+/// A random id for a new device of this account (zero is not an id).
+pub fn new_device_id() -> DeviceId {
+    loop {
+        if let Some(d) = DeviceId::new(rand::rngs::OsRng.next_u64()) {
+            return d;
+        }
+    }
+}
+
 /// A new random message id.
 pub fn new_message_id() -> MessageId {
     let mut k = [0u8; 16];

@@ -8,6 +8,8 @@ use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row as _, Sqlite};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -108,4 +110,29 @@ pub async fn insert_invite_at(
 /// The hash under which an invite code typed by a person is stored.
 pub fn invite_hash(code: &str) -> Vec<u8> {
     sha256(code.trim().to_ascii_lowercase().as_bytes())
+}
+
+/// The registered MLS signature keys of these devices (by which the
+/// delivery service finds them in a group's ratchet tree); a device the
+/// server does not know is left out.
+pub async fn signature_keys(
+    pool: &SqlitePool,
+    devices: &[DeviceId],
+) -> Result<HashMap<DeviceId, Vec<u8>>, sqlx::Error> {
+    let mut out = HashMap::with_capacity(devices.len());
+    for chunk in devices.chunks(500) {
+        let mut q =
+            QueryBuilder::<Sqlite>::new("SELECT id, signature_key FROM devices WHERE id IN (");
+        let mut list = q.separated(", ");
+        for d in chunk {
+            list.push_bind(device_to_db(*d));
+        }
+        q.push(")");
+        for row in q.build().fetch_all(pool).await? {
+            if let Some(id) = device_from_db(row.try_get("id")?) {
+                out.insert(id, row.try_get("signature_key")?);
+            }
+        }
+    }
+    Ok(out)
 }

@@ -40,31 +40,6 @@ async fn start(dir: &Path) -> (TestServer, Clock) {
     )
 }
 
-async fn call(
-    http: &reqwest::Client,
-    server: &TestServer,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let mut req = http.request(method.parse().unwrap(), server.url(path));
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    req.send().await.unwrap()
-}
-
-async fn ok<T: DeserializeOwned>(resp: reqwest::Response) -> T {
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    assert_eq!(status, 200, "{text}");
-    serde_json::from_str(&text).unwrap()
-}
-
 /// A GET with a session that must answer 200 with `T`.
 async fn get<T: DeserializeOwned>(
     http: &reqwest::Client,
@@ -73,11 +48,6 @@ async fn get<T: DeserializeOwned>(
     token: &str,
 ) -> T {
     ok(call(http, server, "GET", path, Some(token), None).await).await
-}
-
-async fn error_of(resp: reqwest::Response) -> (u16, ErrorBody) {
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap())
 }
 
 async fn login(

@@ -14,7 +14,6 @@ use rampart_proto::admin::{
 use rampart_proto::api::{
     RecoveryCodes, Role, SecurityEventKind, SecurityEventList, TotpSetup, WhoAmI,
 };
-use rampart_proto::error::ErrorBody;
 use rampart_proto::{ErrorCode, Username};
 use rampart_server::admin::Console;
 use rampart_server::{Clock, Registration, Server, ServerConfig, ServerError, totp};
@@ -34,34 +33,9 @@ async fn start(dir: &Path, registration: Registration, clock: &Clock) -> TestSer
     TestServer::start_with(config, dir, clock.clone()).await
 }
 
-async fn call(
-    http: &reqwest::Client,
-    server: &TestServer,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> reqwest::Response {
-    let mut req = http.request(method.parse().unwrap(), server.url(path));
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    req.send().await.unwrap()
-}
-
-async fn ok<T: DeserializeOwned>(resp: reqwest::Response) -> T {
-    let status = resp.status();
-    let text = resp.text().await.unwrap();
-    assert_eq!(status, 200, "{text}");
-    serde_json::from_str(&text).unwrap()
-}
-
-async fn error_of(resp: reqwest::Response) -> (u16, ErrorCode, String) {
-    let status = resp.status().as_u16();
-    let body: ErrorBody = resp.json().await.unwrap();
+/// Status, code and message of a refused call.
+async fn refusal(resp: reqwest::Response) -> (u16, ErrorCode, String) {
+    let (status, body) = error_of(resp).await;
     (status, body.code, body.message)
 }
 
@@ -87,7 +61,7 @@ async fn refused(
     body: Option<Value>,
 ) -> String {
     let (status, code, message) =
-        error_of(call(http, server, method, path, Some(token), body).await).await;
+        refusal(call(http, server, method, path, Some(token), body).await).await;
     assert_eq!(
         (status, code),
         (403, ErrorCode::Forbidden),
@@ -221,7 +195,7 @@ async fn invites_roles_and_escalation_attempts() {
         .send()
         .await
         .unwrap();
-    assert_eq!(error_of(resp).await.1, ErrorCode::InvalidInvite);
+    assert_eq!(refusal(resp).await.1, ErrorCode::InvalidInvite);
 
     // A member promoting itself, or merely listing users: refused, recorded.
     let path = "/v1/admin/users/mia/role";
@@ -426,18 +400,16 @@ async fn disable_enable_delete_and_two_factor_reset() {
     }
     assert!(closed, "the WebSocket must close");
     let (status, code, message) =
-        error_of(call(&http, &server, "GET", "/v1/me", Some(&mia.token), None).await).await;
+        refusal(call(&http, &server, "GET", "/v1/me", Some(&mia.token), None).await).await;
     assert_eq!((status, code), (403, ErrorCode::AccountDisabled));
     assert!(message.contains("disabled by an administrator"));
     assert!(try_connect(&server, Some(&mia.token)).await.is_err());
     assert_eq!(
-        error_of(login(&http, &server, &mia, PASSWORD).await)
-            .await
-            .1,
+        refusal(login(&http, &server, &mia, PASSWORD).await).await.1,
         ErrorCode::AccountDisabled
     );
     assert_eq!(
-        error_of(login(&http, &server, &mia, "not the password").await)
+        refusal(login(&http, &server, &mia, "not the password").await)
             .await
             .1,
         ErrorCode::BadCredentials
@@ -516,9 +488,7 @@ async fn disable_enable_delete_and_two_factor_reset() {
         401
     );
     assert_eq!(
-        error_of(login(&http, &server, &mia, PASSWORD).await)
-            .await
-            .1,
+        refusal(login(&http, &server, &mia, PASSWORD).await).await.1,
         ErrorCode::Forbidden
     );
 
@@ -612,9 +582,7 @@ async fn disable_enable_delete_and_two_factor_reset() {
         401
     );
     assert_eq!(
-        error_of(login(&http, &server, &bob, PASSWORD).await)
-            .await
-            .1,
+        refusal(login(&http, &server, &bob, PASSWORD).await).await.1,
         ErrorCode::BadCredentials
     );
     let (req, _) = register_request("bob", 33, None);
@@ -624,7 +592,7 @@ async fn disable_enable_delete_and_two_factor_reset() {
         .send()
         .await
         .unwrap();
-    let (status, _, message) = error_of(resp).await;
+    let (status, _, message) = refusal(resp).await;
     assert_eq!(status, 409, "{message}");
     assert!(message.contains("deleted account"));
     let users: UserList = admin(&http, &server, "GET", "/v1/admin/users", &owner.token, None).await;
@@ -716,7 +684,7 @@ async fn access_policy_username_pattern_and_forced_two_factor() {
         .send()
         .await
         .unwrap();
-    let (status, code, message) = error_of(resp).await;
+    let (status, code, message) = refusal(resp).await;
     assert_eq!((status, code), (400, ErrorCode::InvalidUsername));
     assert!(message.contains("[a-z]+"), "{message}");
     let gus = register(&http, &server, "gus", 6, None).await;
@@ -731,7 +699,7 @@ async fn access_policy_username_pattern_and_forced_two_factor() {
         Some(json!({"require_two_factor": "admins"})),
     )
     .await;
-    let (status, code, message) = error_of(
+    let (status, code, message) = refusal(
         call(
             &http,
             &server,
@@ -746,10 +714,7 @@ async fn access_policy_username_pattern_and_forced_two_factor() {
     assert_eq!((status, code), (403, ErrorCode::TwoFactorEnrolmentRequired));
     assert!(message.contains("rampart 2fa enable"), "{message}");
     let resp = call(&http, &server, "GET", "/v1/devices", Some(&mia.token), None).await;
-    assert_eq!(
-        error_of(resp).await.1,
-        ErrorCode::TwoFactorEnrolmentRequired
-    );
+    assert_eq!(refusal(resp).await.1, ErrorCode::TwoFactorEnrolmentRequired);
     assert!(try_connect(&server, Some(&mia.token)).await.is_err());
     assert_eq!(
         call(&http, &server, "GET", "/v1/devices", Some(&gus.token), None)
@@ -784,10 +749,7 @@ async fn access_policy_username_pattern_and_forced_two_factor() {
     )
     .await;
     let resp = call(&http, &server, "GET", "/v1/devices", Some(&gus.token), None).await;
-    assert_eq!(
-        error_of(resp).await.1,
-        ErrorCode::TwoFactorEnrolmentRequired
-    );
+    assert_eq!(refusal(resp).await.1, ErrorCode::TwoFactorEnrolmentRequired);
     let _: AccessPolicy = admin(
         &http,
         &server,
@@ -1066,9 +1028,7 @@ async fn console_needs_a_stopped_server_and_keeps_the_rules() {
         401
     );
     assert_eq!(
-        error_of(login(&http, &server, &mia, PASSWORD).await)
-            .await
-            .1,
+        refusal(login(&http, &server, &mia, PASSWORD).await).await.1,
         ErrorCode::BadCredentials
     );
     server.stop().await;

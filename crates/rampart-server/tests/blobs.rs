@@ -11,7 +11,6 @@ mod common;
 use common::*;
 use openmls::prelude::MlsGroup;
 use rampart_proto::api::{BlobStatus, FilePolicy, NewBlob};
-use rampart_proto::error::ErrorBody;
 use rampart_proto::frame::{ClientFrame, CommitBundle, Create, SendMessage, ServerFrame};
 use rampart_proto::group::GroupSettings;
 use rampart_proto::limits::BLOB_PART_BYTES;
@@ -208,13 +207,6 @@ async fn send_once(server: &TestServer, token: &str, frame: ClientFrame) -> Serv
     let mut ws = connect(server, token).await;
     send(&mut ws, &frame).await;
     answer(&mut ws).await
-}
-
-async fn error_of(resp: reqwest::Response) -> (u16, ErrorBody) {
-    let status = resp.status().as_u16();
-    let body = resp.text().await.unwrap();
-    let parsed = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{status}: {body}"));
-    (status, parsed)
 }
 
 impl World {

@@ -5,14 +5,8 @@ mod common;
 
 use common::*;
 use rampart_proto::api::{ClaimResponse, KeyPackageCount, Role, UserInfo, WhoAmI};
-use rampart_proto::error::ErrorBody;
 use rampart_server::{Registration, Server, ServerConfig, ServerError};
 use serde_json::json;
-
-async fn error_of(resp: reqwest::Response) -> (u16, ErrorBody) {
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap())
-}
 
 #[tokio::test]
 async fn public_address_without_tls_is_refused() {

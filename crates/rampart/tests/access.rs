@@ -7,23 +7,11 @@
 
 mod support;
 
-use rampart_client::ClientError;
 use rampart_proto::admin::{AccessPolicy, AdminGroupList, NewInvite, UserSummary};
 use rampart_proto::api::Role;
 use rampart_proto::group::{Allowed, GroupRole};
 use rampart_proto::{ErrorCode, Username};
 use support::*;
-
-fn loopback() -> std::net::SocketAddr {
-    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-fn code(err: &ClientError) -> Option<ErrorCode> {
-    match err {
-        ClientError::Server { code, .. } => Some(*code),
-        _ => None,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabling_a_user_removes_their_devices_from_every_group() {
@@ -92,13 +80,13 @@ async fn disabling_a_user_removes_their_devices_from_every_group() {
     let err = carol.sync().await.unwrap_err();
     assert!(
         matches!(
-            code(&err),
+            err.code(),
             Some(ErrorCode::AccountDisabled | ErrorCode::Unauthorized)
         ),
         "{err}"
     );
     let err = carol.login(PASSWORD, None).await.unwrap_err();
-    assert_eq!(code(&err), Some(ErrorCode::AccountDisabled), "{err}");
+    assert_eq!(err.code(), Some(ErrorCode::AccountDisabled), "{err}");
 
     // Re-enabled, she signs in as a new device (her old one is gone for
     // good) and is added back; she reads only what follows.
@@ -127,7 +115,7 @@ async fn disabling_a_user_removes_their_devices_from_every_group() {
         .login_as_new_device(PASSWORD, None, "another")
         .await
         .unwrap_err();
-    assert_eq!(code(&err), Some(ErrorCode::Forbidden), "{err}");
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
     server.stop().await;
 }
 
@@ -243,10 +231,10 @@ async fn guests_and_the_organisations_group_rules() {
         .create_group("mine", &[member.username().clone()], None)
         .await
         .unwrap_err();
-    assert_eq!(code(&err), Some(ErrorCode::Forbidden), "{err}");
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
     assert!(err.to_string().contains("guests"), "{err}");
     let err = guest.send_text(&user("sam"), "hello?").await.unwrap_err();
-    assert_eq!(code(&err), Some(ErrorCode::Forbidden), "{err}");
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
 
     owner
         .create_group(
@@ -272,7 +260,7 @@ async fn guests_and_the_organisations_group_rules() {
         .add_member("project", stranger.username())
         .await
         .unwrap_err();
-    assert_eq!(code(&err), Some(ErrorCode::Forbidden), "{err}");
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
 
     // The organisation closes group creation to members and guests to groups.
     let policy = AccessPolicy {
@@ -286,7 +274,7 @@ async fn guests_and_the_organisations_group_rules() {
         .create_group("side", &[stranger.username().clone()], None)
         .await
         .unwrap_err();
-    assert_eq!(code(&err), Some(ErrorCode::Forbidden), "{err}");
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
     let other_guest: rampart_proto::admin::Invite = owner
         .http()
         .post(
@@ -307,7 +295,7 @@ async fn guests_and_the_organisations_group_rules() {
         .add_member("small", guest.username())
         .await
         .unwrap_err();
-    assert_eq!(code(&err), Some(ErrorCode::Forbidden), "{err}");
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
     owner
         .add_member("small", stranger.username())
         .await
@@ -319,7 +307,7 @@ async fn guests_and_the_organisations_group_rules() {
         .add_member("small", fourth.username())
         .await
         .unwrap_err();
-    assert_eq!(code(&err), Some(ErrorCode::TooLarge), "{err}");
+    assert_eq!(err.code(), Some(ErrorCode::TooLarge), "{err}");
     fourth.sync().await.unwrap();
     server.stop().await;
 }

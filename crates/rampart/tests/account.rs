@@ -11,10 +11,6 @@ use rampart_core::{CoreError, DeviceCredential, Engine, IdentityKey, Trust};
 use rampart_proto::{DeviceId, ErrorCode, GroupId, Username};
 use support::*;
 
-fn loopback() -> std::net::SocketAddr {
-    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
 fn now_secs() -> u64 {
     rampart_client::now_millis() / 1000
 }

@@ -4,82 +4,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod binary;
+
+use binary::{BIN, ServerProcess, free_port, json_of, ok};
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rampart");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A server process that is killed (SIGKILL) and reaped when dropped, so a
-/// failing test never leaves one behind.
-struct ServerProcess(Child);
-
-impl ServerProcess {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Starts `rampart server`; returns the process and, on a first start, the owner invite.
-fn start_server(data: &Path, port: u16) -> (ServerProcess, Option<String>) {
-    let mut child = Command::new(BIN)
-        .args([
-            "server",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let child = ServerProcess(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut invite = None;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("--invite ").nth(1) {
-                invite = Some(rest.trim().to_owned());
-            }
-            if line.contains("listening on") || invite.is_some() {
-                let _ = tx.send(invite.clone());
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut invite = None;
-    while Instant::now() < deadline {
-        if let Ok(i) = rx.recv_timeout(Duration::from_millis(100)) {
-            invite = invite.or(i);
-        }
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            // Give the first-start invite line a moment to be printed.
-            if let Ok(i) = rx.recv_timeout(Duration::from_millis(300)) {
-                invite = invite.or(i);
-            }
-            return (child, invite);
-        }
-    }
-    panic!("server did not start");
-}
+/// How long a first start may take to print its owner invite.
+const INVITE_WAIT: Duration = Duration::from_secs(60);
 
 fn rampart(profile: &Path, args: &[&str], password: &str) -> Output {
     Command::new(BIN)
@@ -93,25 +27,16 @@ fn rampart(profile: &Path, args: &[&str], password: &str) -> Output {
         .unwrap()
 }
 
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "command failed: {}\n{}",
-        stdout,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 #[test]
 fn cli_round_trip_with_invites_and_a_sigkilled_server() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let (mut server, invite) = start_server(&data, port);
-    let invite = invite.expect("first start prints an owner invite");
+    let mut server = ServerProcess::start(&data, port, &[]);
+    let invite = server
+        .invite(INVITE_WAIT)
+        .expect("first start prints an owner invite");
     let alice = tmp.path().join("alice");
     let bob = tmp.path().join("bob");
 
@@ -193,9 +118,9 @@ fn cli_round_trip_with_invites_and_a_sigkilled_server() {
     assert!(sent["id"].is_string());
     server.kill(); // SIGKILL on Unix
 
-    let (mut server, invite) = start_server(&data, port);
+    let mut server = ServerProcess::start(&data, port, &[]);
     assert!(
-        invite.is_none(),
+        server.invite(Duration::from_millis(500)).is_none(),
         "only the very first start prints an owner invite"
     );
     let synced: serde_json::Value =
@@ -337,7 +262,7 @@ fn server_serves_https_with_the_given_certificate() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _server = ServerProcess(child);
+    let _server = ServerProcess::adopt(child);
     let pem = std::fs::read(&cert).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -377,10 +302,6 @@ fn server_serves_https_with_the_given_certificate() {
     });
 }
 
-fn json_of(out: Output) -> serde_json::Value {
-    serde_json::from_str(&ok(out)).unwrap()
-}
-
 fn invite_for(data: &Path) -> String {
     let admin = Command::new(BIN)
         .args(["admin", "invite", "--data", data.to_str().unwrap()])
@@ -395,7 +316,8 @@ fn cli_two_factor_devices_and_safety_numbers() {
     let data = tmp.path().join("data");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let (_server, invite) = start_server(&data, port);
+    let server = ServerProcess::start(&data, port, &[]);
+    let invite = server.invite(INVITE_WAIT);
     let alice = tmp.path().join("alice");
     let bob = tmp.path().join("bob");
     let register = |profile: &Path, name: &str, invite: &str, password: &str| {

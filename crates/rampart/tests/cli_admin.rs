@@ -5,91 +5,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod binary;
+
+use binary::{BIN, fails, free_port, json_of, ok, start_fresh_server};
 use serde_json::Value;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rampart");
 const PASSPHRASE: &str = "cli admin passphrase";
 const PASSWORD: &str = "tulip-garden-41";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A server process, killed and reaped when dropped so a failing test never
-/// leaves one behind.
-struct ServerProcess(Child);
-
-impl ServerProcess {
-    /// SIGTERM, then wait for the graceful stop (which releases the data
-    /// directory).
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the server did not stop on SIGTERM");
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `rampart server` (invite-only); returns it and the first-start
-/// owner invite.
-fn start_server(data: &Path, port: u16) -> (ServerProcess, String) {
-    let mut child = Command::new(BIN)
-        .args([
-            "server",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env_remove("RAMPART_DATA")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let child = ServerProcess(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("--invite ").nth(1) {
-                let _ = tx.send(rest.trim().to_owned());
-            }
-        }
-    });
-    let invite = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the first start prints an owner invite");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (child, invite);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("server did not start");
-}
 
 /// `rampart --profile PROFILE ARGS…` with the secrets in the environment
 /// and no terminal.
@@ -112,31 +37,6 @@ fn admin(profile: &Path, args: &[&str]) -> Output {
     let mut all = vec!["admin"];
     all.extend_from_slice(args);
     rampart(profile, &all)
-}
-
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "command failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// The command's error output; it must have failed.
-fn fails(out: Output) -> String {
-    assert!(
-        !out.status.success(),
-        "command succeeded: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json_of(out: Output) -> Value {
-    let text = ok(out);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 fn now_ms() -> u64 {
@@ -221,7 +121,7 @@ fn admin_commands_over_http_and_on_the_stopped_data_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let port = free_port();
-    let (server, owner_invite) = start_server(&data, port);
+    let (server, owner_invite) = start_fresh_server(&data, port, &[]);
     let w = World {
         url: format!("http://127.0.0.1:{port}"),
         data: data.clone(),

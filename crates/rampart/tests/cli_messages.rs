@@ -9,78 +9,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use serde_json::Value;
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod binary;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rampart");
+use binary::{BIN, fails, free_port, ok, start_fresh_server};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
 const ALICE_PASSWORD: &str = "tulip-garden-41";
 const BOB_PASSWORD: &str = "river-stone-913";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A server process that is killed and reaped when dropped, so a failing
-/// test never leaves one behind.
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `rampart server` (with `--config` if given); returns the process
-/// and the owner invite printed on the first start.
-fn start_server(data: &Path, port: u16, config: Option<&Path>) -> (ServerProcess, String) {
-    let mut command = Command::new(BIN);
-    command.args([
-        "server",
-        "--data",
-        data.to_str().unwrap(),
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-    ]);
-    if let Some(config) = config {
-        command.arg("--config").arg(config);
-    }
-    let mut child = command
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let child = ServerProcess(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("--invite ").nth(1) {
-                let _ = tx.send(rest.trim().to_owned());
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut invite = None;
-    while Instant::now() < deadline {
-        if let Ok(i) = rx.recv_timeout(Duration::from_millis(100)) {
-            invite = Some(i);
-        }
-        if let Some(invite) = &invite
-            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        {
-            return (child, invite.clone());
-        }
-    }
-    panic!("server did not start (or printed no owner invite)");
-}
 
 fn rampart(profile: &Path, args: &[&str], password: &str) -> Output {
     Command::new(BIN)
@@ -93,30 +31,6 @@ fn rampart(profile: &Path, args: &[&str], password: &str) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap()
-}
-
-/// Stdout of a command that must succeed.
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "command failed: {}\n{}",
-        stdout,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// Stderr of a command that must fail; it must say something.
-fn fails(out: Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "command succeeded but should have failed: {}\n{stderr}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(!stderr.trim().is_empty(), "a failure says why on stderr");
-    stderr
 }
 
 fn json(profile: &Path, args: &[&str]) -> Value {
@@ -223,7 +137,7 @@ fn timers_expiry_recall_and_edit_through_the_binary() {
     let data = tmp.path().join("data");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let (_server, invite) = start_server(&data, port, None);
+    let (_server, invite) = start_fresh_server(&data, port, &[]);
     let alice = tmp.path().join("alice");
     let bob = tmp.path().join("bob");
     register_alice_and_bob(&data, &url, &invite, &alice, &bob);
@@ -448,7 +362,8 @@ fn organisation_maximum_and_default_timer_from_the_server_config() {
     .unwrap();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let (_server, invite) = start_server(&data, port, Some(&config));
+    let (_server, invite) =
+        start_fresh_server(&data, port, &["--config", config.to_str().unwrap()]);
     let alice = tmp.path().join("alice");
     let bob = tmp.path().join("bob");
     register_alice_and_bob(&data, &url, &invite, &alice, &bob);
@@ -511,7 +426,7 @@ fn files_through_the_binary() {
     let data = tmp.path().join("data");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let (_server, invite) = start_server(&data, port, None);
+    let (_server, invite) = start_fresh_server(&data, port, &[]);
     let alice = tmp.path().join("alice");
     let bob = tmp.path().join("bob");
     register_alice_and_bob(&data, &url, &invite, &alice, &bob);
@@ -588,7 +503,7 @@ fn dlp_confirmation_block_and_link_warnings_through_the_binary() {
     let bob = tmp.path().join("bob");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let (_server, invite) = start_server(&data, port, None);
+    let (_server, invite) = start_fresh_server(&data, port, &[]);
     register_alice_and_bob(&data, &url, &invite, &alice, &bob);
 
     let card = "the card is 4111 1111 1111 1111";
@@ -671,7 +586,7 @@ fn group_roles_and_announcements_through_the_binary() {
     let bob = tmp.path().join("bob");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let (_server, invite) = start_server(&data, port, None);
+    let (_server, invite) = start_fresh_server(&data, port, &[]);
     register_alice_and_bob(&data, &url, &invite, &alice, &bob);
     ok(rampart(
         &alice,

@@ -5,6 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod binary;
+
+use binary::{BIN, ServerProcess, fails, free_port, json_of, ok};
 use ed25519_dalek::{Signer as _, SigningKey};
 use futures_util::StreamExt as _;
 use rampart_proto::api::{NewDevice, OrgPolicy, RegisterRequest, SessionResponse};
@@ -12,12 +15,10 @@ use rampart_proto::frame::ServerFrame;
 use rampart_proto::{DeviceId, GroupId, Username};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-
-const BIN: &str = env!("CARGO_BIN_EXE_rampart");
 
 const VALID: &str = r#"version = 1
 
@@ -37,50 +38,9 @@ const INVALID: &str = r#"version = 1
 action = "blok"
 "#;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A server process that is killed and reaped when dropped, so a failing
-/// test never leaves one behind.
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `rampart server` with open registration, once it accepts connections.
 fn start_server(data: &Path, port: u16) -> ServerProcess {
-    let child = Command::new(BIN)
-        .args([
-            "server",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--registration",
-            "open",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let child = ServerProcess(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("server did not start");
+    ServerProcess::start(data, port, &["--registration", "open"])
 }
 
 fn admin(args: &[&str]) -> Output {
@@ -90,26 +50,6 @@ fn admin(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "command failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// The command's error output; it must have failed.
-fn fails(out: Output) -> String {
-    assert!(!out.status.success(), "command succeeded: {out:?}");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json_of(out: Output) -> Value {
-    serde_json::from_str(&ok(out)).unwrap()
 }
 
 /// Registers `alice` over HTTP with a properly signed device certificate;

@@ -14,10 +14,6 @@ use std::path::Path;
 use std::time::Duration;
 use support::*;
 
-fn loopback() -> std::net::SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
 /// Validates a TOML policy as the admin command does and stores it.
 async fn set_policy(server: &TestServer, toml: &str) -> u64 {
     let policy = Policy::parse(toml).expect("valid policy");

@@ -19,10 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::*;
 
-fn loopback() -> std::net::SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
 /// Recognisable bytes that must never appear on the server in the clear.
 const CANARY: &[u8] = b"CANARY-7f3a-attachment-plaintext";
 

@@ -13,10 +13,6 @@ use std::time::Duration;
 use support::pages::decrypted_profile;
 use support::*;
 
-fn loopback() -> std::net::SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
-
 /// One clock for the server and one shared by every client, moved together.
 struct Time {
     server: rampart_server::Clock,

@@ -6,10 +6,6 @@ use rampart_client::ClientError;
 use rampart_proto::ErrorCode;
 use support::*;
 
-fn loopback() -> std::net::SocketAddr {
-    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_users_chat_one_to_one_and_in_a_group() {
     let tmp = tempfile::tempdir().unwrap();

@@ -1282,17 +1282,7 @@ impl Actor {
                 .await?
                 .unwrap_or_default(),
         };
-        let mut keys = Vec::with_capacity(devices.len());
-        for device in devices {
-            let key: Option<Vec<u8>> =
-                sqlx::query_scalar("SELECT signature_key FROM devices WHERE id = ?")
-                    .bind(device_to_db(*device))
-                    .fetch_optional(&self.pool)
-                    .await?;
-            if let Some(key) = key {
-                keys.push((*device, key));
-            }
-        }
+        let keys = crate::db::signature_keys(&self.pool, devices).await?;
         let leaves = match super::inspect::members(&group_info) {
             Ok(members) => members,
             Err(r) => {
@@ -1301,7 +1291,8 @@ impl Actor {
             }
         };
         let mut out = Vec::new();
-        for (device, leaf) in keys.iter().filter_map(|(device, key)| {
+        for (device, leaf) in devices.iter().filter_map(|device| {
+            let key = keys.get(device)?;
             leaves
                 .iter()
                 .find(|(_, k)| k == key)

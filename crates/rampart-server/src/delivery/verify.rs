@@ -14,7 +14,7 @@ use crate::state::AppState;
 use rampart_proto::api::SecurityEventKind;
 use rampart_proto::frame::{CommitBundle, DeliveryKind, SendMessage};
 use rampart_proto::{DeviceId, ErrorCode, GroupId};
-use sqlx::{QueryBuilder, Row as _, Sqlite};
+use sqlx::Row as _;
 use std::collections::HashMap;
 
 fn internal() -> Refusal {
@@ -65,41 +65,6 @@ async fn stored_group_info(
         }
         _ => None,
     })
-}
-
-/// The signature keys of these devices (a device the server does not know
-/// is left out, which makes any comparison fail).
-async fn keys(
-    state: &AppState,
-    devices: &[DeviceId],
-) -> Result<HashMap<DeviceId, Vec<u8>>, Refusal> {
-    let mut out = HashMap::with_capacity(devices.len());
-    for chunk in devices.chunks(500) {
-        let mut q =
-            QueryBuilder::<Sqlite>::new("SELECT id, signature_key FROM devices WHERE id IN (");
-        let mut list = q.separated(", ");
-        for d in chunk {
-            list.push_bind(device_to_db(*d));
-        }
-        q.push(")");
-        for row in q
-            .build()
-            .fetch_all(&state.pool)
-            .await
-            .map_err(|_| internal())?
-        {
-            let (Ok(id), Ok(key)) = (
-                row.try_get::<i64, _>("id"),
-                row.try_get::<Vec<u8>, _>("signature_key"),
-            ) else {
-                continue;
-            };
-            if let Some(id) = crate::db::device_from_db(id) {
-                out.insert(id, key);
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// The keys of `devices`, sorted, or `None` if one is unknown.
@@ -167,7 +132,9 @@ pub async fn proposal(
     let payload = msg.message.clone();
     let result = async {
         let proposer = blocking(move || inspect::leave(&current, &payload)).await?;
-        let own = keys(state, &[device]).await?;
+        let own = crate::db::signature_keys(&state.pool, &[device])
+            .await
+            .map_err(|_| internal())?;
         if own.get(&device) != Some(&proposer) {
             return Err(mismatch());
         }
@@ -205,7 +172,9 @@ async fn check_commit(
     named.push(device);
     named.extend(&bundle.added);
     named.extend(&bundle.removed);
-    let known = keys(state, &named).await?;
+    let known = crate::db::signature_keys(&state.pool, &named)
+        .await
+        .map_err(|_| internal())?;
     let (Some(added), Some(removed), Some(own)) = (
         sorted_keys(&known, &bundle.added),
         sorted_keys(&known, &bundle.removed),

@@ -99,6 +99,41 @@ impl TestServer {
     }
 }
 
+/// A REST call to `path` with an optional bearer token and JSON body.
+pub async fn call(
+    http: &reqwest::Client,
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> reqwest::Response {
+    let mut req = http.request(method.parse().unwrap(), server.url(path));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    req.send().await.unwrap()
+}
+
+/// The JSON body of a `200` answer.
+pub async fn ok<T: serde::de::DeserializeOwned>(resp: reqwest::Response) -> T {
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The status and error body of a refused call.
+pub async fn error_of(resp: reqwest::Response) -> (u16, rampart_proto::error::ErrorBody) {
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap();
+    let parsed = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{status}: {body}"));
+    (status, parsed)
+}
+
 pub struct Account {
     pub username: Username,
     pub device: DeviceId,

@@ -14,6 +14,11 @@ use std::path::{Path, PathBuf};
 pub const PASSPHRASE: &str = "test profile passphrase";
 pub const PASSWORD: &str = "correct horse battery";
 
+/// Any free port on 127.0.0.1.
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     pub data: PathBuf,

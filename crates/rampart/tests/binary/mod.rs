@@ -1,0 +1,150 @@
+//! The real `rampart` binary and `rampart server` processes, shared by the
+//! tests that drive the command line.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_rampart");
+
+/// How long a first start may take to print its owner invite.
+const INVITE_WAIT: Duration = Duration::from_secs(60);
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server process that is killed (SIGKILL) and reaped when dropped, so a
+/// failing test never leaves one behind.
+pub struct ServerProcess {
+    child: Child,
+    /// Owner invites the server printed (only a first start prints one).
+    invites: Receiver<String>,
+}
+
+impl ServerProcess {
+    /// Starts `rampart server --data DATA --listen 127.0.0.1:PORT EXTRA…`
+    /// and returns once it accepts connections.
+    pub fn start(data: &Path, port: u16, extra: &[&str]) -> Self {
+        let mut child = Command::new(BIN)
+            .args([
+                "server",
+                "--data",
+                data.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .args(extra)
+            .env_remove("RAMPART_DATA")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, invites) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("--invite ").nth(1) {
+                    let _ = tx.send(rest.trim().to_owned());
+                }
+            }
+        });
+        let server = Self { child, invites };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not start");
+    }
+
+    /// A process started some other way (its output is not read).
+    pub fn adopt(child: Child) -> Self {
+        Self {
+            child,
+            invites: channel().1,
+        }
+    }
+
+    /// The owner invite this start printed, waiting up to `wait` for it.
+    pub fn invite(&self, wait: Duration) -> Option<String> {
+        self.invites.recv_timeout(wait).ok()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for the graceful stop (which releases the data
+    /// directory).
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the server did not stop on SIGTERM");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A server on a new data directory, with the owner invite its first start
+/// prints.
+pub fn start_fresh_server(data: &Path, port: u16, extra: &[&str]) -> (ServerProcess, String) {
+    let server = ServerProcess::start(data, port, extra);
+    let invite = server
+        .invite(INVITE_WAIT)
+        .expect("the first start prints an owner invite");
+    (server, invite)
+}
+
+/// Stdout of a command that must succeed.
+pub fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "command failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Stderr of a command that must fail.
+pub fn fails(out: Output) -> String {
+    assert!(
+        !out.status.success(),
+        "command succeeded but should have failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.trim().is_empty(), "a failure says why on stderr");
+    stderr
+}
+
+/// Stdout of a command that must succeed, as JSON.
+pub fn json_of(out: Output) -> serde_json::Value {
+    let text = ok(out);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
