@@ -33,6 +33,7 @@ use rampart_proto::admin::{
     AccessPolicy, AdminGroupList, Invite, NewInvite, RoleChange, SessionList, UserList, UserSummary,
 };
 use rampart_proto::api::Role;
+use rampart_proto::audit::{AuditCheckpoint, AuditCheckpointList, AuditKey, AuditPage, AuditQuery};
 
 /// Longest session id accepted before asking the server (ids are short
 /// prefixes of a hash; this only keeps a pasted token out of a URL).
@@ -132,6 +133,30 @@ impl AdminClient {
             }
             None => self.http.get("/v1/admin/sessions").await,
         }
+    }
+
+    /// One page of the audit log (see [`AuditQuery`]).
+    pub async fn audit(&self, query: &AuditQuery) -> Result<AuditPage, ClientError> {
+        self.http
+            .get(&format!("/v1/admin/audit{}", query.to_query_string()))
+            .await
+    }
+
+    /// Every audit checkpoint, oldest first.
+    pub async fn audit_checkpoints(&self) -> Result<Vec<AuditCheckpoint>, ClientError> {
+        let list: AuditCheckpointList = self.http.get("/v1/admin/audit/checkpoints").await?;
+        Ok(list.checkpoints)
+    }
+
+    /// Asks the server to sign the audit chain's head now.
+    pub async fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, ClientError> {
+        self.http.post("/v1/admin/audit/checkpoint", &empty()).await
+    }
+
+    /// The key the server signs audit checkpoints with, as it says. Verify
+    /// against a key written down earlier rather than trusting this.
+    pub async fn audit_key(&self) -> Result<AuditKey, ClientError> {
+        self.http.get("/v1/admin/audit/key").await
     }
 
     /// Revokes one session (its id from [`AdminClient::sessions`]).

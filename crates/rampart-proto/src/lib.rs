@@ -10,6 +10,7 @@
 //! defined here: the server never sees it. See `rampart-core`.
 
 pub mod admin;
+pub mod audit;
 pub mod api;
 pub mod codec;
 pub mod error;

@@ -9,6 +9,7 @@ use crate::client_ip::ClientIp;
 use crate::config::Registration;
 use crate::db::{self, device_to_db, sha256};
 use crate::error::{ApiError, ApiJson};
+use crate::metrics::LoginOutcome;
 use crate::password;
 use crate::ratelimit::Action;
 use crate::security_events::{self, Event};
@@ -466,7 +467,9 @@ pub async fn login(
     let password = Zeroizing::new(req.password);
     let code = req.totp.map(Zeroizing::new);
     let attempt = Attempt::account(&req.username, ip);
-    attempt.check(&state)?;
+    attempt
+        .check(&state)
+        .inspect_err(|_| state.metrics.login(LoginOutcome::Locked))?;
     let row = sqlx::query(
         "SELECT id, password_hash, role, disabled_at FROM users \
          WHERE username = ? AND deleted_at IS NULL",
@@ -480,6 +483,7 @@ pub async fn login(
         attempt
             .failed(&state, Some(SecurityEventKind::LoginFailed))
             .await;
+        state.metrics.login(LoginOutcome::BadPassword);
         return Err(ApiError::bad_credentials());
     };
     let user_id: i64 = row.try_get("id")?;
@@ -488,6 +492,7 @@ pub async fn login(
         attempt
             .failed(&state, Some(SecurityEventKind::LoginFailed))
             .await;
+        state.metrics.login(LoginOutcome::BadPassword);
         return Err(ApiError::bad_credentials());
     }
     // Only after the password: told before, anyone could learn that an
@@ -496,6 +501,7 @@ pub async fn login(
         let event =
             Event::new(SecurityEventKind::AccessDenied, Some(user_id), ip).device(req.device_id);
         security_events::record_logged(&state, &event).await;
+        state.metrics.login(LoginOutcome::Disabled);
         return Err(account_disabled());
     }
     let role = role_from_db(row.try_get::<&str, _>("role")?);
@@ -532,6 +538,7 @@ pub async fn login(
                 attempt
                     .failed(&state, Some(SecurityEventKind::TwoFactorFailed))
                     .await;
+                state.metrics.login(LoginOutcome::BadCode);
                 return Err(ApiError::bad_code());
             }
         },
@@ -569,6 +576,7 @@ pub async fn login(
     let token = insert_session(&mut tx, req.device_id, now).await?;
     tx.commit().await?;
     attempt.succeeded(&state);
+    state.metrics.login(LoginOutcome::Success);
     Ok(ApiJson(SessionResponse {
         token,
         username: req.username,

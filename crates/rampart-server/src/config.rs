@@ -4,6 +4,7 @@ use rampart_proto::api::MessagePolicy;
 use rampart_proto::limits::{
     BLOB_PART_BYTES, DEFAULT_RECALL_WINDOW_SECS, MAX_TIMER_SECS, MIN_TIMER_SECS,
 };
+use crate::audit::AlertsConfig;
 use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -60,6 +61,60 @@ pub struct ServerConfig {
     /// File sharing: size limit, quota, orphan grace period and where
     /// blobs are stored (the `[files]` TOML section).
     pub files: FilesConfig,
+    /// Who may scrape `GET /metrics`, and an optional separate address
+    /// for it (the `[metrics]` TOML section).
+    pub metrics: MetricsConfig,
+    /// Audit log checkpoints and retention (the `[audit]` TOML section).
+    pub audit: AuditConfig,
+    /// Alert rules over the audit log and their webhook (the `[alerts]`
+    /// TOML section; see [`crate::audit::alerts`]).
+    pub alerts: AlertsConfig,
+}
+
+/// The audit log's signing interval and retention.
+///
+/// ```toml
+/// [audit]
+/// checkpoint_interval_secs = 600   # sign the chain's head every 10 minutes
+/// retention_days = 400             # prune older entries (default: keep all)
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How often the chain's head is signed (if anything was appended);
+    /// entries after the last checkpoint are only as safe as the database.
+    pub checkpoint_interval_secs: u64,
+    /// Entries older than this many days are pruned (hourly), with the
+    /// per-account security and DLP events of that age. `None`: kept forever.
+    pub retention_days: Option<u32>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_interval_secs: 600,
+            retention_days: None,
+        }
+    }
+}
+
+impl AuditConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(10..=86_400).contains(&self.checkpoint_interval_secs) {
+            return Err(ConfigError::Audit(format!(
+                "audit.checkpoint_interval_secs = {} is out of range: use 10 to 86400 (one day)",
+                self.checkpoint_interval_secs
+            )));
+        }
+        if self.retention_days == Some(0) {
+            return Err(ConfigError::Audit(
+                "audit.retention_days = 0 would delete the audit log as it is written: \
+                 use at least 1, or leave it out to keep everything"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Default for [`ServerConfig::session_idle_secs`]: 30 days.
@@ -315,6 +370,70 @@ impl FilesConfig {
     }
 }
 
+/// Prometheus metrics (`GET /metrics`): who may scrape them, and where.
+///
+/// ```toml
+/// [metrics]
+/// listen = "127.0.0.1:9448"   # also serve /metrics (plain HTTP) here; optional
+/// token = "..."               # scrapers send Authorization: Bearer <token>
+/// ```
+///
+/// With a `token`, every scrape must present it, from anywhere. Without
+/// one, only loopback clients may scrape (the TCP peer's address, never
+/// `X-Forwarded-For`); on the main address of a server behind a TLS
+/// proxy not even those, since the proxy usually is one. `/metrics` is
+/// always served on the main address too; `listen` adds a plain-HTTP
+/// address for it alone, which must be a loopback address unless a token
+/// is set (the token then crosses that network unencrypted: keep it to a
+/// private one). The metrics never name a user, device, group or address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A separate address that serves only `/metrics`, over plain HTTP.
+    pub listen: Option<SocketAddr>,
+    /// The bearer token scrapers must send (at least
+    /// [`MIN_METRICS_TOKEN_LEN`] visible ASCII characters). Never logged
+    /// or shown (see [`Secret`]'s `Debug`).
+    pub token: Option<Secret>,
+}
+
+/// Shortest [`MetricsConfig::token`].
+pub const MIN_METRICS_TOKEN_LEN: usize = 16;
+
+impl MetricsConfig {
+    fn validate(&self, main: SocketAddr) -> Result<(), ConfigError> {
+        let refuse = |text: String| Err(ConfigError::Metrics(text));
+        if let Some(token) = &self.token {
+            let t = token.expose();
+            if t.len() < MIN_METRICS_TOKEN_LEN || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                return refuse(format!(
+                    "metrics.token must be at least {MIN_METRICS_TOKEN_LEN} visible ASCII characters \
+                     without spaces (scrapers send it as Authorization: Bearer <token>); generate one \
+                     with `openssl rand -hex 32`"
+                ));
+            }
+        }
+        let Some(listen) = self.listen else {
+            return Ok(());
+        };
+        if listen == main && listen.port() != 0 {
+            return refuse(format!(
+                "metrics.listen = {listen} is the server's own address: choose another port, or \
+                 leave metrics.listen out and scrape /metrics on the server's address"
+            ));
+        }
+        if !listen.ip().is_loopback() && self.token.is_none() {
+            return refuse(format!(
+                "metrics.listen = {listen} is not a loopback address and metrics.token is not set: \
+                 anyone who can reach it could read the metrics. Add token = \"<secret>\" to \
+                 [metrics] (scrapers send Authorization: Bearer <secret>), or listen on a loopback \
+                 address such as 127.0.0.1:9448"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Where blobs are stored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -450,6 +569,9 @@ impl Default for ServerConfig {
             rate_limits: RateLimits::default(),
             messages: MessagesConfig::default(),
             files: FilesConfig::default(),
+            metrics: MetricsConfig::default(),
+            audit: AuditConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -497,6 +619,13 @@ pub enum ConfigError {
     /// another; the text names the setting and what to write instead.
     #[error("{0}")]
     Files(String),
+    /// A `[metrics]` setting is unsafe or malformed; the text names the
+    /// setting and what to write instead.
+    #[error("{0}")]
+    Metrics(String),
+    /// An `[audit]` or `[alerts]` setting is out of range or unsafe.
+    #[error("{0}")]
+    Audit(String),
 }
 
 impl ServerConfig {
@@ -532,6 +661,9 @@ impl ServerConfig {
     fn validate_limits(&self) -> Result<(), ConfigError> {
         self.messages.validate()?;
         self.files.validate()?;
+        self.metrics.validate(self.listen)?;
+        self.audit.validate()?;
+        self.alerts.validate().map_err(ConfigError::Audit)?;
         let r = &self.rate_limits;
         let checks = [
             (
@@ -761,6 +893,66 @@ mod tests {
             "[files]\nmax_file_bytes = -1",
         ] {
             assert!(toml::from_str::<ServerConfig>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn toml_metrics_section() {
+        let c: ServerConfig = toml::from_str(
+            "[metrics]\nlisten = \"0.0.0.0:9448\"\ntoken = \"0123456789abcdef-metrics\"\n",
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(c.metrics.listen, "0.0.0.0:9448".parse().ok());
+        assert_eq!(
+            c.metrics.token.as_ref().map(Secret::expose),
+            Some("0123456789abcdef-metrics")
+        );
+        assert!(c.validate().is_ok());
+        // The token never shows in logs.
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+        assert_eq!(ServerConfig::default().metrics, MetricsConfig::default());
+        assert!(toml::from_str::<ServerConfig>("[metrics]\nbogus = 1").is_err());
+        assert!(toml::from_str::<ServerConfig>("[metrics]\nlisten = \"nowhere\"").is_err());
+    }
+
+    #[test]
+    fn metrics_settings_are_checked() {
+        let metrics = |listen: Option<&str>, token: Option<&str>| ServerConfig {
+            metrics: MetricsConfig {
+                listen: listen.map(|l| l.parse().unwrap_or_else(|_| unreachable!())),
+                token: token.map(Secret::new),
+            },
+            ..ServerConfig::default()
+        };
+        let token = Some("0123456789abcdef");
+        for ok in [
+            metrics(None, None),
+            metrics(Some("127.0.0.1:9448"), None),
+            metrics(Some("[::1]:9448"), None),
+            metrics(Some("127.0.0.1:0"), None),
+            metrics(Some("0.0.0.0:9448"), token),
+            metrics(None, token),
+        ] {
+            assert!(ok.validate().is_ok(), "{:?}", ok.metrics);
+        }
+        let refused = |c: ServerConfig| {
+            c.validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let msg = refused(metrics(Some("0.0.0.0:9448"), None));
+        assert!(
+            msg.contains("metrics.token") && msg.contains("127.0.0.1"),
+            "{msg}"
+        );
+        let msg = refused(metrics(Some("127.0.0.1:8448"), None));
+        assert!(msg.contains("another port"), "{msg}");
+        for bad in ["short", "sixteen chars ok?", "0123456789abcdé"] {
+            let msg = refused(metrics(None, Some(bad)));
+            assert!(msg.starts_with("metrics.token"), "{bad}: {msg}");
         }
     }
 

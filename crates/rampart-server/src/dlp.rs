@@ -26,6 +26,7 @@
 //!
 //! [`ServerFrame::PolicyChanged`]: rampart_proto::frame::ServerFrame::PolicyChanged
 
+use crate::audit;
 use crate::auth::AuthDevice;
 use crate::clock::Clock;
 use crate::db::{self, device_from_db, device_to_db, u64_from_db, u64_to_db};
@@ -35,6 +36,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use rampart_proto::api::{DlpEventBatch, OrgPolicy};
+use rampart_proto::audit::Outcome;
 use rampart_proto::limits::{MAX_DLP_EVENTS_PER_BATCH, MAX_POLICY_DOCUMENT_BYTES};
 use rampart_proto::{DeviceId, GroupId, Millis, Username};
 use serde::Serialize;
@@ -106,6 +108,7 @@ fn check_document(document: &str) -> Result<(), PolicyDocumentError> {
 /// get their own revision and the last one written wins.
 async fn store(pool: &SqlitePool, document: &str, now: i64) -> Result<u64, PolicyDocumentError> {
     check_document(document)?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let revision: i64 = sqlx::query_scalar(
         "INSERT INTO org_policy (id, revision, document, updated_at) VALUES (1, 1, ?, ?) \
          ON CONFLICT (id) DO UPDATE SET revision = revision + 1, \
@@ -114,8 +117,16 @@ async fn store(pool: &SqlitePool, document: &str, now: i64) -> Result<u64, Polic
     )
     .bind(document)
     .bind(now)
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
+    // Whoever holds the data directory sets the policy: the operator. The
+    // document's hash identifies which one, without copying it.
+    let entry = audit::Entry::new("dlp_policy_changed", audit::Actor::Operator, Outcome::Success)
+        .target(audit::Target::Text("policy:dlp".into()))
+        .detail("revision", revision)
+        .detail("document_sha256", hex::encode(db::sha256(document.as_bytes())));
+    audit::append(&mut *tx, now, &entry).await?;
+    tx.commit().await?;
     Ok(u64_from_db(revision))
 }
 
@@ -359,11 +370,21 @@ pub async fn report(
         .bind(u64_to_db(event.at))
         .execute(&mut *tx)
         .await?;
+        let entry = audit::Entry::new(
+            format!("dlp_{}", event.action),
+            audit::Actor::User(auth.user_id),
+            Outcome::Success,
+        )
+        .device(Some(auth.device_id))
+        .target(audit::Target::Group(event.group_id))
+        .detail("rule", &event.rule);
+        audit::append(&mut *tx, now, &entry).await?;
     }
     tx.commit().await?;
     for event in &batch.events {
         // Both were checked against their fixed alphabets above.
         tracing::info!(rule = %event.rule, action = %event.action, "DLP event reported");
+        state.metrics.dlp_event(&event.action);
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -52,6 +52,12 @@ pub enum ServerError {
     /// `rampart admin` was pointed at a directory without a Rampart database.
     #[error("{0} holds no Rampart database; check the data directory")]
     NoDatabase(std::path::PathBuf),
+    /// The separate metrics address (`[metrics] listen`) could not be bound.
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    MetricsListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     /// A background task died (a bug).
     #[error("internal: {0}")]
     Internal(String),

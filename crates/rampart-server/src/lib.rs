@@ -68,6 +68,16 @@
 //! `data_dir/server.lock`, so the two never meet. Administrators never see
 //! content: no route returns any.
 //!
+//! Monitoring: Prometheus metrics at `GET /metrics` (text format 0.0.4,
+//! names prefixed `rampart_`): open WebSockets, relayed messages, accepted
+//! handshakes, queue depth, stored blob bytes, logins by outcome, rate-limit
+//! refusals, DLP events by action and request latencies by route template.
+//! Loopback clients only, unless `[metrics] token` is set
+//! ([`MetricsConfig`]); `[metrics] listen` adds an address that serves
+//! nothing else. Requests are logged (`tracing`) with their method, route
+//! template, status and latency — never a raw path, a body, a header or a
+//! token; installing a subscriber is up to the binary.
+//!
 //! Every time-dependent check reads a [`Clock`], which tests replace with a
 //! manual one ([`Server::open_with_clock`]).
 //!
@@ -90,6 +100,7 @@
 
 pub mod admin;
 mod attempt;
+pub mod audit;
 mod auth;
 mod blobs;
 mod client_ip;
@@ -105,6 +116,7 @@ mod groups;
 pub mod handshake_cost;
 mod keypackages;
 mod link;
+mod metrics;
 mod password;
 mod policy;
 mod ratelimit;
@@ -119,8 +131,8 @@ pub use admin::Console as AdminConsole;
 pub use auth::AuthDevice;
 pub use clock::Clock;
 pub use config::{
-    ConfigError, FilesConfig, MessagesConfig, RateLimits, Registration, S3Config, ServerConfig,
-    StoreKind,
+    ConfigError, FilesConfig, MessagesConfig, MetricsConfig, RateLimits, Registration, S3Config,
+    ServerConfig, StoreKind,
 };
 pub use delivery::lifetime::Purger;
 pub use delivery::ws::MAX_WEBSOCKETS;
@@ -135,6 +147,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{delete, get, post, put};
+use rampart_proto::audit::Outcome;
 use rampart_proto::api::Health;
 use rampart_proto::limits::{BLOB_PART_BYTES, MAX_DLP_EVENTS_BODY_BYTES, MAX_JSON_BODY_BYTES};
 use sqlx::SqlitePool;
@@ -166,6 +179,8 @@ pub struct Server {
     purger: Purger,
     policy: PolicyHandle,
     policy_poll: Duration,
+    /// The `[metrics] listen` address, bound at open, served by `serve`.
+    metrics_listener: Option<tokio::net::TcpListener>,
     /// `data_dir/server.lock`, held while this server lives, so a second
     /// server or an admin console refuses to open the same directory.
     _lock: std::fs::File,
@@ -218,6 +233,18 @@ impl Server {
             .await
             .map_err(|e| ServerError::Internal(e.message))?;
         let blobs = Arc::new(blobs::Blobs::open(&config.files, &config.data_dir).await?);
+        let metrics = Arc::new(metrics::Metrics::new(
+            &config.metrics,
+            config.behind_tls_proxy,
+        ));
+        let metrics_listener = match config.metrics.listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::MetricsListen { addr, source })?,
+            ),
+            None => None,
+        };
         let purger = Purger::new(pool.clone(), clock.clone(), blobs.clone());
         let signer = Arc::new(delivery::external::DeliverySigner::from_seed(
             key.delivery_seed(),
@@ -229,10 +256,23 @@ impl Server {
             purger.clone(),
             blobs.clone(),
             signer.clone(),
+            metrics.clone(),
         )
         .await?;
         let (shutdown_tx, shutdown) = watch::channel(false);
         let policy = PolicyHandle::new(pool.clone(), clock.clone()).await?;
+        let audit = Arc::new(audit::Audit::new(
+            pool.clone(),
+            clock.clone(),
+            key.audit_seed(),
+            audit::alerts::Alerts::start(&config.alerts),
+        ));
+        // Seal what an earlier run or an admin command left unsealed, and
+        // say in the log when the server started.
+        audit.seal().await?;
+        let started = audit::Entry::new("server_started", audit::Actor::Server, Outcome::Success)
+            .detail("version", env!("CARGO_PKG_VERSION"));
+        audit::append(&pool, clock.now_db(), &started).await?;
         let state = AppState {
             pool,
             registration: config.registration,
@@ -242,7 +282,10 @@ impl Server {
             dummy_hash: dummy_hash.into(),
             next_conn_id: Arc::new(AtomicU64::new(1)),
             clock,
-            limiter: Arc::new(ratelimit::Limiter::new(config.rate_limits.clone())),
+            limiter: Arc::new(ratelimit::Limiter::new(
+                config.rate_limits.clone(),
+                metrics.clone(),
+            )),
             key: Arc::new(key),
             delivery_key: signer.public_key().into(),
             session_idle_ms: i64::try_from(config.session_idle_secs.saturating_mul(1000))
@@ -252,8 +295,18 @@ impl Server {
             blobs,
             policy_revision: policy.subscribe(),
             access,
+            metrics,
+            audit,
         };
-        tokio::spawn(cleanup_loop(state.clone(), purger.clone()));
+        tokio::spawn(cleanup_loop(
+            state.clone(),
+            purger.clone(),
+            config.audit.retention_days,
+        ));
+        tokio::spawn(state.audit.clone().run(
+            Duration::from_secs(config.audit.checkpoint_interval_secs),
+            state.shutdown.clone(),
+        ));
         Ok(Server {
             state,
             config,
@@ -263,6 +316,7 @@ impl Server {
             purger,
             policy,
             policy_poll: POLICY_POLL_INTERVAL,
+            metrics_listener,
             _lock: lock,
         })
     }
@@ -289,6 +343,14 @@ impl Server {
         self.purger.clone()
     }
 
+    /// The address the separate metrics listener is bound to (`[metrics]
+    /// listen`, with its port if 0 was asked for), if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// The invite created by this start for the first account (it becomes the owner), if any.
     pub fn first_invite(&self) -> Option<&str> {
         self.first_invite.as_deref()
@@ -301,6 +363,7 @@ impl Server {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/health", get(health))
+            .route("/metrics", get(metrics::scrape))
             .route("/v1/register", post(auth::register))
             .route("/v1/login", post(auth::login))
             .route("/v1/logout", post(auth::logout))
@@ -373,8 +436,36 @@ impl Server {
                 "/v1/admin/sessions/{session_id}/revoke",
                 post(admin::routes::revoke_session),
             )
+            .route("/v1/admin/audit", get(audit::routes::list))
+            .route(
+                "/v1/admin/audit/checkpoints",
+                get(audit::routes::checkpoints),
+            )
+            .route(
+                "/v1/admin/audit/checkpoint",
+                post(audit::routes::checkpoint),
+            )
+            .route("/v1/admin/audit/key", get(audit::routes::key))
             .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
-            .layer(axum::middleware::from_fn(trace_request))
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                audit::routes::audit_admin_calls,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.metrics.clone(),
+                trace_request,
+            ))
+            .with_state(self.state.clone())
+    }
+
+    /// What the `[metrics] listen` address serves: `/metrics` alone.
+    fn metrics_router(&self) -> Router {
+        Router::new()
+            .route("/metrics", get(metrics::scrape_dedicated))
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.metrics.clone(),
+                trace_request,
+            ))
             .with_state(self.state.clone())
     }
 
@@ -382,11 +473,25 @@ impl Server {
     /// `shutdown` resolves; then stops accepting, closes WebSockets, flushes
     /// the delivery actor's pending batch and closes the database.
     pub async fn serve(
-        self,
+        mut self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let router = self.router();
+        // The separate metrics address stops with everything else.
+        let metrics = self.metrics_listener.take().map(|metrics_listener| {
+            let service = self
+                .metrics_router()
+                .into_make_service_with_connect_info::<SocketAddr>();
+            let mut stop = self.state.shutdown.clone();
+            tokio::spawn(
+                axum::serve(metrics_listener, service)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|stopping| *stopping).await;
+                    })
+                    .into_future(),
+            )
+        });
         // Only while serving: the revision matters to connected sockets.
         tokio::spawn(
             self.policy
@@ -414,6 +519,14 @@ impl Server {
             Some(config) => tls::serve(listener, router, config.clone(), signal).await,
         };
         let _ = self.shutdown_tx.send(true);
+        if let Some(task) = metrics {
+            match tokio::time::timeout(WS_DRAIN_TIMEOUT, task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "serving metrics failed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "the metrics listener's task failed"),
+                Err(_) => tracing::warn!("the metrics listener did not stop in time"),
+            }
+        }
         // Every WebSocket holds a permit until it has closed.
         let all = u32::try_from(delivery::ws::MAX_WEBSOCKETS).unwrap_or(u32::MAX);
         if tokio::time::timeout(WS_DRAIN_TIMEOUT, self.state.ws_slots.acquire_many(all))
@@ -423,6 +536,17 @@ impl Server {
             tracing::warn!("some WebSockets did not close in time");
         }
         self.state.delivery.flush().await;
+        // Last: the stop itself is audited and the chain's head signed.
+        let stopped = audit::Entry::new("server_stopped", audit::Actor::Server, Outcome::Success);
+        audit::append_logged(&self.state.pool, self.state.now(), &stopped).await;
+        if let Err(e) = self
+            .state
+            .audit
+            .checkpoint(rampart_proto::audit::CheckpointReason::Shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "signing the final audit checkpoint failed");
+        }
         self.state.pool.close().await;
         served
     }
@@ -456,7 +580,7 @@ async fn first_start_invite(
     Ok(Some(db::insert_invite(pool, role).await?))
 }
 
-async fn cleanup_loop(state: AppState, purger: Purger) {
+async fn cleanup_loop(state: AppState, purger: Purger, audit_retention_days: Option<u32>) {
     let mut shutdown = state.shutdown.clone();
     let mut tick = tokio::time::interval(CLEANUP_INTERVAL);
     tick.tick().await;
@@ -489,6 +613,12 @@ async fn cleanup_loop(state: AppState, purger: Purger) {
                 if let Err(e) = admin::collect_deleted(&state.pool).await {
                     tracing::warn!(error = %e, "dropping deleted accounts' rows failed");
                 }
+                if let Some(days) = audit_retention_days {
+                    let cutoff = state.now().saturating_sub(i64::from(days) * 86_400_000);
+                    if let Err(e) = state.audit.prune_before(cutoff).await {
+                        tracing::warn!(error = %e, "pruning the audit log failed");
+                    }
+                }
                 state.limiter.evict_stale(state.clock.now_ms());
             }
             _ = shutdown.changed() => return,
@@ -509,25 +639,21 @@ async fn expire_sessions(state: &AppState) -> Result<(), sqlx::Error> {
     .bind(cutoff)
     .execute(&mut *tx)
     .await?;
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, device_id, action, outcome) \
+         SELECT ?, u.username, s.device_id, 'session_expired', 'success' \
+         FROM sessions s JOIN devices d ON d.id = s.device_id JOIN users u ON u.id = d.user_id \
+         WHERE s.last_used < ?",
+    )
+    .bind(now)
+    .bind(cutoff)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("DELETE FROM sessions WHERE last_used < ?")
         .bind(cutoff)
         .execute(&mut *tx)
         .await?;
     tx.commit().await
-}
-
-/// The path with a blob id cut to its first 8 digits (like `BlobId`'s
-/// `Debug`): whoever reads the log should not be handed a file's id.
-fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
-    const BLOBS: &str = "/v1/blobs/";
-    match path.strip_prefix(BLOBS) {
-        Some(rest) if rest.len() > 8 => {
-            let (id, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let short = id.get(..8).unwrap_or(id);
-            format!("{BLOBS}{short}…{tail}").into()
-        }
-        _ => path.into(),
-    }
 }
 
 async fn health() -> axum::Json<Health> {
@@ -537,47 +663,39 @@ async fn health() -> axum::Json<Health> {
     })
 }
 
-/// One span per request with method and path; logs the status and latency.
-/// Never bodies, headers or tokens, and blob ids only shortened.
-async fn trace_request(req: Request, next: Next) -> Response {
-    let path = loggable_path(req.uri().path());
-    let span = tracing::info_span!("request", method = %req.method(), path = %path);
+/// One span per request with its method and route template; logs the
+/// status and latency, and counts them in the latency histogram. The route
+/// is the router's template (`/v1/users/{username}`), never the path: a
+/// path carries usernames typed for accounts that may not exist, blob and
+/// link ids. Never bodies, headers or tokens either.
+async fn trace_request(
+    axum::extract::State(metrics): axum::extract::State<Arc<metrics::Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .cloned();
+    let route = route
+        .as_ref()
+        .map_or(metrics::UNMATCHED_ROUTE, |r| r.as_str());
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", method = %method, route = %route);
     async move {
         let start = std::time::Instant::now();
         let response = next.run(req).await;
+        let elapsed = start.elapsed();
+        let status = response.status();
         tracing::info!(
-            status = response.status().as_u16(),
-            ms = start.elapsed().as_millis() as u64,
+            status = status.as_u16(),
+            ms = elapsed.as_millis() as u64,
             "handled"
         );
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        metrics.http_request(&method, route, status, micros);
         response
     }
     .instrument(span)
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::loggable_path;
-
-    #[test]
-    fn blob_ids_are_shortened_in_logged_paths() {
-        let id = "ab".repeat(32);
-        assert_eq!(
-            loggable_path(&format!("/v1/blobs/{id}")),
-            "/v1/blobs/abababab…"
-        );
-        assert_eq!(
-            loggable_path(&format!("/v1/blobs/{id}/status")),
-            "/v1/blobs/abababab…/status"
-        );
-        assert_eq!(loggable_path("/v1/blobs"), "/v1/blobs");
-        assert_eq!(loggable_path("/v1/blobs/short"), "/v1/blobs/short");
-        assert_eq!(loggable_path("/v1/groups/x"), "/v1/groups/x");
-        // Not a char boundary at 8: left whole rather than panicking.
-        assert_eq!(
-            loggable_path("/v1/blobs/abcdefgé12"),
-            "/v1/blobs/abcdefgé12…"
-        );
-    }
 }

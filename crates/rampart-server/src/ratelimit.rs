@@ -11,11 +11,15 @@
 //! `std::sync::Mutex` guards them; it is held for a few hash-map operations
 //! and never across an `.await`. A restart forgets everything, which is the
 //! price of not writing to the database on every failed login.
+//!
+//! Every refusal (a locked key, an action past its allowance) is counted in
+//! the server's metrics, by limit.
 
 use crate::config::RateLimits;
+use crate::metrics::{Limit, Metrics};
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// What failures are counted against.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -37,6 +41,18 @@ pub enum Action {
     /// Commits and proposals, keyed by device id: each costs the server a
     /// verification of the group's tree (one signature per member).
     Handshake,
+}
+
+impl Action {
+    /// The metrics label of this action's allowance.
+    fn limit(self) -> Limit {
+        match self {
+            Self::Register => Limit::Register,
+            Self::Link => Limit::Link,
+            Self::DlpReport => Limit::DlpReport,
+            Self::Handshake => Limit::Handshake,
+        }
+    }
 }
 
 /// Commits and proposals one device may send per [`HANDSHAKE_WINDOW_MS`]:
@@ -87,6 +103,8 @@ struct Tables {
 pub struct Limiter {
     policy: RateLimits,
     tables: Mutex<Tables>,
+    /// Where refusals are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -103,10 +121,11 @@ fn secs_until(until_ms: u64, now_ms: u64) -> u64 {
 }
 
 impl Limiter {
-    pub fn new(policy: RateLimits) -> Self {
+    pub fn new(policy: RateLimits, metrics: Arc<Metrics>) -> Self {
         Self {
             policy,
             tables: Mutex::new(Tables::default()),
+            metrics,
         }
     }
 
@@ -130,12 +149,18 @@ impl Limiter {
 
     /// If any of `keys` is locked, the seconds until all of them are free.
     pub fn locked(&self, keys: &[&Key], now_ms: u64) -> Option<u64> {
-        let tables = self.tables();
-        keys.iter()
-            .filter_map(|k| tables.failures.get(*k))
-            .filter(|f| f.locked_until_ms > now_ms)
-            .map(|f| secs_until(f.locked_until_ms, now_ms))
-            .max()
+        let locked = {
+            let tables = self.tables();
+            keys.iter()
+                .filter_map(|k| tables.failures.get(*k))
+                .filter(|f| f.locked_until_ms > now_ms)
+                .map(|f| secs_until(f.locked_until_ms, now_ms))
+                .max()
+        };
+        if locked.is_some() {
+            self.metrics.rate_limited(Limit::Lockout);
+        }
+        locked
     }
 
     /// Counts one failure against each key. Returns the keys whose lock
@@ -218,10 +243,10 @@ impl Limiter {
             *window = fresh;
         }
         if window.count >= limit {
-            return Err(secs_until(
-                window.start_ms.saturating_add(window_ms),
-                now_ms,
-            ));
+            let wait = secs_until(window.start_ms.saturating_add(window_ms), now_ms);
+            drop(tables);
+            self.metrics.rate_limited(action.limit());
+            return Err(wait);
         }
         window.count += 1;
         Ok(())
@@ -271,7 +296,7 @@ mod tests {
     use super::*;
 
     fn limiter() -> Limiter {
-        Limiter::new(RateLimits::default())
+        Limiter::new(RateLimits::default(), Arc::default())
     }
 
     const T0: u64 = 1_700_000_000_000;
@@ -362,11 +387,37 @@ mod tests {
     }
 
     #[test]
+    fn refusals_are_counted_by_limit() {
+        let metrics = Arc::new(Metrics::default());
+        let l = Limiter::new(RateLimits::default(), metrics.clone());
+        let alice = Key::Account("alice".into());
+        for _ in 0..5 {
+            assert_eq!(l.locked(&[&alice], T0), None);
+            l.failed(&[&alice], T0);
+        }
+        assert!(l.locked(&[&alice], T0).is_some());
+        for _ in 0..=HANDSHAKES_PER_WINDOW {
+            let _ = l.admit(Action::Handshake, "9", T0);
+        }
+        let text = metrics.render(&Default::default());
+        for want in [
+            "rampart_rate_limited_total{limit=\"lockout\"} 1",
+            "rampart_rate_limited_total{limit=\"handshake\"} 1",
+            "rampart_rate_limited_total{limit=\"register\"} 0",
+        ] {
+            assert!(text.lines().any(|line| line == want), "{want}\n{text}");
+        }
+    }
+
+    #[test]
     fn tables_stay_bounded() {
-        let l = Limiter::new(RateLimits {
-            max_tracked_keys: 1000,
-            ..RateLimits::default()
-        });
+        let l = Limiter::new(
+            RateLimits {
+                max_tracked_keys: 1000,
+                ..RateLimits::default()
+            },
+            Arc::default(),
+        );
         for i in 0..5000u64 {
             l.failed(&[&Key::Ip(format!("ip{i}"))], T0 + i);
             let _ = l.admit(Action::Register, &format!("ip{i}"), T0 + i);

@@ -33,6 +33,8 @@ pub struct ServerKey {
     recovery: Zeroizing<[u8; KEY_LEN]>,
     /// The seed of the delivery service's MLS signing key (external sender).
     delivery: Zeroizing<[u8; KEY_LEN]>,
+    /// The seed of the key that signs audit checkpoints.
+    audit: Zeroizing<[u8; KEY_LEN]>,
 }
 
 impl std::fmt::Debug for ServerKey {
@@ -56,6 +58,19 @@ impl ServerKey {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(&path),
             Err(e) => Err(key_error(&path, format!("cannot read: {e}"))),
         }
+    }
+
+    /// Reads `data_dir/server.key`, which must exist (administration of a
+    /// stopped server: a new key would not open what the old one sealed).
+    pub fn load(data_dir: &Path) -> Result<Self, ServerError> {
+        let path = data_dir.join(KEY_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            key_error(
+                &path,
+                format!("cannot read: {e}. Restore the server key from where it was backed up"),
+            )
+        })?;
+        Self::parse(&path, &bytes)
     }
 
     fn parse(path: &Path, bytes: &[u8]) -> Result<Self, ServerError> {
@@ -107,6 +122,7 @@ impl ServerKey {
             totp: derive(master, b"rampart server key: totp secrets v1"),
             recovery: derive(master, b"rampart server key: recovery codes v1"),
             delivery: derive(master, b"rampart server key: delivery service signing v1"),
+            audit: derive(master, b"rampart server key: audit checkpoint signing v1"),
         }
     }
 
@@ -114,6 +130,12 @@ impl ServerKey {
     /// proposals as the groups' external sender.
     pub fn delivery_seed(&self) -> &[u8; KEY_LEN] {
         &self.delivery
+    }
+
+    /// The seed of the Ed25519 key with which the server signs the audit
+    /// log's checkpoints.
+    pub fn audit_seed(&self) -> &[u8; KEY_LEN] {
+        &self.audit
     }
 
     /// Encrypts a TOTP secret for one user: version, nonce, ciphertext.

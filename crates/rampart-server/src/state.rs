@@ -5,6 +5,8 @@ use crate::blobs::Blobs;
 use crate::clock::Clock;
 use crate::config::Registration;
 use crate::delivery::DeliveryHandle;
+use crate::audit::Audit;
+use crate::metrics::Metrics;
 use crate::ratelimit::Limiter;
 use crate::secrets::ServerKey;
 use rampart_proto::admin::AccessPolicy;
@@ -49,6 +51,10 @@ pub struct AppState {
     /// The organisation's access policy (see `admin`): read at start,
     /// replaced when an administrator changes it over HTTP.
     pub(crate) access: AccessCache,
+    /// Counters and histograms served at `GET /metrics`, and who may read them.
+    pub metrics: Arc<Metrics>,
+    /// The audit log: sealing, checkpoints, alerts.
+    pub audit: Arc<Audit>,
 }
 
 impl AppState {

@@ -57,6 +57,9 @@ const GROUP_MEMBER: [E; 6] = [D, D, M, M, M, M];
 const MATRIX: &[(&str, &str, [E; 6])] = &[
     ("GET", "/health", OPEN),
     ("GET", "/v1/openapi.json", OPEN),
+    // No metrics token is configured and every caller here is on loopback;
+    // tests/metrics.rs covers tokens and other addresses.
+    ("GET", "/metrics", OPEN),
     ("POST", "/v1/register", OPEN),
     ("POST", "/v1/login", OPEN),
     ("GET", "/v1/me", SESSION),

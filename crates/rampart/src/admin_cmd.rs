@@ -248,7 +248,7 @@ fn yes_no(b: bool) -> &'static str {
 
 /// Where the commands go: a stopped server's data directory, or the admin
 /// API with a profile's session.
-enum Backend {
+pub(crate) enum Backend {
     Local(Console),
     Remote {
         client: Box<Client>,
@@ -422,7 +422,7 @@ fn local_open_error(e: rampart_server::ServerError, data: &Path) -> anyhow::Erro
 
 /// Runs `work` against the backend `via` selects, and closes it whatever
 /// the outcome.
-async fn with_backend<T, F>(via: &Via, profile: &Path, work: F) -> anyhow::Result<T>
+pub(crate) async fn with_backend<T, F>(via: &Via, profile: &Path, work: F) -> anyhow::Result<T>
 where
     F: AsyncFnOnce(&Backend) -> anyhow::Result<T>,
 {
@@ -434,7 +434,7 @@ where
 
 // ---- the commands -------------------------------------------------------------------
 
-fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", serde_json::to_string(value)?)?;
     Ok(())

@@ -4,6 +4,7 @@
 
 mod account_cmd;
 mod admin_cmd;
+mod audit_cmd;
 mod bench;
 mod bench_dlp;
 mod bench_files;

@@ -4,8 +4,20 @@ use crate::admin_cmd;
 use crate::cli::time;
 use anyhow::Context as _;
 use rampart_server::{Registration, Server, ServerConfig};
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
+/// How `rampart server` writes its log to stderr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    #[default]
+    Human,
+    /// One JSON object per line (`timestamp`, `level`, `fields` with the
+    /// `message`, `target`, `span`, `spans`), for log collectors.
+    Json,
+}
 
 /// Flags of `rampart server`; each overrides the config file, and each can come
 /// from a `RAMPART_*` environment variable.
@@ -32,6 +44,20 @@ pub struct ServerArgs {
     /// Serve plain HTTP on a non-loopback address because a TLS-terminating proxy is in front.
     #[arg(long, env = "RAMPART_BEHIND_TLS_PROXY")]
     behind_tls_proxy: bool,
+    /// Also serve GET /metrics (plain HTTP, nothing else) on this address.
+    /// A non-loopback address needs `token` in the config file's [metrics]
+    /// section.
+    #[arg(long, env = "RAMPART_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Log format on stderr: `human` or `json` (one object per line). With
+    /// `json`, the start-up notice and a first start's owner invite go to
+    /// stdout instead, so that stderr holds only JSON.
+    #[arg(long, env = "RAMPART_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// Log level (`error`, `warn`, `info`, `debug`, `trace`) or filter
+    /// directives such as `info,rampart_server=debug`.
+    #[arg(long, env = "RAMPART_LOG", default_value = "info")]
+    log_level: String,
 }
 
 impl ServerArgs {
@@ -56,12 +82,41 @@ impl ServerArgs {
             config.tls_key = Some(v);
         }
         config.behind_tls_proxy |= self.behind_tls_proxy;
+        if let Some(v) = self.metrics_listen {
+            config.metrics.listen = Some(v);
+        }
         config.validate()?;
         Ok(config)
     }
 }
 
-pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+/// Installs the server's log subscriber: `format` on stderr, filtered by
+/// `level` (an `EnvFilter` directive). Client commands install none.
+fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).with_context(|| {
+        format!("--log-level {level:?} is not a level or filter directive (try info or debug)")
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match format {
+        LogFormat::Human => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_ansi(false)
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+}
+
+pub async fn serve(mut args: ServerArgs) -> anyhow::Result<()> {
+    let format = args.log_format;
+    init_logging(format, &std::mem::take(&mut args.log_level))?;
+    let json_logs = format == LogFormat::Json;
     let config = args.config()?;
     let listen = config.listen;
     let scheme = if config.tls_cert.is_some() {
@@ -75,21 +130,50 @@ pub async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
-    eprintln!(
-        "rampart server listening on {scheme}://{local} (data in {})",
-        data_dir.display()
-    );
-    if let Some(invite) = server.first_invite() {
-        eprintln!();
-        eprintln!("First start: this single-use invite creates the organisation owner's account:");
-        eprintln!();
+    let url = format!("{scheme}://{local}");
+    let metrics = server.metrics_addr().map(|m| format!("http://{m}/metrics"));
+    // For the person who started the server: on stderr beside a human
+    // log; on stdout beside a JSON one, so that stderr stays one JSON
+    // object per line and the invite never reaches a log collector.
+    let mut notice: Box<dyn std::io::Write> = if json_logs {
+        tracing::info!(%url, data = %data_dir.display(), "rampart server listening");
+        if let Some(metrics) = &metrics {
+            tracing::info!(url = %metrics, "serving metrics");
+        }
+        Box::new(std::io::stdout())
+    } else {
         eprintln!(
-            "    rampart register --server {scheme}://{local} --username YOU --invite {invite}"
+            "rampart server listening on {url} (data in {})",
+            data_dir.display()
         );
-        eprintln!();
+        if let Some(metrics) = &metrics {
+            eprintln!("metrics on {metrics}");
+        }
+        Box::new(std::io::stderr())
+    };
+    if let Some(invite) = server.first_invite() {
+        if json_logs {
+            tracing::info!("first start: the owner's invite is printed on standard output");
+        }
+        let text = format!(
+            "\nFirst start: this single-use invite creates the organisation owner's account:\n\n    \
+             rampart register --server {url} --username YOU --invite {invite}\n\n"
+        );
+        // Not fatal: `rampart admin invite` makes another.
+        if let Err(e) = notice
+            .write_all(text.as_bytes())
+            .and_then(|()| notice.flush())
+        {
+            tracing::warn!(error = %e, "could not print the first start's invite");
+        }
     }
+    drop(notice);
     server.serve(listener, shutdown_signal()).await?;
-    eprintln!("rampart server stopped");
+    if json_logs {
+        tracing::info!("rampart server stopped");
+    } else {
+        eprintln!("rampart server stopped");
+    }
     Ok(())
 }
 
@@ -136,6 +220,9 @@ pub enum AdminCommand {
     /// Live sessions: list, revoke.
     #[command(subcommand)]
     Sessions(admin_cmd::SessionsCommand),
+    /// The tamper-evident audit log: list, export, verify, key, checkpoint.
+    #[command(subcommand)]
+    Audit(crate::audit_cmd::AuditCommand),
     /// Print a new single-use member invite code from the data directory
     /// (works while the server runs or is stopped; `users invite` chooses
     /// the role and expiry).
@@ -234,6 +321,7 @@ pub async fn admin(command: AdminCommand, profile: &Path, json: bool) -> anyhow:
         AdminCommand::Groups(c) => admin_cmd::groups(c, profile, json).await,
         AdminCommand::Access(c) => admin_cmd::access(c, profile, json).await,
         AdminCommand::Sessions(c) => admin_cmd::sessions(c, profile, json).await,
+        AdminCommand::Audit(c) => crate::audit_cmd::audit(c, profile, json).await,
         AdminCommand::Invite { data } => {
             existing_data_dir(&data)?;
             let code = rampart_server::create_invite(&data).await?;

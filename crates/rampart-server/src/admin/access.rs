@@ -1,7 +1,9 @@
 //! The organisation's access policy: stored as JSON in `org_access`,
 //! validated on every change, cached in the running server.
 
-use super::{Caller, Ctx, check_administers, deny, record_both};
+use super::{Caller, Ctx, admin_entry, check_administers, deny};
+use crate::audit;
+use crate::security_events::{self, Event};
 use crate::error::ApiError;
 use rampart_proto::admin::{AccessPolicy, MAX_USERNAME_PATTERN_LEN};
 use rampart_proto::api::{Role, SecurityEventKind};
@@ -166,15 +168,13 @@ pub(super) async fn set(
     .execute(&mut *tx)
     .await?;
     if let Some(admin) = caller.user_id() {
-        record_both(
-            &mut tx,
-            ctx,
-            caller,
-            admin,
-            SecurityEventKind::AccessPolicyChanged,
-        )
-        .await?;
+        let event = Event::new(SecurityEventKind::AccessPolicyChanged, Some(admin), ctx.ip).mirror();
+        security_events::record(&mut *tx, ctx.now(), &event).await?;
     }
+    let entry = admin_entry(ctx, caller, SecurityEventKind::AccessPolicyChanged)
+        .target(audit::Target::Text("policy:access".into()))
+        .detail("document_sha256", hex::encode(crate::db::sha256(document.as_bytes())));
+    audit::append(&mut *tx, ctx.now(), &entry).await?;
     tx.commit().await?;
     ctx.access.set(policy.clone());
     tracing::info!(by = %super::by(caller), "access policy changed");

@@ -1,6 +1,7 @@
 //! Administration of a stopped server, straight on its data directory.
 
 use super::{AccessCache, Caller, Ctx, access, groups, sessions, try_load_access, users};
+use crate::audit::{self, Audit, alerts::Alerts};
 use crate::client_ip::ClientIp;
 use crate::clock::Clock;
 use crate::error::{ApiError, ServerError};
@@ -9,6 +10,7 @@ use rampart_proto::admin::{
     AccessPolicy, AdminGroupList, Invite, NewInvite, SessionList, UserList, UserSummary,
 };
 use rampart_proto::api::Role;
+use rampart_proto::audit::{AuditCheckpoint, AuditPage, CheckpointReason};
 use std::fs::File;
 use std::path::Path;
 
@@ -47,6 +49,7 @@ pub(crate) fn lock_data_dir(data_dir: &Path) -> Result<File, ServerError> {
 /// by the orphan collector when the server starts again.
 pub struct Console {
     ctx: Ctx,
+    audit: Audit,
     _lock: File,
 }
 
@@ -65,9 +68,13 @@ impl Console {
             return Err(ServerError::NoDatabase(data_dir.to_owned()));
         }
         let lock = lock_data_dir(data_dir)?;
+        let key = crate::secrets::ServerKey::load(data_dir)?;
         let pool = crate::db::open(data_dir).await?;
         let access = AccessCache::new(try_load_access(&pool).await?);
+        // No alert rules here: a stopped server has nobody to alert.
+        let audit = Audit::new(pool.clone(), Clock::system(), key.audit_seed(), Alerts::none());
         Ok(Console {
+            audit,
             ctx: Ctx {
                 pool,
                 clock: Clock::system(),
@@ -132,8 +139,37 @@ impl Console {
         sessions::revoke(&self.ctx, &Caller::Operator, session_id).await
     }
 
-    /// Closes the database cleanly and releases the lock.
+    /// Audit entries matching `query` (see [`crate::audit::Query`]).
+    pub async fn audit_page(&self, query: &audit::Query) -> Result<AuditPage, ServerError> {
+        Ok(self.audit.page(query).await?)
+    }
+
+    /// Every audit checkpoint, oldest first.
+    pub async fn audit_checkpoints(&self) -> Result<Vec<AuditCheckpoint>, ServerError> {
+        Ok(self.audit.checkpoints().await?)
+    }
+
+    /// The public key audit checkpoints are signed with.
+    pub fn audit_key(&self) -> [u8; 32] {
+        self.audit.public_key()
+    }
+
+    /// Signs the audit chain's head now.
+    pub async fn audit_checkpoint(&self) -> Result<Option<AuditCheckpoint>, ServerError> {
+        Ok(self.audit.checkpoint(CheckpointReason::Requested).await?)
+    }
+
+    /// Walks the whole audit chain against this data directory's key.
+    pub async fn audit_verify(&self) -> Result<Result<audit::Report, audit::Broken>, ServerError> {
+        Ok(self.audit.verify().await?)
+    }
+
+    /// Seals and signs what this console appended, closes the database
+    /// cleanly and releases the lock.
     pub async fn close(self) {
+        if let Err(e) = self.audit.checkpoint(CheckpointReason::Shutdown).await {
+            tracing::error!(error = %e, "signing the audit log failed");
+        }
         self.ctx.pool.close().await;
     }
 }

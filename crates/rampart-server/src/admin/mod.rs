@@ -68,7 +68,9 @@ use crate::client_ip::ClientIp;
 use crate::clock::Clock;
 use crate::delivery::DeliveryHandle;
 use crate::error::ApiError;
+use crate::audit;
 use crate::security_events::{self, Event};
+use rampart_proto::audit::Outcome;
 use rampart_proto::api::{Role, SecurityEventKind};
 use rampart_proto::{DeviceId, Username};
 use sqlx::{SqliteConnection, SqlitePool};
@@ -289,8 +291,9 @@ async fn deny(ctx: &Ctx, caller: &Caller, subject: Option<i64>, reason: String) 
     } = caller
     {
         tracing::warn!(user = %username, %reason, "administrative request refused");
-        let event =
-            Event::new(SecurityEventKind::AccessDenied, Some(*user_id), ctx.ip).subject(subject);
+        let event = Event::new(SecurityEventKind::AccessDenied, Some(*user_id), ctx.ip)
+            .subject(subject)
+            .detail("reason", &reason);
         if let Err(e) = security_events::record(&ctx.pool, ctx.now(), &event).await {
             tracing::error!(error = %e, "recording a security event failed");
         }
@@ -363,22 +366,43 @@ async fn keep_an_owner(
 }
 
 /// Records `kind` in the account's log (naming the administrator) and in
-/// the administrator's (naming the account).
+/// the administrator's (naming the account), and audits it once: the
+/// caller acted on the account, with `detail`.
 async fn record_both(
     conn: &mut SqliteConnection,
     ctx: &Ctx,
     caller: &Caller,
     target: i64,
     kind: SecurityEventKind,
+    detail: &[(&str, &str)],
 ) -> Result<(), sqlx::Error> {
     let now = ctx.now();
-    let event = Event::new(kind, Some(target), ctx.ip).subject(caller.user_id());
+    let event = Event::new(kind, Some(target), ctx.ip)
+        .subject(caller.user_id())
+        .mirror();
     security_events::record(&mut *conn, now, &event).await?;
-    if let Some(admin) = caller.user_id() {
-        let event = Event::new(kind, Some(admin), ctx.ip).subject(Some(target));
+    if let Some(admin) = caller.user_id()
+        && admin != target
+    {
+        let event = Event::new(kind, Some(admin), ctx.ip)
+            .subject(Some(target))
+            .mirror();
         security_events::record(&mut *conn, now, &event).await?;
     }
-    Ok(())
+    let mut entry = admin_entry(ctx, caller, kind).target(audit::Target::User(target));
+    for (key, value) in detail {
+        entry = entry.detail(key, value);
+    }
+    audit::append(&mut *conn, now, &entry).await
+}
+
+/// The audit entry of an administrative action by `caller`.
+fn admin_entry(ctx: &Ctx, caller: &Caller, kind: SecurityEventKind) -> audit::Entry {
+    let actor = match caller {
+        Caller::Admin { user_id, .. } => audit::Actor::User(*user_id),
+        Caller::Operator => audit::Actor::Operator,
+    };
+    audit::Entry::new(security_events::kind_name(kind), actor, Outcome::Success).ip(ctx.ip.display())
 }
 
 /// Who acted, for the operator's log lines.

@@ -39,6 +39,9 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let auth = AuthDevice::from_request_parts(parts, state).await?;
+        if let Some(slot) = parts.extensions.get::<crate::audit::routes::CallerSlot>() {
+            slot.fill(auth.user_id, auth.device_id);
+        }
         let Ok(ip) = ClientIp::from_request_parts(parts, state).await;
         if !auth.role.administers() {
             let event = Event::new(SecurityEventKind::AccessDenied, Some(auth.user_id), ip)

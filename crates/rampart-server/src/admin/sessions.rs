@@ -104,6 +104,7 @@ pub(super) async fn revoke(ctx: &Ctx, caller: &Caller, session_id: &str) -> Resu
         caller,
         t.id,
         SecurityEventKind::SessionRevoked,
+        &[],
     )
     .await?;
     tx.commit().await?;

@@ -2,9 +2,10 @@
 //! resetting a second factor.
 
 use super::{
-    Act, Caller, Ctx, Target, by, check_act, check_administers, deny, keep_an_owner, may_invite,
-    record_both, target,
+    Act, Caller, Ctx, Target, admin_entry, by, check_act, check_administers, deny, keep_an_owner,
+    may_invite, record_both, target,
 };
+use crate::audit;
 use crate::auth::{role_from_db, role_to_db};
 use crate::db::{self, device_from_db, sha256, u64_from_db};
 use crate::error::ApiError;
@@ -87,9 +88,14 @@ pub(super) async fn invite(ctx: &Ctx, caller: &Caller, new: NewInvite) -> Result
     let mut tx = ctx.pool.begin_with("BEGIN IMMEDIATE").await?;
     let code = db::insert_invite_at(&mut tx, role_to_db(new.role), now, expires_at).await?;
     if let Some(admin) = caller.user_id() {
-        let event = Event::new(SecurityEventKind::InviteCreated, Some(admin), ctx.ip);
+        let event = Event::new(SecurityEventKind::InviteCreated, Some(admin), ctx.ip).mirror();
         security_events::record(&mut *tx, now, &event).await?;
     }
+    // Never the code: its role and lifetime only.
+    let entry = admin_entry(ctx, caller, SecurityEventKind::InviteCreated)
+        .detail("role", role_to_db(new.role))
+        .detail("expires_in_secs", secs);
+    audit::append(&mut *tx, now, &entry).await?;
     tx.commit().await?;
     tracing::info!(by = %by(caller), role = ?new.role, "invite created");
     Ok(Invite {
@@ -120,7 +126,15 @@ pub(super) async fn set_role(
         .bind(t.id)
         .execute(&mut *tx)
         .await?;
-    record_both(&mut tx, ctx, caller, t.id, SecurityEventKind::RoleChanged).await?;
+    record_both(
+        &mut tx,
+        ctx,
+        caller,
+        t.id,
+        SecurityEventKind::RoleChanged,
+        &[("role", role_to_db(role)), ("from", role_to_db(t.role))],
+    )
+    .await?;
     let answer = summary(&mut tx, t.id).await?;
     tx.commit().await?;
     tracing::info!(user = %username, from = ?t.role, to = ?role, by = %by(caller), "role changed");
@@ -132,6 +146,7 @@ pub(super) async fn set_role(
 async fn revoke_all_devices(
     conn: &mut SqliteConnection,
     ctx: &Ctx,
+    caller: &Caller,
     user_id: i64,
 ) -> Result<Vec<DeviceId>, ApiError> {
     let devices: Vec<i64> =
@@ -150,9 +165,14 @@ async fn revoke_all_devices(
             .execute(&mut *conn)
             .await?;
         if let Some(device) = device_from_db(id) {
-            let event =
-                Event::new(SecurityEventKind::DeviceRevoked, Some(user_id), ctx.ip).device(device);
+            let event = Event::new(SecurityEventKind::DeviceRevoked, Some(user_id), ctx.ip)
+                .device(device)
+                .mirror();
             security_events::record(&mut *conn, ctx.now(), &event).await?;
+            let entry = admin_entry(ctx, caller, SecurityEventKind::DeviceRevoked)
+                .target(audit::Target::User(user_id))
+                .device(Some(device));
+            audit::append(&mut *conn, ctx.now(), &entry).await?;
             revoked.push(device);
         }
     }
@@ -178,13 +198,14 @@ pub(super) async fn disable(
         .bind(t.id)
         .execute(&mut *tx)
         .await?;
-    let devices = revoke_all_devices(&mut tx, ctx, t.id).await?;
+    let devices = revoke_all_devices(&mut tx, ctx, caller, t.id).await?;
     record_both(
         &mut tx,
         ctx,
         caller,
         t.id,
         SecurityEventKind::AccountDisabled,
+        &[],
     )
     .await?;
     tx.commit().await?;
@@ -226,6 +247,7 @@ pub(super) async fn enable(
         caller,
         t.id,
         SecurityEventKind::AccountEnabled,
+        &[],
     )
     .await?;
     let answer = summary(&mut tx, t.id).await?;
@@ -269,7 +291,7 @@ pub(super) async fn delete(
         .bind(t.id)
         .execute(&mut *tx)
         .await?;
-    let devices = revoke_all_devices(&mut tx, ctx, t.id).await?;
+    let devices = revoke_all_devices(&mut tx, ctx, caller, t.id).await?;
     tx.commit().await?;
     // The delivery service closes sockets and empties queues before the
     // rows go; the devices' group memberships stay for it to remove.
@@ -280,9 +302,13 @@ pub(super) async fn delete(
     let t: Target = target(&mut tx, username).await?;
     let blobs = purge(&mut tx, ctx, t.id, username).await?;
     if let Some(admin) = caller.user_id() {
-        let event = Event::new(SecurityEventKind::AccountDeleted, Some(admin), ctx.ip);
+        let event = Event::new(SecurityEventKind::AccountDeleted, Some(admin), ctx.ip).mirror();
         security_events::record(&mut *tx, ctx.now(), &event).await?;
     }
+    // By name: the account row no longer carries it.
+    let entry = admin_entry(ctx, caller, SecurityEventKind::AccountDeleted)
+        .target(audit::Target::Text(format!("user:{username}")));
+    audit::append(&mut *tx, ctx.now(), &entry).await?;
     tx.commit().await?;
     // Objects after their rows (see `blobs::gc`); with the server stopped
     // the orphan collector deletes them at the next start.
@@ -437,6 +463,7 @@ pub(super) async fn reset_two_factor(
         caller,
         t.id,
         SecurityEventKind::TwoFactorReset,
+        &[],
     )
     .await?;
     let answer = summary(&mut tx, t.id).await?;

@@ -397,6 +397,9 @@ pub async fn put(
 
     let written = {
         let _sender = blobs.try_sender(auth.user_id).ok_or_else(|| {
+            state
+                .metrics
+                .rate_limited(crate::metrics::Limit::UploadParts);
             ApiError::slow_down(
                 1,
                 format!(

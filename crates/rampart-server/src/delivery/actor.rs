@@ -32,7 +32,12 @@ use crate::blobs::Blobs;
 use crate::blobs::store::discard;
 use crate::clock::Clock;
 use crate::config::MessagesConfig;
+use crate::client_ip::ClientIp;
 use crate::db::{device_from_db, device_to_db, u64_from_db, u64_to_db};
+use crate::security_events::{self, Event};
+use rampart_proto::api::SecurityEventKind;
+use rampart_proto::audit::Outcome;
+use crate::metrics::Metrics;
 use bytes::Bytes;
 use rampart_proto::admin::AccessPolicy;
 use rampart_proto::api::Role;
@@ -161,11 +166,18 @@ struct Batch {
     recalled_blobs: Vec<BlobId>,
     /// Devices whose request was refused for want of a right: recorded as
     /// `access_denied` security events with the batch.
-    denied: Vec<(DeviceId, i64)>,
+    denied: Vec<(DeviceId, i64, String)>,
+    /// Accepted membership and settings changes, audited with the batch.
+    audit: Vec<(i64, crate::audit::Entry)>,
     /// Set once a handshake message is in the batch: from then on pushes wait
     /// for the commit, which also keeps each device's pushes in seq order.
     hold_pushes: bool,
     held: Vec<(DeviceId, Outbound)>,
+    /// Application messages from clients accepted in this batch (not
+    /// resends), counted in the metrics once the batch is durable.
+    relayed: u64,
+    /// Commits and proposals from clients accepted in this batch.
+    handshakes: u64,
 }
 
 /// A refused request: code, message and (for stale epochs) the current epoch.
@@ -228,12 +240,15 @@ pub struct Actor {
     /// Per group, the epoch of the latest removal proposals and the devices
     /// they named, so each epoch gets one proposal per device.
     proposed: HashMap<GroupId, (u64, HashSet<DeviceId>)>,
+    /// Counts relayed messages and accepted handshakes.
+    metrics: Arc<Metrics>,
 }
 
 /// Loads the delivery state and starts the actor, which reads `clock` for
 /// every timestamp and applies the `messages` lifetime rules. `purger`
 /// checkpoints the WAL after recalls (on its own task, off the hot path);
-/// recalled blobs are deleted from `blobs`.
+/// recalled blobs are deleted from `blobs`; what was accepted is counted
+/// in `metrics`.
 pub async fn start(
     pool: SqlitePool,
     clock: Clock,
@@ -241,6 +256,7 @@ pub async fn start(
     purger: Purger,
     blobs: Arc<Blobs>,
     signer: Arc<DeliverySigner>,
+    metrics: Arc<Metrics>,
 ) -> Result<(DeliveryHandle, tokio::task::JoinHandle<()>), sqlx::Error> {
     let (tx, rx) = mpsc::channel(OP_QUEUE);
     // Capacity one: requests made while a checkpoint waits coalesce; the
@@ -265,6 +281,7 @@ pub async fn start(
         next_message_id: 1,
         signer,
         proposed: HashMap::new(),
+        metrics,
     };
     actor.reload().await?;
     // Devices revoked while the server was stopped (an administrator
@@ -403,6 +420,13 @@ impl Actor {
                 let request_id = msg.request_id;
                 let result = self.send(batch, device, msg, kind, epoch).await;
                 self.note_denial(batch, device, &result);
+                if result.as_ref().is_ok_and(|(_, duplicate)| !duplicate) {
+                    if kind == DeliveryKind::Application {
+                        batch.relayed += 1;
+                    } else {
+                        batch.handshakes += 1;
+                    }
+                }
                 batch.replies.push((reply, answer(request_id, result)));
             }
             Op::Commit {
@@ -416,6 +440,7 @@ impl Actor {
                 let result = self.commit(batch, device, *bundle, settings).await;
                 self.note_denial(batch, device, &result);
                 if result.as_ref().is_ok_and(|(_, duplicate)| !duplicate) {
+                    batch.handshakes += 1;
                     self.propose_removals(batch, group).await;
                 }
                 batch.replies.push((reply, answer(request_id, result)));
@@ -891,6 +916,30 @@ impl Actor {
         // A 1:1 conversation has no settings: neither person administers it.
         let settings = settings.filter(|_| kind == GroupKind::Group);
         let encoded = settings.as_ref().map(GroupSettings::encode);
+        let audited = match self.groups.get(&group_id) {
+            None => Some("group_created"),
+            Some(_) if !bundle.added.is_empty() || !bundle.removed.is_empty() => {
+                Some("group_members_changed")
+            }
+            Some(old) if old.settings.as_ref().map(GroupSettings::encode) != encoded => {
+                Some("group_settings_changed")
+            }
+            // A member's own key update: routine, not audited.
+            Some(_) => None,
+        };
+        if let Some(action) = audited {
+            let entry = crate::audit::Entry::new(
+                action,
+                crate::audit::Actor::Name(sender.to_string()),
+                Outcome::Success,
+            )
+            .device(Some(device))
+            .target(crate::audit::Target::Group(group_id))
+            .detail("epoch", new_epoch)
+            .detail("added", device_list(&bundle.added))
+            .detail("removed", device_list(&bundle.removed));
+            batch.audit.push((self.clock.now_db(), entry));
+        }
         let existing = self.groups.insert(
             group_id,
             Group {
@@ -1191,7 +1240,9 @@ impl Actor {
         if let Err(r) = result
             && matches!(r.code, ErrorCode::Forbidden | ErrorCode::NotMember)
         {
-            batch.denied.push((device, self.clock.now_db()));
+            batch
+                .denied
+                .push((device, self.clock.now_db(), r.message.clone()));
         }
     }
 
@@ -1439,6 +1490,8 @@ impl Actor {
         let result = self.write(&mut batch).await;
         match result {
             Ok(()) => {
+                self.metrics.messages_relayed(batch.relayed);
+                self.metrics.handshakes_accepted(batch.handshakes);
                 if !batch.recalled_blobs.is_empty() {
                     // Off the actor: an object store may take a while.
                     // Their rows are gone; a failed deletion leaves an
@@ -1510,6 +1563,7 @@ impl Actor {
             && batch.attach.is_empty()
             && batch.recalled_blobs.is_empty()
             && batch.denied.is_empty()
+            && batch.audit.is_empty()
         {
             return Ok(());
         }
@@ -1663,15 +1717,18 @@ impl Actor {
                 .execute(&mut *tx)
                 .await?;
         }
-        for (device, at) in &batch.denied {
-            sqlx::query(
-                "INSERT INTO security_events (at, user_id, device_id, kind, ip) \
-                 SELECT ?, user_id, id, 'access_denied', NULL FROM devices WHERE id = ?",
-            )
-            .bind(*at)
-            .bind(device_to_db(*device))
-            .execute(&mut *tx)
-            .await?;
+        for (device, at, reason) in &batch.denied {
+            let user_id: Option<i64> = sqlx::query_scalar("SELECT user_id FROM devices WHERE id = ?")
+                .bind(device_to_db(*device))
+                .fetch_optional(&mut *tx)
+                .await?;
+            let event = Event::new(SecurityEventKind::AccessDenied, user_id, ClientIp(None))
+                .device(*device)
+                .detail("reason", reason);
+            security_events::record(&mut *tx, *at, &event).await?;
+        }
+        for (at, entry) in std::mem::take(&mut batch.audit) {
+            crate::audit::append(&mut *tx, at, &entry).await?;
         }
         // After this batch's inserts, so nothing queued for a revoked device survives.
         for (device, _) in &batch.revoked {
@@ -1682,6 +1739,16 @@ impl Actor {
         }
         tx.commit().await
     }
+}
+
+/// Device ids for an audit entry: the first few, then how many more.
+fn device_list(devices: &[DeviceId]) -> String {
+    const SHOWN: usize = 16;
+    let mut out: Vec<String> = devices.iter().take(SHOWN).map(|d| d.to_string()).collect();
+    if devices.len() > SHOWN {
+        out.push(format!("+{}", devices.len() - SHOWN));
+    }
+    out.join(",")
 }
 
 fn answer(request_id: u32, result: Result<(u64, bool), Rejection>) -> ServerFrame {

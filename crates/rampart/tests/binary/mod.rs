@@ -3,7 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, channel};
@@ -34,7 +34,19 @@ impl ServerProcess {
     /// Starts `rampart server --data DATA --listen 127.0.0.1:PORT EXTRA…`
     /// and returns once it accepts connections.
     pub fn start(data: &Path, port: u16, extra: &[&str]) -> Self {
-        let mut child = Command::new(BIN)
+        Self::launch(data, port, extra, None)
+    }
+
+    /// [`ServerProcess::start`] with its stderr (the log) written to the
+    /// file `log`, and the owner invite read from stdout, where the server
+    /// prints it with `--log-format json`.
+    pub fn start_logging_to(data: &Path, port: u16, extra: &[&str], log: &Path) -> Self {
+        Self::launch(data, port, extra, Some(log))
+    }
+
+    fn launch(data: &Path, port: u16, extra: &[&str], log: Option<&Path>) -> Self {
+        let mut command = Command::new(BIN);
+        command
             .args([
                 "server",
                 "--data",
@@ -43,15 +55,22 @@ impl ServerProcess {
                 &format!("127.0.0.1:{port}"),
             ])
             .args(extra)
-            .env_remove("RAMPART_DATA")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
+            .env_remove("RAMPART_DATA");
+        match log {
+            None => command.stderr(Stdio::piped()).stdout(Stdio::null()),
+            Some(log) => command
+                .stderr(std::fs::File::create(log).unwrap())
+                .stdout(Stdio::piped()),
+        };
+        let mut child = command.spawn().unwrap();
+        // Where the owner invite is printed.
+        let notices: Box<dyn Read + Send> = match log {
+            None => Box::new(child.stderr.take().unwrap()),
+            Some(_) => Box::new(child.stdout.take().unwrap()),
+        };
         let (tx, invites) = channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in BufReader::new(notices).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("--invite ").nth(1) {
                     let _ = tx.send(rest.trim().to_owned());
                 }
