@@ -351,6 +351,12 @@ impl Server {
             .and_then(|l| l.local_addr().ok())
     }
 
+    /// The audit log (sealing, checkpoints, pruning, verification); take it
+    /// before [`Server::serve`], it stays usable while the server runs.
+    pub fn audit(&self) -> Arc<audit::Audit> {
+        self.state.audit.clone()
+    }
+
     /// The invite created by this start for the first account (it becomes the owner), if any.
     pub fn first_invite(&self) -> Option<&str> {
         self.first_invite.as_deref()

@@ -250,7 +250,7 @@ pub async fn audit(command: AuditCommand, profile: &Path, json: bool) -> anyhow:
             }
             match made {
                 Some(c) => println!("signed the chain up to entry #{} at {}", c.last_id, time(c.at)),
-                None => println!("the audit log is empty; nothing to sign"),
+                None => println!("nothing new to sign: the log is empty or signed to its last entry"),
             }
             Ok(())
         }

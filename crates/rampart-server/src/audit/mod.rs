@@ -310,8 +310,8 @@ impl Audit {
         Ok(last.map_or(GENESIS, |h| hash_from_db(&h)))
     }
 
-    /// Seals, then signs the chain's head. An interval checkpoint is skipped
-    /// when nothing was appended since the last one.
+    /// Seals, then signs the chain's head; `None` when the log is empty or
+    /// its head is signed already.
     pub async fn checkpoint(
         &self,
         reason: CheckpointReason,
@@ -327,7 +327,7 @@ impl Audit {
             return Ok(None);
         };
         let last_id = u64_from_db(row.try_get("id")?);
-        if reason == CheckpointReason::Interval {
+        if reason != CheckpointReason::Prune {
             let signed: Option<i64> =
                 sqlx::query_scalar("SELECT MAX(last_id) FROM audit_checkpoints")
                     .fetch_one(&self.pool)

@@ -27,6 +27,8 @@ pub struct TestServer {
     pub first_invite: Option<String>,
     /// Purges expired messages on demand.
     pub purger: Purger,
+    /// Seals, signs, prunes and verifies the audit log on demand.
+    pub audit: std::sync::Arc<rampart_server::audit::Audit>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     join: Option<tokio::task::JoinHandle<()>>,
 }
@@ -60,6 +62,7 @@ impl TestServer {
     pub async fn serve(server: Server) -> Self {
         let first_invite = server.first_invite().map(str::to_owned);
         let purger = server.purger();
+        let audit = server.audit();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -76,6 +79,7 @@ impl TestServer {
             base: format!("http://{addr}"),
             first_invite,
             purger,
+            audit,
             stop: Some(stop),
             join: Some(join),
         }
