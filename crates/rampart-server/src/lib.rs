@@ -78,6 +78,13 @@
 //! template, status and latency — never a raw path, a body, a header or a
 //! token; installing a subscriber is up to the binary.
 //!
+//! Audit ([`audit`], `/v1/admin/audit…`): every security-relevant event
+//! is appended, in the transaction of the action it records, to a
+//! hash-chained log whose head the server signs at intervals, on shutdown
+//! and before pruning; it can be listed, exported as JSON Lines and
+//! verified. Alert rules over it call a signed webhook. It holds no
+//! content, password, code or token.
+//!
 //! Every time-dependent check reads a [`Clock`], which tests replace with a
 //! manual one ([`Server::open_with_clock`]).
 //!

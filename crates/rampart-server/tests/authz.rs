@@ -104,6 +104,10 @@ const MATRIX: &[(&str, &str, [E; 6])] = &[
     ("PUT", "/v1/admin/access", OWNER),
     ("GET", "/v1/admin/sessions", ADMIN),
     ("POST", "/v1/admin/sessions/{session_id}/revoke", ADMIN),
+    ("GET", "/v1/admin/audit", ADMIN),
+    ("GET", "/v1/admin/audit/checkpoints", ADMIN),
+    ("POST", "/v1/admin/audit/checkpoint", ADMIN),
+    ("GET", "/v1/admin/audit/key", ADMIN),
     // Last: it ends the caller's session.
     ("POST", "/v1/logout", SESSION),
 ];

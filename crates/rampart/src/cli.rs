@@ -316,32 +316,11 @@ pub(crate) fn parse_user(s: &str) -> anyhow::Result<Username> {
     Username::parse(s).map_err(|e| anyhow::anyhow!("{s:?}: {e}"))
 }
 
+/// `YYYY-MM-DD hh:mm:ss`, UTC (no time-zone database needed).
 pub(crate) fn time(ms: u64) -> String {
-    let secs = (ms / 1000) as i64;
-    // UTC hh:mm:ss and the date; no time-zone database needed.
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    // RFC 3339 has a fixed layout: `YYYY-MM-DDThh:mm:ss.mmmZ`.
+    let iso = rampart_proto::audit::rfc3339(ms);
+    format!("{} {}", &iso[..10], &iso[11..19])
 }
 
 fn print_entries(

@@ -17,8 +17,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 const PASSPHRASE: &str = "logs test profile passphrase";
-const ALICE_PASSWORD: &str = "Canary-Pw-alice-7QX2-lime-otter";
-const BOB_PASSWORD: &str = "Canary-Pw-bob-93KD-fern-heron";
+const ALICE_PASSWORD: &str = "Canary-Pw-7QX2-lime-otter-one";
+const BOB_PASSWORD: &str = "Canary-Pw-93KD-fern-heron-two";
 const WRONG_PASSWORD: &str = "Canary-Wrong-Pw-5ZT1-moss-crane";
 const MESSAGE: &str = "canary message text 4f1c: meet at the north gate";
 const CAPTION: &str = "canary caption 8d2e";
@@ -239,8 +239,12 @@ fn json_logs_are_parseable_and_hold_no_secret() {
         );
         levels.insert(level.to_owned());
         assert!(entry["fields"].is_object(), "{line}");
-        assert!(entry["fields"]["message"].is_string(), "{line}");
-        assert!(entry["target"].is_string(), "{line}");
+        let target = entry["target"].as_str().unwrap_or_else(|| panic!("{line}"));
+        // Every event of ours has a message (a library's may not: sqlx
+        // logs statements as fields alone).
+        if target.starts_with("rampart") {
+            assert!(entry["fields"]["message"].is_string(), "{line}");
+        }
         if entry["fields"]["message"] == "handled" {
             let route = entry["span"]["route"]
                 .as_str()
