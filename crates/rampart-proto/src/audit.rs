@@ -443,10 +443,7 @@ mod tests {
         let record = AuditRecord::Entry(e);
         let line = serde_json::to_string(&record).unwrap();
         assert!(line.starts_with(r#"{"type":"entry","id":7,"at":1764558245678,"#));
-        assert_eq!(
-            serde_json::from_str::<AuditRecord>(&line).unwrap(),
-            record
-        );
+        assert_eq!(serde_json::from_str::<AuditRecord>(&line).unwrap(), record);
         let checkpoint = AuditRecord::Checkpoint(AuditCheckpoint {
             last_id: 7,
             head_hash: [3; HASH_LEN],

@@ -10,8 +10,8 @@
 //! defined here: the server never sees it. See `rampart-core`.
 
 pub mod admin;
-pub mod audit;
 pub mod api;
+pub mod audit;
 pub mod codec;
 pub mod error;
 pub mod frame;

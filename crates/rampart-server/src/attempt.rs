@@ -65,15 +65,16 @@ impl Attempt {
             security_events::record_logged(state, &Event::new(kind, self.user_id, self.ip)).await;
         }
         for key in started {
-            let user_id = match key {
-                Key::Account(_) => self.user_id,
-                Key::Ip(_) => None,
+            let (user_id, locked) = match key {
+                Key::Account(_) => (self.user_id, "account"),
+                Key::Ip(_) => (None, "address"),
             };
             tracing::info!(
                 account = matches!(key, Key::Account(_)),
                 "credential failures: lock started"
             );
-            let event = Event::new(SecurityEventKind::Locked, user_id, self.ip);
+            let event =
+                Event::new(SecurityEventKind::Locked, user_id, self.ip).detail("locked", locked);
             security_events::record_logged(state, &event).await;
         }
     }

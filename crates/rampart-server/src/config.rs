@@ -1,10 +1,10 @@
 //! Server configuration: what the operator chooses, checked before anything binds.
 
+use crate::audit::AlertsConfig;
 use rampart_proto::api::MessagePolicy;
 use rampart_proto::limits::{
     BLOB_PART_BYTES, DEFAULT_RECALL_WINDOW_SECS, MAX_TIMER_SECS, MIN_TIMER_SECS,
 };
-use crate::audit::AlertsConfig;
 use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -121,10 +121,17 @@ async fn store(pool: &SqlitePool, document: &str, now: i64) -> Result<u64, Polic
     .await?;
     // Whoever holds the data directory sets the policy: the operator. The
     // document's hash identifies which one, without copying it.
-    let entry = audit::Entry::new("dlp_policy_changed", audit::Actor::Operator, Outcome::Success)
-        .target(audit::Target::Text("policy:dlp".into()))
-        .detail("revision", revision)
-        .detail("document_sha256", hex::encode(db::sha256(document.as_bytes())));
+    let entry = audit::Entry::new(
+        "dlp_policy_changed",
+        audit::Actor::Operator,
+        Outcome::Success,
+    )
+    .target(audit::Target::Text("policy:dlp".into()))
+    .detail("revision", revision)
+    .detail(
+        "document_sha256",
+        hex::encode(db::sha256(document.as_bytes())),
+    );
     audit::append(&mut *tx, now, &entry).await?;
     tx.commit().await?;
     Ok(u64_from_db(revision))

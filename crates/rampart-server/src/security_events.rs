@@ -17,9 +17,9 @@ use crate::error::{ApiError, ApiJson};
 use crate::state::AppState;
 use axum::extract::State;
 use rampart_proto::api::{SecurityEvent, SecurityEventKind, SecurityEventList};
+use rampart_proto::audit::Outcome;
 use rampart_proto::limits::MAX_SECURITY_EVENTS;
 use rampart_proto::{DeviceId, Username};
-use rampart_proto::audit::Outcome;
 use sqlx::{Acquire, Row as _, Sqlite};
 use std::collections::BTreeMap;
 
@@ -68,7 +68,9 @@ impl Event {
     /// The audit entry this event makes: the account acted (or tried to),
     /// on the subject if any.
     pub fn audit_entry(&self) -> audit::Entry {
-        let actor = self.user_id.map_or(audit::Actor::Nobody, audit::Actor::User);
+        let actor = self
+            .user_id
+            .map_or(audit::Actor::Nobody, audit::Actor::User);
         let mut entry = audit::Entry::new(kind_name(self.kind), actor, outcome(self.kind))
             .device(self.device)
             .ip(self.ip.clone());

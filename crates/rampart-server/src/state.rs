@@ -1,11 +1,11 @@
 //! What every handler shares.
 
 use crate::admin::AccessCache;
+use crate::audit::Audit;
 use crate::blobs::Blobs;
 use crate::clock::Clock;
 use crate::config::Registration;
 use crate::delivery::DeliveryHandle;
-use crate::audit::Audit;
 use crate::metrics::Metrics;
 use crate::ratelimit::Limiter;
 use crate::secrets::ServerKey;

@@ -46,7 +46,10 @@ async fn history(dir: &Path, clock: &Clock) {
     let owner = register(&http, &server, "owner", 1, server.first_invite.as_deref()).await;
     register(&http, &server, "member", 2, None).await;
     for _ in 0..3 {
-        assert_eq!(login(&http, &server, "member", "wrong password!").await, 401);
+        assert_eq!(
+            login(&http, &server, "member", "wrong password!").await,
+            401
+        );
         clock.advance(Duration::from_secs(1));
     }
     let resp = call(
@@ -133,7 +136,9 @@ async fn the_chain_verifies_and_every_kind_of_tampering_is_caught() {
         ),
         (
             "edit the outcome to something never written",
-            vec![format!("UPDATE audit_log SET outcome = 'fine' WHERE id = {failed}")],
+            vec![format!(
+                "UPDATE audit_log SET outcome = 'fine' WHERE id = {failed}"
+            )],
             failed,
             "altered",
         ),
@@ -156,7 +161,10 @@ async fn the_chain_verifies_and_every_kind_of_tampering_is_caught() {
             "reorder two rows",
             vec![
                 format!("UPDATE audit_log SET id = -1 WHERE id = {middle}"),
-                format!("UPDATE audit_log SET id = {middle} WHERE id = {}", middle + 1),
+                format!(
+                    "UPDATE audit_log SET id = {middle} WHERE id = {}",
+                    middle + 1
+                ),
                 format!("UPDATE audit_log SET id = {} WHERE id = -1", middle + 1),
             ],
             middle,
@@ -253,7 +261,10 @@ async fn pruning_keeps_the_rest_verifiable() {
     // Security events of that age went with them.
     server.stop().await;
     let kept = entries(dir.path()).await;
-    assert!(kept.iter().all(|e| e.at >= cutoff as u64 || e.action == "audit_pruned"));
+    assert!(
+        kept.iter()
+            .all(|e| e.at >= cutoff as u64 || e.action == "audit_pruned")
+    );
     assert!(kept.iter().any(|e| e.action == "audit_pruned"));
     assert!(verify(dir.path()).await.is_ok());
 
@@ -265,7 +276,10 @@ async fn pruning_keeps_the_rest_verifiable() {
     )
     .await;
     let broken = verify(dir.path()).await.unwrap_err();
-    assert!(broken.reason.contains("earlier entries were deleted"), "{broken}");
+    assert!(
+        broken.reason.contains("earlier entries were deleted"),
+        "{broken}"
+    );
 }
 
 /// What the webhook receiver got: headers and body of each POST.
@@ -276,10 +290,12 @@ async fn receiver() -> (String, Received) {
     let app = Router::new()
         .route(
             "/hook",
-            post(|State(got): State<Received>, headers: HeaderMap, body: Bytes| async move {
-                got.lock().unwrap().push((headers, body));
-                "ok"
-            }),
+            post(
+                |State(got): State<Received>, headers: HeaderMap, body: Bytes| async move {
+                    got.lock().unwrap().push((headers, body));
+                    "ok"
+                },
+            ),
         )
         .with_state(got.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -309,7 +325,10 @@ async fn wait_for(got: &Received, n: usize) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the webhook received {} of {n} alerts", got.lock().unwrap().len());
+    panic!(
+        "the webhook received {} of {n} alerts",
+        got.lock().unwrap().len()
+    );
 }
 
 async fn alerts_fired(server: &TestServer) -> Vec<AuditEntry> {
@@ -409,7 +428,11 @@ async fn a_failing_webhook_holds_nothing_up() {
         let resp = call(&http, &server, "GET", "/health", None, None).await;
         assert_eq!(resp.status(), 200);
         server.audit.seal().await.unwrap();
-        assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
         login(&http, &server, "alice", "guessing wrong").await;
     }
     server.stop().await;

@@ -221,7 +221,8 @@ pub async fn audit(command: AuditCommand, profile: &Path, json: bool) -> anyhow:
                 limit: Some(limit.clamp(1, rampart_proto::audit::MAX_AUDIT_PAGE)),
                 ..AuditQuery::default()
             };
-            let mut page = with_backend(&via, profile, async |b| b.audit_page(&query).await).await?;
+            let mut page =
+                with_backend(&via, profile, async |b| b.audit_page(&query).await).await?;
             page.entries.reverse();
             if json {
                 return print_json(&page.entries);
@@ -249,8 +250,14 @@ pub async fn audit(command: AuditCommand, profile: &Path, json: bool) -> anyhow:
                 return print_json(&made);
             }
             match made {
-                Some(c) => println!("signed the chain up to entry #{} at {}", c.last_id, time(c.at)),
-                None => println!("nothing new to sign: the log is empty or signed to its last entry"),
+                Some(c) => println!(
+                    "signed the chain up to entry #{} at {}",
+                    c.last_id,
+                    time(c.at)
+                ),
+                None => {
+                    println!("nothing new to sign: the log is empty or signed to its last entry")
+                }
             }
             Ok(())
         }
@@ -435,9 +442,13 @@ fn verify_file(
         if line.trim().is_empty() {
             return Ok(None);
         }
-        serde_json::from_str(&line)
-            .map(Some)
-            .with_context(|| format!("line {} of {} is not an audit record", n + 1, path.display()))
+        serde_json::from_str(&line).map(Some).with_context(|| {
+            format!(
+                "line {} of {} is not an audit record",
+                n + 1,
+                path.display()
+            )
+        })
     };
     let mut checkpoints = Vec::new();
     for (n, line) in lines(path)? {
@@ -481,7 +492,9 @@ fn report(
                 );
             }
             if let Some(first) = report.pruned_before {
-                println!("  entries before #{first} were pruned; a signed checkpoint marks the start");
+                println!(
+                    "  entries before #{first} were pruned; a signed checkpoint marks the start"
+                );
             }
             Ok(())
         }
@@ -502,10 +515,7 @@ mod tests {
     fn since_takes_dates_times_and_durations() {
         assert_eq!(parse_utc("1970-01-01"), Some(0));
         assert_eq!(parse_utc("2000-02-29"), Some(951_782_400_000));
-        assert_eq!(
-            parse_utc("2025-12-01T03:04:05Z"),
-            Some(1_764_558_245_000)
-        );
+        assert_eq!(parse_utc("2025-12-01T03:04:05Z"), Some(1_764_558_245_000));
         assert_eq!(parse_utc("2025-12-01 03:04"), Some(1_764_558_240_000));
         for bad in ["2025-13-01", "2025-12-01T25:00", "yesterday", "2025-12"] {
             assert_eq!(parse_utc(bad), None, "{bad}");

@@ -61,11 +61,22 @@ fn audit_commands_over_http_and_on_the_stopped_data_directory() {
     let register = |profile: &Path, name: &str, invite: &str| {
         ok(rampart(
             profile,
-            &["register", "--server", &url, "--username", name, "--invite", invite],
+            &[
+                "register",
+                "--server",
+                &url,
+                "--username",
+                name,
+                "--invite",
+                invite,
+            ],
         ));
     };
     register(&alice, "alice", &owner_invite);
-    let invite = json_of(admin(&alice, &["--json", "users", "invite", "--role", "member"]));
+    let invite = json_of(admin(
+        &alice,
+        &["--json", "users", "invite", "--role", "member"],
+    ));
     let bob_invite = invite["code"].as_str().unwrap().to_owned();
     register(&bob, "bob", &bob_invite);
 
@@ -78,7 +89,10 @@ fn audit_commands_over_http_and_on_the_stopped_data_directory() {
     assert!(err.to_lowercase().contains("password"), "{err}");
     ok(admin(&alice, &["users", "role", "bob", "admin"]));
 
-    let list = json_of(admin(&alice, &["--json", "audit", "list", "--limit", "200"]));
+    let list = json_of(admin(
+        &alice,
+        &["--json", "audit", "list", "--limit", "200"],
+    ));
     let seen = actions(&list);
     for action in [
         "server_started",
@@ -100,8 +114,17 @@ fn audit_commands_over_http_and_on_the_stopped_data_directory() {
     assert_eq!(changed[0]["actor"], "alice");
     assert_eq!(changed[0]["target"], "user:bob");
     assert_eq!(changed[0]["detail"]["role"], "admin");
-    let by_bob = json_of(admin(&alice, &["--json", "audit", "list", "--actor", "bob"]));
-    assert!(by_bob.as_array().unwrap().iter().all(|e| e["actor"] == "bob"));
+    let by_bob = json_of(admin(
+        &alice,
+        &["--json", "audit", "list", "--actor", "bob"],
+    ));
+    assert!(
+        by_bob
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["actor"] == "bob")
+    );
     let text = ok(admin(&alice, &["audit", "list", "--since", "1h"]));
     assert!(text.contains("role_changed → user:bob"), "{text}");
     let err = fails(admin(&alice, &["audit", "list", "--since", "someday"]));
@@ -113,7 +136,14 @@ fn audit_commands_over_http_and_on_the_stopped_data_directory() {
     let export = tmp.path().join("audit.jsonl");
     ok(admin(
         &alice,
-        &["audit", "export", "--format", "jsonl", "--output", export.to_str().unwrap()],
+        &[
+            "audit",
+            "export",
+            "--format",
+            "jsonl",
+            "--output",
+            export.to_str().unwrap(),
+        ],
     ));
     let text = std::fs::read_to_string(&export).unwrap();
     let mut entries = 0;
@@ -136,9 +166,19 @@ fn audit_commands_over_http_and_on_the_stopped_data_directory() {
     }
     let out = ok(admin(
         &alice,
-        &["audit", "verify", "--file", export.to_str().unwrap(), "--key", &key],
+        &[
+            "audit",
+            "verify",
+            "--file",
+            export.to_str().unwrap(),
+            "--key",
+            &key,
+        ],
     ));
-    assert!(out.starts_with(&format!("intact: {entries} entries")), "{out}");
+    assert!(
+        out.starts_with(&format!("intact: {entries} entries")),
+        "{out}"
+    );
     // The live log over HTTP, checked against the same key.
     let out = json_of(admin(&alice, &["--json", "audit", "verify", "--key", &key]));
     assert_eq!(out["intact"], true, "{out}");
@@ -147,21 +187,45 @@ fn audit_commands_over_http_and_on_the_stopped_data_directory() {
     let tampered = tmp.path().join("tampered.jsonl");
     std::fs::write(
         &tampered,
-        text.replacen(r#""action":"login_failed""#, r#""action":"login_succeeded""#, 1),
+        text.replacen(
+            r#""action":"login_failed""#,
+            r#""action":"login_succeeded""#,
+            1,
+        ),
     )
     .unwrap();
     let err = fails(admin(
         &alice,
-        &["audit", "verify", "--file", tampered.to_str().unwrap(), "--key", &key],
+        &[
+            "audit",
+            "verify",
+            "--file",
+            tampered.to_str().unwrap(),
+            "--key",
+            &key,
+        ],
     ));
-    assert!(err.contains("broken at entry #") && err.contains("altered"), "{err}");
+    assert!(
+        err.contains("broken at entry #") && err.contains("altered"),
+        "{err}"
+    );
     let other = "11".repeat(32);
     let err = fails(admin(
         &alice,
-        &["audit", "verify", "--file", export.to_str().unwrap(), "--key", &other],
+        &[
+            "audit",
+            "verify",
+            "--file",
+            export.to_str().unwrap(),
+            "--key",
+            &other,
+        ],
     ));
     assert!(err.contains("another key"), "{err}");
-    let err = fails(admin(&alice, &["audit", "verify", "--file", export.to_str().unwrap()]));
+    let err = fails(admin(
+        &alice,
+        &["audit", "verify", "--file", export.to_str().unwrap()],
+    ));
     assert!(err.contains("--key"), "{err}");
 
     // On the stopped server's data directory: the same log, its own key.
@@ -169,8 +233,21 @@ fn audit_commands_over_http_and_on_the_stopped_data_directory() {
     let data_arg = data.to_str().unwrap();
     let out = ok(admin(&alice, &["audit", "verify", "--data", data_arg]));
     assert!(out.starts_with("intact: "), "{out}");
-    assert_eq!(ok(admin(&alice, &["audit", "key", "--data", data_arg])).trim(), key);
-    let text = ok(admin(&alice, &["audit", "list", "--data", data_arg, "--action", "server_stopped"]));
+    assert_eq!(
+        ok(admin(&alice, &["audit", "key", "--data", data_arg])).trim(),
+        key
+    );
+    let text = ok(admin(
+        &alice,
+        &[
+            "audit",
+            "list",
+            "--data",
+            data_arg,
+            "--action",
+            "server_stopped",
+        ],
+    ));
     assert!(text.contains("server_stopped"), "{text}");
 
     // An entry edited straight in the database.
@@ -186,7 +263,10 @@ fn audit_commands_over_http_and_on_the_stopped_data_directory() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["intact"], false, "{report}");
     assert!(
-        report["broken"]["reason"].as_str().unwrap().contains("altered"),
+        report["broken"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("altered"),
         "{report}"
     );
 }

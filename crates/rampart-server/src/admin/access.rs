@@ -3,8 +3,8 @@
 
 use super::{Caller, Ctx, admin_entry, check_administers, deny};
 use crate::audit;
-use crate::security_events::{self, Event};
 use crate::error::ApiError;
+use crate::security_events::{self, Event};
 use rampart_proto::admin::{AccessPolicy, MAX_USERNAME_PATTERN_LEN};
 use rampart_proto::api::{Role, SecurityEventKind};
 use rampart_proto::{ErrorCode, Username};
@@ -168,12 +168,16 @@ pub(super) async fn set(
     .execute(&mut *tx)
     .await?;
     if let Some(admin) = caller.user_id() {
-        let event = Event::new(SecurityEventKind::AccessPolicyChanged, Some(admin), ctx.ip).mirror();
+        let event =
+            Event::new(SecurityEventKind::AccessPolicyChanged, Some(admin), ctx.ip).mirror();
         security_events::record(&mut *tx, ctx.now(), &event).await?;
     }
     let entry = admin_entry(ctx, caller, SecurityEventKind::AccessPolicyChanged)
         .target(audit::Target::Text("policy:access".into()))
-        .detail("document_sha256", hex::encode(crate::db::sha256(document.as_bytes())));
+        .detail(
+            "document_sha256",
+            hex::encode(crate::db::sha256(document.as_bytes())),
+        );
     audit::append(&mut *tx, ctx.now(), &entry).await?;
     tx.commit().await?;
     ctx.access.set(policy.clone());

@@ -72,7 +72,12 @@ impl Console {
         let pool = crate::db::open(data_dir).await?;
         let access = AccessCache::new(try_load_access(&pool).await?);
         // No alert rules here: a stopped server has nobody to alert.
-        let audit = Audit::new(pool.clone(), Clock::system(), key.audit_seed(), Alerts::none());
+        let audit = Audit::new(
+            pool.clone(),
+            Clock::system(),
+            key.audit_seed(),
+            Alerts::none(),
+        );
         Ok(Console {
             audit,
             ctx: Ctx {

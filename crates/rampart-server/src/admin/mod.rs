@@ -63,15 +63,15 @@ pub(crate) use access::{AccessCache, check_username, load_access, try_load_acces
 pub use console::Console;
 pub(crate) use users::{collect_deleted, is_tombstoned};
 
+use crate::audit;
 use crate::blobs::Blobs;
 use crate::client_ip::ClientIp;
 use crate::clock::Clock;
 use crate::delivery::DeliveryHandle;
 use crate::error::ApiError;
-use crate::audit;
 use crate::security_events::{self, Event};
-use rampart_proto::audit::Outcome;
 use rampart_proto::api::{Role, SecurityEventKind};
+use rampart_proto::audit::Outcome;
 use rampart_proto::{DeviceId, Username};
 use sqlx::{SqliteConnection, SqlitePool};
 use std::sync::Arc;
@@ -402,7 +402,8 @@ fn admin_entry(ctx: &Ctx, caller: &Caller, kind: SecurityEventKind) -> audit::En
         Caller::Admin { user_id, .. } => audit::Actor::User(*user_id),
         Caller::Operator => audit::Actor::Operator,
     };
-    audit::Entry::new(security_events::kind_name(kind), actor, Outcome::Success).ip(ctx.ip.display())
+    audit::Entry::new(security_events::kind_name(kind), actor, Outcome::Success)
+        .ip(ctx.ip.display())
 }
 
 /// Who acted, for the operator's log lines.

@@ -191,8 +191,13 @@ impl Default for AlertsConfig {
     /// Rules a security team expects on day one; no webhook.
     fn default() -> Self {
         let failed = ["login_failed", "two_factor_failed"];
-        let mut admin_granted =
-            AlertRule::new("admin-role-granted", &["role_changed"], GroupBy::Target, 1, 0);
+        let mut admin_granted = AlertRule::new(
+            "admin-role-granted",
+            &["role_changed"],
+            GroupBy::Target,
+            1,
+            0,
+        );
         admin_granted.detail.insert(
             "role".to_owned(),
             vec!["admin".to_owned(), "owner".to_owned()],
@@ -228,7 +233,9 @@ impl AlertsConfig {
         }
         match (&self.webhook_url, &self.webhook_secret) {
             (None, None) => Ok(()),
-            (None, Some(_)) => Err("alerts.webhook_secret is set without alerts.webhook_url".into()),
+            (None, Some(_)) => {
+                Err("alerts.webhook_secret is set without alerts.webhook_url".into())
+            }
             (Some(_), None) => Err(
                 "alerts.webhook_url needs alerts.webhook_secret: the receiver checks the \
                  signature made with it"
@@ -421,7 +428,10 @@ fn make_room(windows: &mut HashMap<(usize, String), Window>, now: Millis) -> boo
         return true;
     }
     windows.retain(|_, w| {
-        w.quiet_until > now || w.hits.back().is_some_and(|(at, _)| *at + MAX_WINDOW_SECS * 1000 > now)
+        w.quiet_until > now
+            || w.hits
+                .back()
+                .is_some_and(|(at, _)| *at + MAX_WINDOW_SECS * 1000 > now)
     });
     windows.len() < MAX_TRACKED
 }
@@ -584,7 +594,10 @@ mod tests {
     fn alerts_never_count_alerts() {
         let rule = AlertRule::new("all", &["alert_fired"], GroupBy::All, 1, 0);
         let mut a = alerts(vec![rule]);
-        assert!(a.observe(&[entry(1, 1, "alert_fired", "server")]).is_empty());
+        assert!(
+            a.observe(&[entry(1, 1, "alert_fired", "server")])
+                .is_empty()
+        );
     }
 
     #[test]
@@ -620,11 +633,27 @@ mod tests {
             webhook_secret: Some(secret.into()),
             rules: Vec::new(),
         };
-        assert!(with("https://siem.example/x", "0123456789abcdef").validate().is_ok());
-        assert!(with("http://127.0.0.1:9/x", "0123456789abcdef").validate().is_ok());
-        assert!(with("http://siem.example/x", "0123456789abcdef").validate().is_err());
+        assert!(
+            with("https://siem.example/x", "0123456789abcdef")
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            with("http://127.0.0.1:9/x", "0123456789abcdef")
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            with("http://siem.example/x", "0123456789abcdef")
+                .validate()
+                .is_err()
+        );
         assert!(with("https://siem.example/x", "short").validate().is_err());
-        assert!(with("ftp://siem.example/x", "0123456789abcdef").validate().is_err());
+        assert!(
+            with("ftp://siem.example/x", "0123456789abcdef")
+                .validate()
+                .is_err()
+        );
         let mut bad = AlertsConfig::default();
         bad.rules[0].window_secs = 0;
         assert!(bad.validate().is_err());

@@ -342,7 +342,12 @@ impl Audit {
         Ok(Some(checkpoint))
     }
 
-    fn sign(&self, last_id: u64, head_hash: [u8; HASH_LEN], reason: CheckpointReason) -> AuditCheckpoint {
+    fn sign(
+        &self,
+        last_id: u64,
+        head_hash: [u8; HASH_LEN],
+        reason: CheckpointReason,
+    ) -> AuditCheckpoint {
         let at = u64_from_db(self.clock.now_db());
         let message = AuditCheckpoint::signed_message(last_id, &head_hash, at, reason);
         AuditCheckpoint {
@@ -384,7 +389,11 @@ impl Audit {
         else {
             return Ok(0);
         };
-        let anchor = self.sign(u64_from_db(through), hash_from_db(&hash), CheckpointReason::Prune);
+        let anchor = self.sign(
+            u64_from_db(through),
+            hash_from_db(&hash),
+            CheckpointReason::Prune,
+        );
         let mut tx = self.pool.begin().await?;
         insert_checkpoint(&mut *tx, &anchor).await?;
         let pruned = sqlx::query("DELETE FROM audit_log WHERE id <= ?")
@@ -417,7 +426,10 @@ impl Audit {
     /// first, so that everything committed so far is listed.
     pub async fn page(&self, query: &Query) -> Result<AuditPage, sqlx::Error> {
         self.seal().await?;
-        let limit = query.limit.unwrap_or(MAX_AUDIT_PAGE).clamp(1, MAX_AUDIT_PAGE);
+        let limit = query
+            .limit
+            .unwrap_or(MAX_AUDIT_PAGE)
+            .clamp(1, MAX_AUDIT_PAGE);
         let after = query.after.map(u64_to_db);
         let before = query.before.map(u64_to_db);
         let sql = if query.newest_first {
@@ -577,7 +589,9 @@ fn entry_from_row(row: &SqliteRow, sealed: bool) -> Result<AuditEntry, sqlx::Err
         at,
         time: rfc3339(at),
         actor: row.try_get("actor")?,
-        device: row.try_get::<Option<i64>, _>("device_id")?.and_then(device_from_db),
+        device: row
+            .try_get::<Option<i64>, _>("device_id")?
+            .and_then(device_from_db),
         ip: row.try_get("ip")?,
         action: row.try_get("action")?,
         target: row.try_get("target")?,

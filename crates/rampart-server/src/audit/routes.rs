@@ -43,10 +43,7 @@ pub(crate) async fn checkpoint(
     State(state): State<AppState>,
     _admin: Admin,
 ) -> Result<ApiJson<Option<AuditCheckpoint>>, ApiError> {
-    let made = state
-        .audit
-        .checkpoint(CheckpointReason::Requested)
-        .await?;
+    let made = state.audit.checkpoint(CheckpointReason::Requested).await?;
     Ok(ApiJson(made))
 }
 

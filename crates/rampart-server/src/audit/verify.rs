@@ -251,3 +251,127 @@ pub fn verify(
     }
     v.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer as _, SigningKey};
+    use rampart_proto::audit::Outcome;
+
+    const KEY: [u8; 32] = [7; 32];
+
+    fn chain(n: u64) -> Vec<AuditEntry> {
+        let mut prev = GENESIS;
+        (1..=n)
+            .map(|id| {
+                let mut e = AuditEntry {
+                    id,
+                    at: id * 1000,
+                    time: rfc3339(id * 1000),
+                    actor: Some("alice".into()),
+                    device: None,
+                    ip: None,
+                    action: "login_succeeded".into(),
+                    target: None,
+                    outcome: Outcome::Success,
+                    detail: Default::default(),
+                    prev_hash: prev,
+                    hash: GENESIS,
+                };
+                e.hash = e.compute_hash();
+                prev = e.hash;
+                e
+            })
+            .collect()
+    }
+
+    fn checkpoint(of: &AuditEntry, reason: CheckpointReason) -> AuditCheckpoint {
+        let key = SigningKey::from_bytes(&KEY);
+        let at = of.at + 1;
+        let message = AuditCheckpoint::signed_message(of.id, &of.hash, at, reason);
+        AuditCheckpoint {
+            last_id: of.id,
+            head_hash: of.hash,
+            at,
+            time: rfc3339(at),
+            reason,
+            key: hex::encode(key.verifying_key().to_bytes()),
+            signature: hex::encode(key.sign(&message).to_bytes()),
+        }
+    }
+
+    fn public() -> [u8; 32] {
+        SigningKey::from_bytes(&KEY).verifying_key().to_bytes()
+    }
+
+    #[test]
+    fn an_intact_chain_reports_its_signed_and_unsigned_parts() {
+        let log = chain(5);
+        let report = verify(
+            &public(),
+            vec![checkpoint(&log[2], CheckpointReason::Interval)],
+            &log,
+        )
+        .unwrap();
+        assert_eq!(report.entries, 5);
+        assert_eq!((report.first_id, report.last_id), (Some(1), Some(5)));
+        assert_eq!(report.last_checkpoint.unwrap().last_id, 3);
+        assert_eq!(report.unsigned_tail, 2);
+        assert_eq!(report.pruned_before, None);
+        let empty = verify(&public(), Vec::new(), &[]).unwrap();
+        assert_eq!((empty.entries, empty.unsigned_tail), (0, 0));
+    }
+
+    #[test]
+    fn a_pruned_log_starts_at_its_anchor() {
+        let log = chain(6);
+        let anchor = checkpoint(&log[2], CheckpointReason::Prune);
+        let report = verify(&public(), vec![anchor], &log[3..]).unwrap();
+        assert_eq!(report.pruned_before, Some(4));
+        assert_eq!(report.unsigned_tail, 3);
+        let broken = verify(&public(), Vec::new(), &log[3..]).unwrap_err();
+        assert_eq!(broken.id, 4);
+    }
+
+    #[test]
+    fn each_break_is_named_at_its_entry() {
+        let log = chain(6);
+        let signed = || vec![checkpoint(&log[5], CheckpointReason::Shutdown)];
+        let mut edited = log.clone();
+        edited[2].actor = Some("mallory".into());
+        assert_eq!(verify(&public(), signed(), &edited).unwrap_err().id, 3);
+        let mut dropped = log.clone();
+        dropped.remove(3);
+        assert_eq!(verify(&public(), signed(), &dropped).unwrap_err().id, 5);
+        let mut swapped = log.clone();
+        swapped.swap(1, 2);
+        assert_eq!(verify(&public(), signed(), &swapped).unwrap_err().id, 3);
+        let cut = verify(&public(), signed(), &log[..4]).unwrap_err();
+        assert!(cut.reason.contains("deleted from the end"), "{cut}");
+        let mut late = log.clone();
+        late[1].time = rfc3339(0);
+        assert_eq!(verify(&public(), signed(), &late).unwrap_err().id, 2);
+        let other = SigningKey::from_bytes(&[8; 32]).verifying_key().to_bytes();
+        assert!(
+            verify(&other, signed(), &log)
+                .unwrap_err()
+                .reason
+                .contains("another key")
+        );
+        let mut forged = signed();
+        forged[0].at += 1;
+        forged[0].time = rfc3339(forged[0].at);
+        assert!(
+            verify(&public(), forged, &log)
+                .unwrap_err()
+                .reason
+                .contains("invalid signature")
+        );
+        // A checkpoint over an entry that is gone from the middle.
+        let mut gap = log.clone();
+        gap.remove(2);
+        let over_gap = vec![checkpoint(&log[2], CheckpointReason::Interval)];
+        let broken = verify(&public(), over_gap, &gap).unwrap_err();
+        assert_eq!(broken.id, 4, "the link breaks first: {broken}");
+    }
+}

@@ -30,17 +30,17 @@ use super::lifetime::{self, Purger};
 use super::{DeliveryHandle, OP_QUEUE, Op, Outbound};
 use crate::blobs::Blobs;
 use crate::blobs::store::discard;
+use crate::client_ip::ClientIp;
 use crate::clock::Clock;
 use crate::config::MessagesConfig;
-use crate::client_ip::ClientIp;
 use crate::db::{device_from_db, device_to_db, u64_from_db, u64_to_db};
-use crate::security_events::{self, Event};
-use rampart_proto::api::SecurityEventKind;
-use rampart_proto::audit::Outcome;
 use crate::metrics::Metrics;
+use crate::security_events::{self, Event};
 use bytes::Bytes;
 use rampart_proto::admin::AccessPolicy;
 use rampart_proto::api::Role;
+use rampart_proto::api::SecurityEventKind;
+use rampart_proto::audit::Outcome;
 use rampart_proto::frame::{
     CommitBundle, Create, Delivery, DeliveryKind, SendMessage, ServerFrame,
 };
@@ -1718,10 +1718,11 @@ impl Actor {
                 .await?;
         }
         for (device, at, reason) in &batch.denied {
-            let user_id: Option<i64> = sqlx::query_scalar("SELECT user_id FROM devices WHERE id = ?")
-                .bind(device_to_db(*device))
-                .fetch_optional(&mut *tx)
-                .await?;
+            let user_id: Option<i64> =
+                sqlx::query_scalar("SELECT user_id FROM devices WHERE id = ?")
+                    .bind(device_to_db(*device))
+                    .fetch_optional(&mut *tx)
+                    .await?;
             let event = Event::new(SecurityEventKind::AccessDenied, user_id, ClientIp(None))
                 .device(*device)
                 .detail("reason", reason);

@@ -1,0 +1,1690 @@
+//! The audit log against a real server on loopback with a manual clock:
+//! every kind of entry is recorded by the action that causes it — once,
+//! right after it, naming who did it to what and how it ended — and read
+//! back through `GET /v1/admin/audit` as an owner does.
+//!
+//! Each check takes a mark (the newest entry's id) before an action and
+//! reads what came after it, so an entry that existed before the action,
+//! or that the action recorded twice, fails the check. Listing the log is
+//! itself an admin API call and is audited; those entries of the owner's
+//! own listings are left out of what the checks compare (and checked on
+//! their own in [`every_admin_api_call_with_a_session_is_audited_and_none_without`]).
+//!
+//! Then the whole log of a scenario that does everything is verified with
+//! its signing key and checkpoints, and searched for the secrets and the
+//! content the scenario used (passwords, codes, tokens, invite codes, TOTP
+//! secrets, a message's plaintext and ciphertext, a DLP report's extra
+//! fields): none may reach an audit row or the listing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use base64::Engine as _;
+use common::*;
+use openmls::prelude::*;
+use rampart_proto::admin::{AccessPolicy, Invite, SessionList};
+use rampart_proto::api::{RecoveryCodes, SessionResponse, TotpSetup};
+use rampart_proto::audit::{
+    AuditCheckpoint, AuditCheckpointList, AuditEntry, AuditKey, AuditPage, CheckpointReason,
+    GENESIS, Outcome,
+};
+use rampart_proto::frame::{ClientFrame, CommitBundle, Create, SendMessage, ServerFrame};
+use rampart_proto::group::{GROUP_SETTINGS_EXTENSION, GroupRole, GroupSettings};
+use rampart_proto::{DeviceId, GroupId, IdempotencyKey};
+use rampart_server::{AdminConsole, Clock, PolicyHandle, Registration, Server, ServerConfig, totp};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// The password `register_request` gives every account.
+const PASSWORD: &str = "correct horse battery";
+const NEW_PASSWORD: &str = "a quite different passphrase";
+/// The owner, who reads the log.
+const OWNER: &str = "olive";
+/// The target of the owner's own listings of the log.
+const LISTING: &str = "route:GET /v1/admin/audit";
+const LOOPBACK: &str = "127.0.0.1";
+
+// ---- the world -----------------------------------------------------------------
+
+/// A server with a manual clock, invite-only registration and an owner
+/// (registered with the first-start invite).
+struct World {
+    dir: tempfile::TempDir,
+    clock: Clock,
+    config: ServerConfig,
+    server: Option<TestServer>,
+    policies: PolicyHandle,
+    http: reqwest::Client,
+    owner: Account,
+    first_invite: String,
+    last_device: u64,
+}
+
+/// Opens and serves a server on `dir`; its DLP policy handle comes along.
+async fn open(config: &ServerConfig, dir: &Path, clock: &Clock) -> (TestServer, PolicyHandle) {
+    let config = ServerConfig {
+        data_dir: dir.to_owned(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..config.clone()
+    };
+    let server = Server::open_with_clock(config, clock.clone())
+        .await
+        .unwrap();
+    let policies = server.policy_handle();
+    (TestServer::serve(server).await, policies)
+}
+
+impl World {
+    async fn new() -> Self {
+        Self::with(ServerConfig::default()).await
+    }
+
+    async fn with(config: ServerConfig) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual();
+        let config = ServerConfig {
+            registration: Registration::Invite,
+            ..config
+        };
+        let (server, policies) = open(&config, dir.path(), &clock).await;
+        let http = reqwest::Client::new();
+        let first_invite = server
+            .first_invite
+            .clone()
+            .expect("a fresh server makes a first invite");
+        let owner = register(&http, &server, OWNER, 1, Some(&first_invite)).await;
+        Self {
+            dir,
+            clock,
+            config,
+            server: Some(server),
+            policies,
+            http,
+            owner,
+            first_invite,
+            last_device: 1,
+        }
+    }
+
+    fn s(&self) -> &TestServer {
+        self.server.as_ref().expect("the server runs")
+    }
+
+    fn next_device(&mut self) -> u64 {
+        self.last_device += 1;
+        self.last_device
+    }
+
+    async fn stop_server(&mut self) {
+        self.server.take().expect("the server runs").stop().await;
+    }
+
+    async fn start_server(&mut self) {
+        assert!(self.server.is_none());
+        let (server, policies) = open(&self.config, self.dir.path(), &self.clock).await;
+        self.server = Some(server);
+        self.policies = policies;
+    }
+
+    async fn restart(&mut self) {
+        self.stop_server().await;
+        self.start_server().await;
+    }
+
+    async fn req(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        call(&self.http, self.s(), method, path, token, body).await
+    }
+
+    /// A call as the owner that must answer 200 with `T`.
+    async fn as_owner<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> T {
+        ok(self.req(method, path, Some(&self.owner.token), body).await).await
+    }
+
+    async fn login(
+        &self,
+        name: &str,
+        password: &str,
+        device: DeviceId,
+        code: Option<&str>,
+    ) -> reqwest::Response {
+        let mut body = json!({"username": name, "password": password, "device_id": device});
+        if let Some(code) = code {
+            body["totp"] = json!(code);
+        }
+        self.req("POST", "/v1/login", None, Some(body)).await
+    }
+
+    /// The owner signs in again (after the clock idled the session out).
+    async fn owner_login(&mut self) {
+        let session: SessionResponse =
+            ok(self.login(OWNER, PASSWORD, self.owner.device, None).await).await;
+        self.owner.token = session.token;
+    }
+
+    /// Invited by the owner with `role`, registered with a new device.
+    async fn join(&mut self, name: &str, role: &str) -> Account {
+        let invite: Invite = self
+            .as_owner("POST", "/v1/admin/invites", Some(json!({ "role": role })))
+            .await;
+        let device = self.next_device();
+        register(&self.http, self.s(), name, device, Some(&invite.code)).await
+    }
+
+    /// The current TOTP code.
+    fn code(&self, secret: &[u8]) -> String {
+        totp::code(secret, self.clock.unix_secs())
+    }
+
+    /// Moves the clock to the next TOTP step, so that a fresh code is usable.
+    fn next_step(&self) {
+        self.clock.advance(Duration::from_secs(totp::STEP_SECS));
+    }
+
+    /// Sets up and activates TOTP; returns the secret (raw and base32)
+    /// and the recovery codes, with the clock on the next step.
+    async fn enrol(&self, account: &Account, password: &str) -> (Vec<u8>, String, Vec<String>) {
+        let setup: TotpSetup = ok(self
+            .req(
+                "POST",
+                "/v1/2fa/setup",
+                Some(&account.token),
+                Some(json!({ "password": password })),
+            )
+            .await)
+        .await;
+        let secret = totp::base32_decode(&setup.secret).unwrap();
+        let codes: RecoveryCodes = ok(self
+            .req(
+                "POST",
+                "/v1/2fa/activate",
+                Some(&account.token),
+                Some(json!({ "code": self.code(&secret) })),
+            )
+            .await)
+        .await;
+        self.next_step();
+        (secret, setup.secret, codes.codes)
+    }
+
+    // ---- reading the log ----
+
+    async fn page_text(&self, query: &str) -> String {
+        let resp = self
+            .req(
+                "GET",
+                &format!("/v1/admin/audit{query}"),
+                Some(&self.owner.token),
+                None,
+            )
+            .await;
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, 200, "{text}");
+        text
+    }
+
+    async fn page(&self, query: &str) -> AuditPage {
+        serde_json::from_str(&self.page_text(query).await).unwrap()
+    }
+
+    /// The id of the newest entry (0 for none).
+    async fn mark(&self) -> u64 {
+        self.page("?newest_first=true&limit=1")
+            .await
+            .entries
+            .first()
+            .map_or(0, |e| e.id)
+    }
+
+    /// Every entry after `mark`, oldest first, the owner's listings included.
+    async fn since_raw(&self, mark: u64) -> Vec<AuditEntry> {
+        let mut out = Vec::new();
+        let mut after = mark;
+        loop {
+            let page = self.page(&format!("?after={after}")).await;
+            out.extend(page.entries);
+            match page.next_after {
+                Some(next) => after = next,
+                None => return out,
+            }
+        }
+    }
+
+    /// Every entry after `mark`, oldest first, but the owner's listings.
+    async fn since(&self, mark: u64) -> Vec<AuditEntry> {
+        let mut all = self.since_raw(mark).await;
+        all.retain(|e| !is_listing(e));
+        all
+    }
+
+    /// The whole log, oldest first, read in pages of `limit`.
+    async fn everything(&self, limit: usize) -> Vec<AuditEntry> {
+        let mut out = Vec::new();
+        let mut query = format!("?limit={limit}");
+        loop {
+            let page = self.page(&query).await;
+            out.extend(page.entries);
+            match page.next_after {
+                Some(next) => query = format!("?limit={limit}&after={next}"),
+                None => return out,
+            }
+        }
+    }
+}
+
+/// One of the owner's listings of the log (audited like any admin call).
+fn is_listing(e: &AuditEntry) -> bool {
+    e.action == "admin_api"
+        && e.target.as_deref() == Some(LISTING)
+        && e.actor.as_deref() == Some(OWNER)
+}
+
+/// The actions of `entries` but admin API calls, in order.
+fn kinds(entries: &[AuditEntry]) -> Vec<&str> {
+    entries
+        .iter()
+        .filter(|e| e.action != "admin_api")
+        .map(|e| e.action.as_str())
+        .collect()
+}
+
+/// The one entry of `action` among `entries`.
+#[track_caller]
+fn only<'a>(entries: &'a [AuditEntry], action: &str) -> &'a AuditEntry {
+    let found: Vec<&AuditEntry> = entries.iter().filter(|e| e.action == action).collect();
+    assert_eq!(found.len(), 1, "expected one {action}, got {entries:#?}");
+    found[0]
+}
+
+fn all_of<'a>(entries: &'a [AuditEntry], action: &str) -> Vec<&'a AuditEntry> {
+    entries.iter().filter(|e| e.action == action).collect()
+}
+
+/// Who, to what, how it ended.
+#[track_caller]
+fn expect(e: &AuditEntry, actor: Option<&str>, target: Option<&str>, outcome: Outcome) {
+    assert_eq!(e.actor.as_deref(), actor, "actor of {e:#?}");
+    assert_eq!(e.target.as_deref(), target, "target of {e:#?}");
+    assert_eq!(e.outcome, outcome, "outcome of {e:#?}");
+}
+
+#[track_caller]
+fn detail<'a>(e: &'a AuditEntry, key: &str) -> &'a str {
+    e.detail
+        .get(key)
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("no {key} in {e:#?}"))
+}
+
+fn json_of(e: &AuditEntry) -> String {
+    serde_json::to_string(e).unwrap()
+}
+
+fn group_target(id: &GroupId) -> String {
+    format!("group:{}", hex::encode(id.as_bytes()))
+}
+
+fn user(name: &str) -> String {
+    format!("user:{name}")
+}
+
+/// A code that none of the steps around now accepts.
+fn wrong_code(secret: &[u8], clock: &Clock) -> String {
+    let now = clock.unix_secs();
+    let step = totp::STEP_SECS;
+    let valid: Vec<String> = [now - 2 * step, now - step, now, now + step, now + 2 * step]
+        .iter()
+        .map(|t| totp::code(secret, *t))
+        .collect();
+    ["000000", "111111", "222222", "333333", "444444", "555555"]
+        .into_iter()
+        .find(|c| !valid.iter().any(|v| v == c))
+        .unwrap()
+        .to_owned()
+}
+
+// ---- MLS over the WebSocket --------------------------------------------------
+
+static NEXT_REQUEST: AtomicU32 = AtomicU32::new(1);
+
+fn next_request() -> u32 {
+    NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Sends one frame as the session of `token` on a fresh connection (after
+/// its backlog) and returns the answer.
+async fn request(server: &TestServer, token: &str, frame: &ClientFrame) -> ServerFrame {
+    let request_id = match frame {
+        ClientFrame::Send(m) => m.request_id,
+        ClientFrame::Commit(c) => c.request_id,
+        ClientFrame::Ack { .. } => panic!("acks have no answer"),
+    };
+    let mut ws = connect(server, token).await;
+    loop {
+        match recv(&mut ws).await {
+            Some(ServerFrame::BacklogDone { .. }) => break,
+            Some(ServerFrame::Deliver(_) | ServerFrame::PolicyChanged { .. }) => {}
+            other => panic!("expected the backlog, got {other:?}"),
+        }
+    }
+    send(&mut ws, frame).await;
+    let answer = loop {
+        match recv(&mut ws).await {
+            Some(
+                f @ (ServerFrame::Accepted { request_id: r, .. }
+                | ServerFrame::Rejected { request_id: r, .. }),
+            ) if r == request_id => break f,
+            Some(ServerFrame::Deliver(_) | ServerFrame::PolicyChanged { .. }) => {}
+            other => panic!("expected the answer to request {request_id}, got {other:?}"),
+        }
+    };
+    let _ = ws.close(None).await;
+    answer
+}
+
+/// Sends and expects it accepted at `epoch` (of the group after a commit).
+#[track_caller]
+fn accepted(answer: &ServerFrame, epoch: u64) {
+    assert!(
+        matches!(answer, ServerFrame::Accepted { epoch: e, duplicate: false, .. } if *e == epoch),
+        "{answer:?}"
+    );
+}
+
+struct Built {
+    commit: Vec<u8>,
+    welcome: Option<Vec<u8>>,
+    group_info: Vec<u8>,
+}
+
+fn built(
+    commit: &MlsMessageOut,
+    welcome: Option<&MlsMessageOut>,
+    group_info: Option<&openmls::messages::group_info::GroupInfo>,
+) -> Built {
+    let group_info = group_info.expect("the GroupInfo of the new epoch");
+    Built {
+        commit: commit.to_bytes().unwrap(),
+        welcome: welcome.map(|w| w.to_bytes().unwrap()),
+        group_info: MlsMessageOut::from(group_info.clone()).to_bytes().unwrap(),
+    }
+}
+
+fn commit_frame(
+    group: GroupId,
+    epoch: u64,
+    create: Option<Create>,
+    b: Built,
+    added: Vec<DeviceId>,
+    removed: Vec<DeviceId>,
+) -> ClientFrame {
+    ClientFrame::Commit(CommitBundle {
+        request_id: next_request(),
+        key: IdempotencyKey(rand::random()),
+        group,
+        epoch,
+        create,
+        commit: b.commit,
+        welcome: b.welcome,
+        group_info: b.group_info,
+        added,
+        removed,
+    })
+}
+
+fn settings_extensions(settings: &GroupSettings) -> Extensions<GroupContext> {
+    let ext = ExtensionType::Unknown(GROUP_SETTINGS_EXTENSION);
+    Extensions::from_vec(vec![
+        Extension::Unknown(
+            GROUP_SETTINGS_EXTENSION,
+            UnknownExtension(settings.encode()),
+        ),
+        Extension::RequiredCapabilities(RequiredCapabilitiesExtension::new(&[ext], &[], &[])),
+    ])
+    .unwrap()
+}
+
+/// A local group at epoch 0 whose context carries `settings` (required of
+/// every member, as Rampart clients make them, so a commit may change them).
+fn new_mls_group(c: &MlsClient, id: &GroupId, settings: &GroupSettings) -> MlsGroup {
+    let ext = ExtensionType::Unknown(GROUP_SETTINGS_EXTENSION);
+    let config = MlsGroupCreateConfig::builder()
+        .ciphersuite(CS)
+        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .use_ratchet_tree_extension(true)
+        .capabilities(Capabilities::builder().extensions(vec![ext]).build())
+        .with_group_context_extensions(settings_extensions(settings))
+        .build();
+    MlsGroup::new_with_group_id(
+        &c.provider,
+        &c.signer,
+        &config,
+        openmls::group::GroupId::from_slice(id.as_bytes()),
+        c.cred.clone(),
+    )
+    .unwrap()
+}
+
+fn add(c: &MlsClient, group: &mut MlsGroup, kps: &[KeyPackage]) -> Built {
+    let (commit, welcome, gi) = group.add_members(&c.provider, &c.signer, kps).unwrap();
+    built(&commit, Some(&welcome), gi.as_ref())
+}
+
+fn remove(c: &MlsClient, group: &mut MlsGroup, who: &MlsClient) -> Built {
+    let key = who.signature_key();
+    let leaf = group
+        .members()
+        .find(|m| m.signature_key == key)
+        .unwrap()
+        .index;
+    let (commit, welcome, gi) = group
+        .remove_members(&c.provider, &c.signer, &[leaf])
+        .unwrap();
+    built(&commit, welcome.as_ref(), gi.as_ref())
+}
+
+fn change_settings(c: &MlsClient, group: &mut MlsGroup, settings: &GroupSettings) -> Built {
+    let (commit, welcome, gi) = group
+        .update_group_context_extensions(&c.provider, settings_extensions(settings), &c.signer)
+        .unwrap();
+    built(&commit, welcome.as_ref(), gi.as_ref())
+}
+
+fn self_update(c: &MlsClient, group: &mut MlsGroup) -> Built {
+    let bundle = group
+        .self_update(&c.provider, &c.signer, LeafNodeParameters::default())
+        .unwrap();
+    built(bundle.commit(), None, bundle.group_info())
+}
+
+fn message_frame(group: GroupId, message: Vec<u8>) -> ClientFrame {
+    ClientFrame::Send(SendMessage {
+        request_id: next_request(),
+        key: IdempotencyKey(rand::random()),
+        group,
+        expires_in: None,
+        recalls: None,
+        attachments: vec![],
+        message,
+    })
+}
+
+// ---- security events -----------------------------------------------------------
+
+/// Registration, logins (good, bad, unknown name), the whole second-factor
+/// life, a password change, a device linked and revoked, a lockout and a
+/// member knocking on the admin API: each recorded once, by the account
+/// that acted (nobody for an unknown name), from loopback.
+#[tokio::test]
+async fn security_events_are_audited_by_the_action_that_causes_them() {
+    let mut w = World::new().await;
+
+    // Registering: the account and its first device.
+    let m = w.mark().await;
+    let alice = w.join("alice", "member").await;
+    let new = w.since(m).await;
+    assert_eq!(
+        kinds(&new),
+        ["invite_created", "registered", "device_added"],
+        "{new:#?}"
+    );
+    for action in ["registered", "device_added"] {
+        let e = only(&new, action);
+        expect(e, Some("alice"), None, Outcome::Success);
+        assert_eq!(e.device, Some(alice.device));
+        assert_eq!(e.ip.as_deref(), Some(LOOPBACK));
+    }
+
+    // A login.
+    let m = w.mark().await;
+    let _: SessionResponse = ok(w.login("alice", PASSWORD, alice.device, None).await).await;
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["login_succeeded"], "{new:#?}");
+    let e = only(&new, "login_succeeded");
+    expect(e, Some("alice"), None, Outcome::Success);
+    assert_eq!(e.device, Some(alice.device));
+    assert_eq!(e.ip.as_deref(), Some(LOOPBACK));
+
+    // A login for a name nobody has: nobody acted, and the name is not kept.
+    let m = w.mark().await;
+    let (status, _) = error_of(
+        w.login("nobody7", "some password!", alice.device, None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["login_failed"], "{new:#?}");
+    let e = only(&new, "login_failed");
+    expect(e, None, None, Outcome::Failure);
+    assert_eq!(e.ip.as_deref(), Some(LOOPBACK));
+    assert!(!json_of(e).contains("nobody7"), "{e:#?}");
+
+    // A wrong password for a real account.
+    let m = w.mark().await;
+    let (status, _) = error_of(
+        w.login("alice", "wrong password!!", alice.device, None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["login_failed"], "{new:#?}");
+    expect(
+        only(&new, "login_failed"),
+        Some("alice"),
+        None,
+        Outcome::Failure,
+    );
+
+    // Two-factor enrolment: starting it records nothing; a wrong code is a
+    // failure; the right one enables it.
+    let setup: TotpSetup = ok(w
+        .req(
+            "POST",
+            "/v1/2fa/setup",
+            Some(&alice.token),
+            Some(json!({ "password": PASSWORD })),
+        )
+        .await)
+    .await;
+    let secret = totp::base32_decode(&setup.secret).unwrap();
+    let m = w.mark().await;
+    let wrong = wrong_code(&secret, &w.clock);
+    let resp = w
+        .req(
+            "POST",
+            "/v1/2fa/activate",
+            Some(&alice.token),
+            Some(json!({ "code": wrong })),
+        )
+        .await;
+    assert_eq!(resp.status(), 401);
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["two_factor_failed"], "{new:#?}");
+    let e = only(&new, "two_factor_failed");
+    expect(e, Some("alice"), None, Outcome::Failure);
+    assert_eq!(e.ip.as_deref(), Some(LOOPBACK));
+
+    let m = w.mark().await;
+    let _: RecoveryCodes = ok(w
+        .req(
+            "POST",
+            "/v1/2fa/activate",
+            Some(&alice.token),
+            Some(json!({ "code": w.code(&secret) })),
+        )
+        .await)
+    .await;
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["two_factor_enabled"], "{new:#?}");
+    let e = only(&new, "two_factor_enabled");
+    expect(e, Some("alice"), None, Outcome::Success);
+    assert_eq!(e.device, Some(alice.device));
+    w.next_step();
+
+    // A wrong code at login.
+    let m = w.mark().await;
+    let wrong = wrong_code(&secret, &w.clock);
+    let resp = w.login("alice", PASSWORD, alice.device, Some(&wrong)).await;
+    assert_eq!(resp.status(), 401);
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["two_factor_failed"], "{new:#?}");
+    expect(
+        only(&new, "two_factor_failed"),
+        Some("alice"),
+        None,
+        Outcome::Failure,
+    );
+
+    // New recovery codes.
+    let m = w.mark().await;
+    let codes: RecoveryCodes = ok(w
+        .req(
+            "POST",
+            "/v1/2fa/recovery-codes",
+            Some(&alice.token),
+            Some(json!({ "code": w.code(&secret) })),
+        )
+        .await)
+    .await;
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["recovery_codes_regenerated"], "{new:#?}");
+    let e = only(&new, "recovery_codes_regenerated");
+    expect(e, Some("alice"), None, Outcome::Success);
+    assert_eq!(e.device, Some(alice.device));
+    w.next_step();
+
+    // A login with one of them.
+    let m = w.mark().await;
+    let _: SessionResponse = ok(w
+        .login("alice", PASSWORD, alice.device, Some(&codes.codes[0]))
+        .await)
+    .await;
+    let new = w.since(m).await;
+    assert_eq!(
+        kinds(&new),
+        ["recovery_code_used", "login_succeeded"],
+        "{new:#?}"
+    );
+    let e = only(&new, "recovery_code_used");
+    expect(e, Some("alice"), None, Outcome::Success);
+    assert_eq!(e.device, Some(alice.device));
+
+    // Turning two-factor authentication off.
+    let m = w.mark().await;
+    let resp = w
+        .req(
+            "POST",
+            "/v1/2fa/disable",
+            Some(&alice.token),
+            Some(json!({ "password": PASSWORD, "code": w.code(&secret) })),
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["two_factor_disabled"], "{new:#?}");
+    let e = only(&new, "two_factor_disabled");
+    expect(e, Some("alice"), None, Outcome::Success);
+    assert_eq!(e.device, Some(alice.device));
+    w.next_step();
+
+    // A new password.
+    let m = w.mark().await;
+    let resp = w
+        .req(
+            "POST",
+            "/v1/password",
+            Some(&alice.token),
+            Some(json!({ "old_password": PASSWORD, "new_password": NEW_PASSWORD })),
+        )
+        .await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["password_changed"], "{new:#?}");
+    let e = only(&new, "password_changed");
+    expect(e, Some("alice"), None, Outcome::Success);
+    assert_eq!(e.device, Some(alice.device));
+    assert_eq!(e.ip.as_deref(), Some(LOOPBACK));
+
+    // A device linked, then revoked by the account itself.
+    let phone = w.next_device();
+    let phone_id = DeviceId::new(phone).unwrap();
+    let m = w.mark().await;
+    let _phone_token = link_device(&w.http, w.s(), &alice, phone).await;
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["device_added"], "{new:#?}");
+    let e = only(&new, "device_added");
+    expect(e, Some("alice"), None, Outcome::Success);
+    assert_eq!(e.device, Some(phone_id));
+
+    let m = w.mark().await;
+    let resp = w
+        .req(
+            "POST",
+            &format!("/v1/devices/{phone_id}/revoke"),
+            Some(&alice.token),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["device_revoked"], "{new:#?}");
+    let e = only(&new, "device_revoked");
+    expect(e, Some("alice"), None, Outcome::Success);
+    assert_eq!(e.device, Some(phone_id));
+
+    // Repeated failures lock the account: five failures, one lock; the
+    // refused attempt while locked is not a failure (nothing was checked).
+    let bob = w.join("bob", "member").await;
+    let m = w.mark().await;
+    for _ in 0..5 {
+        let resp = w.login("bob", "wrong password!!", bob.device, None).await;
+        assert_eq!(resp.status(), 401);
+    }
+    let resp = w.login("bob", PASSWORD, bob.device, None).await;
+    assert_eq!(resp.status(), 429);
+    let new = w.since(m).await;
+    let security: Vec<&str> = kinds(&new)
+        .into_iter()
+        .filter(|k| *k != "alert_fired")
+        .collect();
+    assert_eq!(
+        security,
+        [
+            "login_failed",
+            "login_failed",
+            "login_failed",
+            "login_failed",
+            "login_failed",
+            "locked"
+        ],
+        "{new:#?}"
+    );
+    for e in all_of(&new, "login_failed") {
+        expect(e, Some("bob"), None, Outcome::Failure);
+    }
+    let e = only(&new, "locked");
+    expect(e, Some("bob"), None, Outcome::Failure);
+    assert_eq!(e.ip.as_deref(), Some(LOOPBACK));
+
+    // A member calling the admin API: refused, as the account's refusal and
+    // as the call.
+    let m = w.mark().await;
+    let (status, _) = error_of(
+        w.req("GET", "/v1/admin/users", Some(&alice.token), None)
+            .await,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["access_denied"], "{new:#?}");
+    let e = only(&new, "access_denied");
+    expect(e, Some("alice"), None, Outcome::Denied);
+    assert_eq!(e.device, Some(alice.device));
+    assert_eq!(e.ip.as_deref(), Some(LOOPBACK));
+    let call = only(&new, "admin_api");
+    expect(
+        call,
+        Some("alice"),
+        Some("route:GET /v1/admin/users"),
+        Outcome::Denied,
+    );
+    assert_eq!(detail(call, "status"), "403");
+    assert!(call.id > e.id);
+
+    w.stop_server().await;
+}
+
+/// Sessions idle for longer than allowed expire when next used, and that
+/// is recorded once, for the account, from where it was used.
+#[tokio::test]
+async fn an_idle_session_expiring_is_audited_when_next_used() {
+    let mut w = World::with(ServerConfig {
+        session_idle_secs: 3600,
+        ..ServerConfig::default()
+    })
+    .await;
+    let alice = w.join("alice", "member").await;
+    let m = w.mark().await;
+    w.clock.advance(Duration::from_secs(3601));
+    for _ in 0..2 {
+        let (status, _) = error_of(w.req("GET", "/v1/me", Some(&alice.token), None).await).await;
+        assert_eq!(status, 401);
+    }
+    // The owner's session idled out too; reading the log needs a new one.
+    w.owner_login().await;
+    let new = w.since(m).await;
+    assert_eq!(
+        kinds(&new),
+        ["session_expired", "login_succeeded"],
+        "{new:#?}"
+    );
+    let e = only(&new, "session_expired");
+    expect(e, Some("alice"), None, Outcome::Success);
+    assert_eq!(e.device, Some(alice.device));
+    assert_eq!(e.ip.as_deref(), Some(LOOPBACK));
+    w.stop_server().await;
+}
+
+// ---- administration ------------------------------------------------------------
+
+/// Each administrative action is one entry by the administrator, naming
+/// the account it was done to (the account's own copy in its security log
+/// is not audited again); refusals are the administrator's
+/// `access_denied`; the alerts on granting admin and disabling fire.
+#[tokio::test]
+async fn administrative_actions_are_audited_once_by_the_administrator() {
+    let mut w = World::new().await;
+    let mia = w.join("mia", "member").await;
+    let phone = w.next_device();
+    let phone_id = DeviceId::new(phone).unwrap();
+    let _phone_token = link_device(&w.http, w.s(), &mia, phone).await;
+
+    // An invite: its role and lifetime, never its code.
+    let m = w.mark().await;
+    let invite: Invite = w
+        .as_owner(
+            "POST",
+            "/v1/admin/invites",
+            Some(json!({ "role": "guest", "expires_in_secs": 3600 })),
+        )
+        .await;
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["invite_created"], "{new:#?}");
+    let e = only(&new, "invite_created");
+    expect(e, Some(OWNER), None, Outcome::Success);
+    assert_eq!(detail(e, "role"), "guest");
+    assert_eq!(detail(e, "expires_in_secs"), "3600");
+    assert_eq!(e.ip.as_deref(), Some(LOOPBACK));
+    for entry in &new {
+        assert!(!json_of(entry).contains(&invite.code), "{entry:#?}");
+    }
+
+    // The operator's invite through the data directory, while the server
+    // runs (`rampart admin invite --data`).
+    let m = w.mark().await;
+    let code = rampart_server::create_invite(w.dir.path()).await.unwrap();
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["invite_created"], "{new:#?}");
+    let e = only(&new, "invite_created");
+    expect(e, Some("operator"), None, Outcome::Success);
+    assert_eq!(detail(e, "role"), "member");
+    assert!(!json_of(e).contains(&code), "{e:#?}");
+
+    // Granting admin: the change, and the alert on it.
+    let m = w.mark().await;
+    let _: Value = w
+        .as_owner(
+            "POST",
+            "/v1/admin/users/mia/role",
+            Some(json!({ "role": "admin" })),
+        )
+        .await;
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["role_changed", "alert_fired"], "{new:#?}");
+    let e = only(&new, "role_changed");
+    expect(e, Some(OWNER), Some(&user("mia")), Outcome::Success);
+    assert_eq!((detail(e, "role"), detail(e, "from")), ("admin", "member"));
+    assert_eq!(e.ip.as_deref(), Some(LOOPBACK));
+    let alert = only(&new, "alert_fired");
+    expect(
+        alert,
+        Some("server"),
+        Some("rule:admin-role-granted"),
+        Outcome::Success,
+    );
+    assert_eq!(detail(alert, "key"), user("mia"));
+    assert_eq!(detail(alert, "last_entry"), e.id.to_string());
+
+    // Back to member: no alert.
+    let m = w.mark().await;
+    let _: Value = w
+        .as_owner(
+            "POST",
+            "/v1/admin/users/mia/role",
+            Some(json!({ "role": "member" })),
+        )
+        .await;
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["role_changed"], "{new:#?}");
+    let e = only(&new, "role_changed");
+    expect(e, Some(OWNER), Some(&user("mia")), Outcome::Success);
+    assert_eq!((detail(e, "role"), detail(e, "from")), ("member", "admin"));
+
+    // A refused action: the administrator's access_denied, naming the
+    // account aimed at, and no change.
+    let m = w.mark().await;
+    let (status, _) = error_of(
+        w.req(
+            "POST",
+            "/v1/admin/users/olive/role",
+            Some(&w.owner.token),
+            Some(json!({ "role": "member" })),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["access_denied"], "{new:#?}");
+    let e = only(&new, "access_denied");
+    expect(e, Some(OWNER), Some(&user(OWNER)), Outcome::Denied);
+    assert!(!detail(e, "reason").is_empty());
+    let call = only(&new, "admin_api");
+    expect(
+        call,
+        Some(OWNER),
+        Some("route:POST /v1/admin/users/olive/role"),
+        Outcome::Denied,
+    );
+
+    // Ending one of mia's sessions.
+    let sessions: SessionList = w.as_owner("GET", "/v1/admin/sessions?user=mia", None).await;
+    let on_phone = sessions
+        .sessions
+        .iter()
+        .find(|s| s.device_id == phone_id)
+        .unwrap();
+    let m = w.mark().await;
+    let resp = w
+        .req(
+            "POST",
+            &format!("/v1/admin/sessions/{}/revoke", on_phone.session_id),
+            Some(&w.owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["session_revoked"], "{new:#?}");
+    expect(
+        only(&new, "session_revoked"),
+        Some(OWNER),
+        Some(&user("mia")),
+        Outcome::Success,
+    );
+
+    // Resetting her second factor (which ends her sessions).
+    let (_secret, _, _) = w.enrol(&mia, PASSWORD).await;
+    let m = w.mark().await;
+    let _: Value = w
+        .as_owner("POST", "/v1/admin/users/mia/2fa-reset", None)
+        .await;
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["two_factor_reset"], "{new:#?}");
+    expect(
+        only(&new, "two_factor_reset"),
+        Some(OWNER),
+        Some(&user("mia")),
+        Outcome::Success,
+    );
+
+    // Disabling: the account, each device it revoked (by the
+    // administrator, not the account), and the alert on it.
+    let m = w.mark().await;
+    let _: Value = w
+        .as_owner("POST", "/v1/admin/users/mia/disable", None)
+        .await;
+    let new = w.since(m).await;
+    let mut sorted = kinds(&new);
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        [
+            "account_disabled",
+            "alert_fired",
+            "device_revoked",
+            "device_revoked"
+        ],
+        "{new:#?}"
+    );
+    let e = only(&new, "account_disabled");
+    expect(e, Some(OWNER), Some(&user("mia")), Outcome::Success);
+    let revoked = all_of(&new, "device_revoked");
+    for r in &revoked {
+        expect(r, Some(OWNER), Some(&user("mia")), Outcome::Success);
+    }
+    let devices: BTreeSet<DeviceId> = revoked.iter().filter_map(|r| r.device).collect();
+    assert_eq!(devices, BTreeSet::from([mia.device, phone_id]));
+    let alert = only(&new, "alert_fired");
+    expect(
+        alert,
+        Some("server"),
+        Some("rule:user-disabled"),
+        Outcome::Success,
+    );
+    assert_eq!(detail(alert, "key"), user("mia"));
+
+    // Disabling again changes nothing and records nothing but the call.
+    let m = w.mark().await;
+    let _: Value = w
+        .as_owner("POST", "/v1/admin/users/mia/disable", None)
+        .await;
+    assert_eq!(kinds(&w.since(m).await), Vec::<&str>::new());
+
+    // Enabling.
+    let m = w.mark().await;
+    let _: Value = w.as_owner("POST", "/v1/admin/users/mia/enable", None).await;
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["account_enabled"], "{new:#?}");
+    expect(
+        only(&new, "account_enabled"),
+        Some(OWNER),
+        Some(&user("mia")),
+        Outcome::Success,
+    );
+
+    // The access policy: which document, by its hash.
+    let policy = AccessPolicy {
+        members_may_create_groups: false,
+        ..AccessPolicy::default()
+    };
+    let m = w.mark().await;
+    let stored: AccessPolicy = w
+        .as_owner(
+            "PUT",
+            "/v1/admin/access",
+            Some(serde_json::to_value(&policy).unwrap()),
+        )
+        .await;
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["access_policy_changed"], "{new:#?}");
+    let e = only(&new, "access_policy_changed");
+    expect(e, Some(OWNER), Some("policy:access"), Outcome::Success);
+    let document = serde_json::to_string(&stored).unwrap();
+    assert_eq!(
+        detail(e, "document_sha256"),
+        hex::encode(sha2::Sha256::digest(document.as_bytes()))
+    );
+
+    // Deleting an account with a live device: the device, then the account,
+    // by its name (the row is renamed to a husk).
+    let dan = w.join("dan", "member").await;
+    let m = w.mark().await;
+    let resp = w
+        .req("DELETE", "/v1/admin/users/dan", Some(&w.owner.token), None)
+        .await;
+    assert_eq!(resp.status(), 204);
+    let new = w.since(m).await;
+    assert_eq!(
+        kinds(&new),
+        ["device_revoked", "account_deleted"],
+        "{new:#?}"
+    );
+    let e = only(&new, "device_revoked");
+    expect(e, Some(OWNER), Some(&user("dan")), Outcome::Success);
+    assert_eq!(e.device, Some(dan.device));
+    let e = only(&new, "account_deleted");
+    expect(e, Some(OWNER), Some(&user("dan")), Outcome::Success);
+    for entry in &new {
+        assert!(!json_of(entry).contains("deleted-"), "{entry:#?}");
+    }
+
+    w.stop_server().await;
+}
+
+/// Every call of `/v1/admin/…` made with a session is one `admin_api`
+/// entry: the caller, the method and path (never the query), the status;
+/// refusals are `denied`, other errors `failure`. Calls without a valid
+/// session, and calls outside the admin API, are not audited.
+#[tokio::test]
+async fn every_admin_api_call_with_a_session_is_audited_and_none_without() {
+    let mut w = World::new().await;
+    let oscar = w.join("oscar", "admin").await;
+    let alice = w.join("alice", "member").await;
+    let dora = w.join("dora", "member").await;
+    let mia = w.join("mia", "member").await;
+    let sessions: SessionList = w.as_owner("GET", "/v1/admin/sessions?user=mia", None).await;
+    let mia_session = sessions.sessions[0].session_id.clone();
+    let owner = (w.owner.token.clone(), OWNER, w.owner.device);
+    let as_oscar = (oscar.token.clone(), "oscar", oscar.device);
+    let as_alice = (alice.token.clone(), "alice", alice.device);
+    let policy = serde_json::to_value(AccessPolicy::default()).unwrap();
+
+    // (caller, method, path, body, status); a caller of None is not audited.
+    type Caller = Option<(String, &'static str, DeviceId)>;
+    let calls: Vec<(Caller, Option<String>, &str, String, Option<Value>, u16)> = vec![
+        (
+            Some(owner.clone()),
+            None,
+            "GET",
+            "/v1/admin/users".into(),
+            None,
+            200,
+        ),
+        (
+            Some(owner.clone()),
+            None,
+            "POST",
+            "/v1/admin/invites".into(),
+            Some(json!({"role": "member"})),
+            200,
+        ),
+        (
+            Some(owner.clone()),
+            None,
+            "POST",
+            "/v1/admin/users/dora/role".into(),
+            Some(json!({"role": "guest"})),
+            200,
+        ),
+        (
+            Some(owner.clone()),
+            None,
+            "POST",
+            "/v1/admin/users/dora/disable".into(),
+            None,
+            200,
+        ),
+        (
+            Some(owner.clone()),
+            None,
+            "POST",
+            "/v1/admin/users/dora/enable".into(),
+            None,
+            200,
+        ),
+        (
+            Some(owner.clone()),
+            None,
+            "POST",
+            "/v1/admin/users/dora/2fa-reset".into(),
+            None,
+            200,
+        ),
+        (
+            Some(owner.clone()),
+            None,
+            "GET",
+            "/v1/admin/groups".into(),
+            None,
+            200,
+        ),
+        (
+            Some(owner.clone()),
+            None,
+            "GET",
+            "/v1/admin/access".into(),
+            None,
+            200,
+        ),
+        (
+            Some(owner.clone()),
+            None,
+            "PUT",
+            "/v1/admin/access".into(),
+            Some(policy.clone()),
+            200,
+        ),
+        (
+            Some(owner.clone()),
+            None,
+            "GET",
+            "/v1/admin/sessions?user=olive".into(),
+            None,
+            200,
+        ),
+        (
+            Some(owner.clone()),
+            None,
+            "POST",
+            format!("/v1/admin/sessions/{mia_session}/revoke"),
+            None,
+            204,
+        ),
+        (
+            Some(owner.clone()),
+            None,
+            "GET",
+            "/v1/admin/audit?action=registered&newest_first=true".into(),
+            None,
+            200,
+        ),
+        (
+            Some(owner.clone()),
+            None,
+            "GET",
+            "/v1/admin/audit/checkpoints".into(),
+            None,
+            200,
+        ),
+        (
+            Some(owner.clone()),
+            None,
+            "POST",
+            "/v1/admin/audit/checkpoint".into(),
+            None,
+            200,
+        ),
+        (
+            Some(owner.clone()),
+            None,
+            "GET",
+            "/v1/admin/audit/key".into(),
+            None,
+            200,
+        ),
+        (
+            Some(owner.clone()),
+            None,
+            "DELETE",
+            "/v1/admin/users/mia".into(),
+            None,
+            204,
+        ),
+        // An error that is not a refusal.
+        (
+            Some(owner.clone()),
+            None,
+            "POST",
+            "/v1/admin/users/nobody7/disable".into(),
+            None,
+            404,
+        ),
+        // An admin where only owners may; a member anywhere.
+        (
+            Some(as_oscar.clone()),
+            None,
+            "PUT",
+            "/v1/admin/access".into(),
+            Some(policy.clone()),
+            403,
+        ),
+        (
+            Some(as_alice.clone()),
+            None,
+            "GET",
+            "/v1/admin/users".into(),
+            None,
+            403,
+        ),
+        (
+            Some(as_alice.clone()),
+            None,
+            "GET",
+            "/v1/admin/audit".into(),
+            None,
+            403,
+        ),
+        // No session, a bogus one, an ended one (mia was deleted): not audited.
+        (None, None, "GET", "/v1/admin/users".into(), None, 401),
+        (
+            None,
+            Some("bogus".into()),
+            "GET",
+            "/v1/admin/audit".into(),
+            None,
+            401,
+        ),
+        (
+            None,
+            Some(mia.token.clone()),
+            "POST",
+            "/v1/admin/invites".into(),
+            Some(json!({"role": "member"})),
+            401,
+        ),
+        // Outside the admin API, with a session: not an admin call.
+        (
+            None,
+            Some(w.owner.token.clone()),
+            "GET",
+            "/v1/me".into(),
+            None,
+            200,
+        ),
+    ];
+
+    for (caller, raw_token, method, path, body, status) in calls {
+        let token = caller.as_ref().map(|(t, _, _)| t.clone()).or(raw_token);
+        let m = w.mark().await;
+        let resp = w.req(method, &path, token.as_deref(), body).await;
+        let got = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert_eq!(got, status, "{method} {path}: {text}");
+        let new = w.since_raw(m).await;
+        // First the listing that took the mark.
+        let (first, rest) = new.split_first().expect("the mark's listing");
+        assert!(is_listing(first), "{first:#?}");
+        let audited: Vec<&AuditEntry> = rest.iter().filter(|e| e.action == "admin_api").collect();
+        let Some((_, name, device)) = caller else {
+            assert!(audited.is_empty(), "{method} {path}: {audited:#?}");
+            continue;
+        };
+        assert_eq!(audited.len(), 1, "{method} {path}: {new:#?}");
+        let e = audited[0];
+        let route = format!("route:{method} {}", path.split('?').next().unwrap());
+        let outcome = match status {
+            200..=299 => Outcome::Success,
+            401 | 403 => Outcome::Denied,
+            _ => Outcome::Failure,
+        };
+        expect(e, Some(name), Some(&route), outcome);
+        assert_eq!(detail(e, "status"), status.to_string());
+        assert_eq!(e.device, Some(device));
+        assert_eq!(e.ip.as_deref(), Some(LOOPBACK));
+        assert_eq!(e.detail.len(), 1, "{e:#?}");
+        // The call's own effects come before it.
+        assert!(
+            rest.iter()
+                .filter(|x| x.action != "admin_api")
+                .all(|x| x.id < e.id)
+        );
+    }
+
+    // The owner's listing of the log is itself audited.
+    let m = w.mark().await;
+    let new = w.since_raw(m).await;
+    assert_eq!(new.len(), 1, "{new:#?}");
+    expect(&new[0], Some(OWNER), Some(LISTING), Outcome::Success);
+    assert_eq!(detail(&new[0], "status"), "200");
+    w.stop_server().await;
+}
+
+// ---- DLP -----------------------------------------------------------------------
+
+/// The DLP policy set by the operator (through the data directory and in
+/// process) and each DLP report, by action, with the rule and the group,
+/// never the content; a refused batch records nothing.
+#[tokio::test]
+async fn dlp_policy_changes_and_reports_are_audited() {
+    let mut w = World::new().await;
+    let alice = w.join("alice", "member").await;
+
+    const POLICY: &str = r#"{"version":1,"detectors":{"card":{"action":"block","min_confidence":"medium"}},"custom":[]}"#;
+    let m = w.mark().await;
+    let revision = rampart_server::set_dlp_policy(w.dir.path(), POLICY)
+        .await
+        .unwrap();
+    assert_eq!(revision, 1);
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["dlp_policy_changed"], "{new:#?}");
+    let e = only(&new, "dlp_policy_changed");
+    expect(e, Some("operator"), Some("policy:dlp"), Outcome::Success);
+    assert_eq!(detail(e, "revision"), "1");
+    assert_eq!(
+        detail(e, "document_sha256"),
+        hex::encode(sha2::Sha256::digest(POLICY.as_bytes()))
+    );
+
+    let m = w.mark().await;
+    assert_eq!(w.policies.set(r#"{"version":1}"#).await.unwrap(), 2);
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["dlp_policy_changed"], "{new:#?}");
+    let e = only(&new, "dlp_policy_changed");
+    expect(e, Some("operator"), Some("policy:dlp"), Outcome::Success);
+    assert_eq!(detail(e, "revision"), "2");
+
+    // One report of each action.
+    let group = GroupId::new_group([7; 31]);
+    let rules = [
+        ("card", "block"),
+        ("custom.project-falcon", "warn"),
+        ("iban", "redact"),
+        ("email", "audit"),
+    ];
+    let events: Vec<Value> = rules
+        .iter()
+        .map(|(rule, action)| {
+            json!({"rule": rule, "action": action, "group_id": group, "at": 1_700_000_000_001u64})
+        })
+        .collect();
+    let m = w.mark().await;
+    let resp = w
+        .req(
+            "POST",
+            "/v1/dlp/events",
+            Some(&alice.token),
+            Some(json!({ "events": events })),
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+    let new = w.since(m).await;
+    assert_eq!(
+        kinds(&new),
+        ["dlp_block", "dlp_warn", "dlp_redact", "dlp_audit"],
+        "{new:#?}"
+    );
+    for (e, (rule, _)) in new.iter().zip(rules) {
+        expect(
+            e,
+            Some("alice"),
+            Some(&group_target(&group)),
+            Outcome::Success,
+        );
+        assert_eq!(e.device, Some(alice.device));
+        assert_eq!(
+            e.detail,
+            BTreeMap::from([("rule".to_owned(), rule.to_owned())])
+        );
+    }
+
+    // A batch with one bad event is refused whole; without a session too.
+    let m = w.mark().await;
+    let bad = json!({"events": [
+        {"rule": "card", "action": "block", "group_id": group, "at": 1u64},
+        {"rule": "card", "action": "shred", "group_id": group, "at": 2u64},
+    ]});
+    let resp = w
+        .req(
+            "POST",
+            "/v1/dlp/events",
+            Some(&alice.token),
+            Some(bad.clone()),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    let resp = w.req("POST", "/v1/dlp/events", None, Some(bad)).await;
+    assert_eq!(resp.status(), 401);
+    assert_eq!(kinds(&w.since(m).await), Vec::<&str>::new());
+    w.stop_server().await;
+}
+
+// ---- groups --------------------------------------------------------------------
+
+/// Accepted commits over the WebSocket: creating a group, adding and
+/// removing members, changing its settings — each once, by the committer's
+/// account and device, with the new epoch and the devices added and
+/// removed. A self-update and an application message are not audited.
+#[tokio::test]
+async fn group_commits_are_audited_with_epoch_and_devices() {
+    let mut w = World::new().await;
+    let ada = w.join("ada", "member").await;
+    let gil = w.join("gil", "member").await;
+    let meg = w.join("meg", "member").await;
+    let bea = w.join("bea", "member").await;
+    let (ada_mls, gil_mls, meg_mls, bea_mls) = (
+        MlsClient::for_account(&ada),
+        MlsClient::for_account(&gil),
+        MlsClient::for_account(&meg),
+        MlsClient::for_account(&bea),
+    );
+    let id = GroupId::new_group(rand::random());
+    let target = group_target(&id);
+    let mut settings = GroupSettings::created_by(&ada.username);
+    let mut group = new_mls_group(&ada_mls, &id, &settings);
+
+    // Created with two members.
+    let m = w.mark().await;
+    let b = add(
+        &ada_mls,
+        &mut group,
+        &[gil_mls.key_package(), meg_mls.key_package()],
+    );
+    let frame = commit_frame(
+        id,
+        0,
+        Some(Create::Group),
+        b,
+        vec![gil.device, meg.device],
+        vec![],
+    );
+    accepted(&request(w.s(), &ada.token, &frame).await, 1);
+    ada_mls.merge(&mut group);
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["group_created"], "{new:#?}");
+    let e = only(&new, "group_created");
+    expect(e, Some("ada"), Some(&target), Outcome::Success);
+    assert_eq!(e.device, Some(ada.device));
+    assert_eq!(detail(e, "epoch"), "1");
+    assert_eq!(detail(e, "added"), format!("{},{}", gil.device, meg.device));
+    assert_eq!(detail(e, "removed"), "");
+
+    // A member added.
+    let m = w.mark().await;
+    let b = add(&ada_mls, &mut group, &[bea_mls.key_package()]);
+    let frame = commit_frame(id, 1, None, b, vec![bea.device], vec![]);
+    accepted(&request(w.s(), &ada.token, &frame).await, 2);
+    ada_mls.merge(&mut group);
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["group_members_changed"], "{new:#?}");
+    let e = only(&new, "group_members_changed");
+    expect(e, Some("ada"), Some(&target), Outcome::Success);
+    assert_eq!(e.device, Some(ada.device));
+    assert_eq!(
+        (detail(e, "epoch"), detail(e, "added"), detail(e, "removed")),
+        ("2", bea.device.to_string().as_str(), "")
+    );
+
+    // A member removed.
+    let m = w.mark().await;
+    let b = remove(&ada_mls, &mut group, &gil_mls);
+    let frame = commit_frame(id, 2, None, b, vec![], vec![gil.device]);
+    accepted(&request(w.s(), &ada.token, &frame).await, 3);
+    ada_mls.merge(&mut group);
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["group_members_changed"], "{new:#?}");
+    let e = only(&new, "group_members_changed");
+    expect(e, Some("ada"), Some(&target), Outcome::Success);
+    assert_eq!(
+        (detail(e, "epoch"), detail(e, "added"), detail(e, "removed")),
+        ("3", "", gil.device.to_string().as_str())
+    );
+
+    // The settings changed: meg made an admin.
+    settings.set_role(&meg.username, GroupRole::Admin);
+    let m = w.mark().await;
+    let b = change_settings(&ada_mls, &mut group, &settings);
+    let frame = commit_frame(id, 3, None, b, vec![], vec![]);
+    accepted(&request(w.s(), &ada.token, &frame).await, 4);
+    ada_mls.merge(&mut group);
+    let new = w.since(m).await;
+    assert_eq!(kinds(&new), ["group_settings_changed"], "{new:#?}");
+    let e = only(&new, "group_settings_changed");
+    expect(e, Some("ada"), Some(&target), Outcome::Success);
+    assert_eq!(e.device, Some(ada.device));
+    assert_eq!(
+        (detail(e, "epoch"), detail(e, "added"), detail(e, "removed")),
+        ("4", "", "")
+    );
+
+    // Routine: a self-update and a message.
+    let m = w.mark().await;
+    let b = self_update(&ada_mls, &mut group);
+    let frame = commit_frame(id, 4, None, b, vec![], vec![]);
+    accepted(&request(w.s(), &ada.token, &frame).await, 5);
+    ada_mls.merge(&mut group);
+    let frame = message_frame(id, ada_mls.message(&mut group, b"hello"));
+    let answer = request(w.s(), &ada.token, &frame).await;
+    assert!(matches!(answer, ServerFrame::Accepted { .. }), "{answer:?}");
+    assert_eq!(kinds(&w.since(m).await), Vec::<&str>::new());
+    w.stop_server().await;
+}
+
+// ---- the server itself ---------------------------------------------------------
+
+/// Opening a data directory records `server_started` (the first entry of
+/// a fresh log), a graceful stop `server_stopped` as the last entry,
+/// covered by the shutdown checkpoint; the next start follows it.
+#[tokio::test]
+async fn server_start_and_stop_are_audited() {
+    let mut w = World::new().await;
+    let all = w.since(0).await;
+    let started = &all[0];
+    assert_eq!(started.action, "server_started", "{all:#?}");
+    assert_eq!(started.prev_hash, GENESIS);
+    expect(started, Some("server"), None, Outcome::Success);
+    assert_eq!(detail(started, "version"), env!("CARGO_PKG_VERSION"));
+    assert_eq!(all_of(&all, "server_started").len(), 1);
+    assert!(all_of(&all, "server_stopped").is_empty());
+
+    w.stop_server().await;
+    let console = AdminConsole::open(w.dir.path()).await.unwrap();
+    let newest = console
+        .audit_page(&rampart_server::audit::Query {
+            newest_first: true,
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let stopped = &newest.entries[0];
+    assert_eq!(stopped.action, "server_stopped", "{stopped:#?}");
+    expect(stopped, Some("server"), None, Outcome::Success);
+    let checkpoints = console.audit_checkpoints().await.unwrap();
+    let last = checkpoints.last().unwrap();
+    assert_eq!(
+        (last.reason, last.last_id, last.head_hash),
+        (CheckpointReason::Shutdown, stopped.id, stopped.hash)
+    );
+    console.close().await;
+
+    w.start_server().await;
+    let all = w.since(0).await;
+    let lifecycle: Vec<&str> = all
+        .iter()
+        .map(|e| e.action.as_str())
+        .filter(|a| a.starts_with("server_"))
+        .collect();
+    assert_eq!(
+        lifecycle,
+        ["server_started", "server_stopped", "server_started"]
+    );
+    let restarted = all_of(&all, "server_started")[1];
+    assert!(restarted.id > stopped.id);
+    w.stop_server().await;
+}
+
+// ---- alerts --------------------------------------------------------------------
+
+/// Seven failed logins for one account within ten minutes fire the
+/// failed-logins alert once, naming the account and the entries counted;
+/// once the failures are forgotten, five more fire it again.
+#[tokio::test]
+async fn failed_logins_fire_one_alert_per_account_and_window() {
+    let mut w = World::new().await;
+    let bob = w.join("bob", "member").await;
+    let m = w.mark().await;
+    for _ in 0..5 {
+        let resp = w.login("bob", "wrong password!!", bob.device, None).await;
+        assert_eq!(resp.status(), 401);
+    }
+    // Locked for 30 s, then 60 s: wait each out, fail again.
+    w.clock.advance(Duration::from_secs(31));
+    assert_eq!(
+        w.login("bob", "wrong password!!", bob.device, None)
+            .await
+            .status(),
+        401
+    );
+    w.clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        w.login("bob", "wrong password!!", bob.device, None)
+            .await
+            .status(),
+        401
+    );
+    let new = w.since(m).await;
+    let failures = all_of(&new, "login_failed");
+    assert_eq!(failures.len(), 7, "{new:#?}");
+    let alerts: Vec<&AuditEntry> = all_of(&new, "alert_fired")
+        .into_iter()
+        .filter(|e| e.target.as_deref() == Some("rule:failed-logins-account"))
+        .collect();
+    assert_eq!(alerts.len(), 1, "{new:#?}");
+    let alert = alerts[0];
+    expect(
+        alert,
+        Some("server"),
+        Some("rule:failed-logins-account"),
+        Outcome::Success,
+    );
+    assert_eq!(detail(alert, "key"), "actor:bob");
+    assert_eq!(detail(alert, "count"), "5");
+    assert_eq!(detail(alert, "window_secs"), "600");
+    assert_eq!(detail(alert, "first_entry"), failures[0].id.to_string());
+    assert_eq!(detail(alert, "last_entry"), failures[4].id.to_string());
+    assert!(alert.id > failures[4].id);
+    // Nothing else fired (twelve failures from one address stay under its
+    // threshold of twenty).
+    assert_eq!(all_of(&new, "alert_fired").len(), 1, "{new:#?}");
+
+    // An hour without failures: the lock and the window are over.
+    w.clock.advance(Duration::from_secs(3601));
+    let m = w.mark().await;
+    for _ in 0..5 {
+        let resp = w.login("bob", "wrong password!!", bob.device, None).await;
+        assert_eq!(resp.status(), 401);
+    }
+    let new = w.since(m).await;
+    let alert = only(&new, "alert_fired");
+    assert_eq!(detail(alert, "key"), "actor:bob");
+    w.stop_server().await;
+}
