@@ -398,7 +398,8 @@ mod tests {
     #[test]
     fn every_hashed_field_changes_the_hash() {
         let base = entry().compute_hash();
-        let variants: Vec<Box<dyn Fn(&mut AuditEntry)>> = vec![
+        type Change = Box<dyn Fn(&mut AuditEntry)>;
+        let variants: Vec<Change> = vec![
             Box::new(|e| e.id += 1),
             Box::new(|e| e.at += 1),
             Box::new(|e| e.actor = Some("alicf".into())),

@@ -434,7 +434,10 @@ pub async fn register(
         SecurityEventKind::Registered,
         SecurityEventKind::DeviceAdded,
     ] {
-        let event = Event::new(kind, Some(user_id), ip).device(req.device.device_id);
+        let mut event = Event::new(kind, Some(user_id), ip).device(req.device.device_id);
+        if kind == SecurityEventKind::Registered {
+            event = event.detail("role", role_to_db(role));
+        }
         security_events::record(&mut *tx, now, &event).await?;
     }
     let token = insert_session(&mut tx, req.device.device_id, now).await?;

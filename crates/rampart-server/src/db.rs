@@ -77,13 +77,6 @@ pub fn sha256(bytes: &[u8]) -> Vec<u8> {
     Sha256::digest(bytes).to_vec()
 }
 
-/// Creates a single-use invite code and stores only its hash.
-pub async fn insert_invite(pool: &SqlitePool, role: &str) -> Result<String, sqlx::Error> {
-    let now = now_ms();
-    let mut conn = pool.acquire().await?;
-    insert_invite_at(&mut conn, role, now, now + INVITE_LIFETIME_MS).await
-}
-
 /// Creates a single-use invite code for `role`, valid until `expires_at`,
 /// and stores only its hash.
 pub async fn insert_invite_at(

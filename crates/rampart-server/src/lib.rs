@@ -566,12 +566,33 @@ impl Server {
 }
 
 /// Opens the data dir's database (the server may be running or stopped) and
-/// creates a single-use member invite code.
+/// creates a single-use member invite code, audited as the operator's
+/// `invite_created` (its role and lifetime, never the code).
 pub async fn create_invite(data_dir: &Path) -> Result<String, ServerError> {
     let pool = db::open(data_dir).await?;
-    let code = db::insert_invite(&pool, auth::role_to_db(rampart_proto::api::Role::Member)).await;
+    let role = rampart_proto::api::Role::Member;
+    let code = audited_invite(&pool, role, audit::Actor::Operator, db::now_ms()).await;
     pool.close().await;
     Ok(code?)
+}
+
+/// A single-use invite for `role` (valid for the default lifetime), and its
+/// audit entry: its role and lifetime, never the code.
+async fn audited_invite(
+    pool: &SqlitePool,
+    role: rampart_proto::api::Role,
+    actor: audit::Actor,
+    now: i64,
+) -> Result<String, sqlx::Error> {
+    let role = auth::role_to_db(role);
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let code = db::insert_invite_at(&mut tx, role, now, now + db::INVITE_LIFETIME_MS).await?;
+    let entry = audit::Entry::new("invite_created", actor, Outcome::Success)
+        .detail("role", role)
+        .detail("expires_in_secs", db::INVITE_LIFETIME_MS / 1000);
+    audit::append(&mut *tx, now, &entry).await?;
+    tx.commit().await?;
+    Ok(code)
 }
 
 async fn first_start_invite(
@@ -589,8 +610,10 @@ async fn first_start_invite(
     if users > 0 || unused > 0 {
         return Ok(None);
     }
-    let role = auth::role_to_db(rampart_proto::api::Role::Owner);
-    Ok(Some(db::insert_invite(pool, role).await?))
+    let owner = rampart_proto::api::Role::Owner;
+    Ok(Some(
+        audited_invite(pool, owner, audit::Actor::Server, clock.now_db()).await?,
+    ))
 }
 
 async fn cleanup_loop(state: AppState, purger: Purger, audit_retention_days: Option<u32>) {

@@ -631,7 +631,10 @@ mod tests {
             "rampart_dlp_events_total{action=\"redact\"} 1",
             "rampart_dlp_events_total{action=\"block\"} 0",
             "# TYPE rampart_http_request_duration_seconds histogram",
-            "rampart_build_info{version=\"0.1.0\"} 1",
+            &format!(
+                "rampart_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            ),
         ] {
             assert!(l.contains(&want), "missing {want:?} in\n{text}");
         }

@@ -31,7 +31,9 @@ use rampart_proto::audit::{
 use rampart_proto::frame::{ClientFrame, CommitBundle, Create, SendMessage, ServerFrame};
 use rampart_proto::group::{GROUP_SETTINGS_EXTENSION, GroupRole, GroupSettings};
 use rampart_proto::{DeviceId, GroupId, IdempotencyKey};
-use rampart_server::{AdminConsole, Clock, PolicyHandle, Registration, Server, ServerConfig, totp};
+use rampart_server::{
+    AdminConsole, Clock, PolicyHandle, RateLimits, Registration, Server, ServerConfig, totp,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sha2::Digest as _;
@@ -783,6 +785,7 @@ async fn security_events_are_audited_by_the_action_that_causes_them() {
     let e = only(&new, "locked");
     expect(e, Some("bob"), None, Outcome::Failure);
     assert_eq!(e.ip.as_deref(), Some(LOOPBACK));
+    assert_eq!(detail(e, "locked"), "account");
 
     // A member calling the admin API: refused, as the account's refusal and
     // as the call.
@@ -1100,6 +1103,64 @@ async fn administrative_actions_are_audited_once_by_the_administrator() {
     w.stop_server().await;
 }
 
+/// A session calling the admin API, and who the audit log should name.
+struct Caller {
+    token: String,
+    name: &'static str,
+    device: DeviceId,
+}
+
+impl Caller {
+    fn new(token: &str, name: &'static str, device: DeviceId) -> Self {
+        Self {
+            token: token.to_owned(),
+            name,
+            device,
+        }
+    }
+
+    fn call(&self, method: &'static str, path: &str, body: Option<Value>, status: u16) -> Call {
+        Call {
+            token: Some(self.token.clone()),
+            audited_as: Some((self.name, self.device)),
+            method,
+            path: path.to_owned(),
+            body,
+            status,
+        }
+    }
+}
+
+/// One call and the status it must get; `audited_as` is `None` when it
+/// must not be audited.
+struct Call {
+    token: Option<String>,
+    audited_as: Option<(&'static str, DeviceId)>,
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+    status: u16,
+}
+
+impl Call {
+    fn unaudited(
+        token: Option<&str>,
+        method: &'static str,
+        path: &str,
+        body: Option<Value>,
+        status: u16,
+    ) -> Self {
+        Self {
+            token: token.map(str::to_owned),
+            audited_as: None,
+            method,
+            path: path.to_owned(),
+            body,
+            status,
+        }
+    }
+}
+
 /// Every call of `/v1/admin/…` made with a session is one `admin_api`
 /// entry: the caller, the method and path (never the query), the status;
 /// refusals are `denied`, other errors `failure`. Calls without a valid
@@ -1109,211 +1170,77 @@ async fn every_admin_api_call_with_a_session_is_audited_and_none_without() {
     let mut w = World::new().await;
     let oscar = w.join("oscar", "admin").await;
     let alice = w.join("alice", "member").await;
-    let dora = w.join("dora", "member").await;
+    let _dora = w.join("dora", "member").await;
     let mia = w.join("mia", "member").await;
     let sessions: SessionList = w.as_owner("GET", "/v1/admin/sessions?user=mia", None).await;
     let mia_session = sessions.sessions[0].session_id.clone();
-    let owner = (w.owner.token.clone(), OWNER, w.owner.device);
-    let as_oscar = (oscar.token.clone(), "oscar", oscar.device);
-    let as_alice = (alice.token.clone(), "alice", alice.device);
+    let owner = Caller::new(&w.owner.token, OWNER, w.owner.device);
+    let oscar = Caller::new(&oscar.token, "oscar", oscar.device);
+    let alice = Caller::new(&alice.token, "alice", alice.device);
     let policy = serde_json::to_value(AccessPolicy::default()).unwrap();
+    let member = json!({"role": "member"});
 
-    // (caller, method, path, body, status); a caller of None is not audited.
-    type Caller = Option<(String, &'static str, DeviceId)>;
-    let calls: Vec<(Caller, Option<String>, &str, String, Option<Value>, u16)> = vec![
-        (
-            Some(owner.clone()),
-            None,
-            "GET",
-            "/v1/admin/users".into(),
-            None,
-            200,
-        ),
-        (
-            Some(owner.clone()),
-            None,
+    let calls = vec![
+        owner.call("GET", "/v1/admin/users", None, 200),
+        owner.call("POST", "/v1/admin/invites", Some(member.clone()), 200),
+        owner.call(
             "POST",
-            "/v1/admin/invites".into(),
-            Some(json!({"role": "member"})),
-            200,
-        ),
-        (
-            Some(owner.clone()),
-            None,
-            "POST",
-            "/v1/admin/users/dora/role".into(),
+            "/v1/admin/users/dora/role",
             Some(json!({"role": "guest"})),
             200,
         ),
-        (
-            Some(owner.clone()),
-            None,
+        owner.call("POST", "/v1/admin/users/dora/disable", None, 200),
+        owner.call("POST", "/v1/admin/users/dora/enable", None, 200),
+        owner.call("POST", "/v1/admin/users/dora/2fa-reset", None, 200),
+        owner.call("GET", "/v1/admin/groups", None, 200),
+        owner.call("GET", "/v1/admin/access", None, 200),
+        owner.call("PUT", "/v1/admin/access", Some(policy.clone()), 200),
+        owner.call("GET", "/v1/admin/sessions?user=olive", None, 200),
+        owner.call(
             "POST",
-            "/v1/admin/users/dora/disable".into(),
-            None,
-            200,
-        ),
-        (
-            Some(owner.clone()),
-            None,
-            "POST",
-            "/v1/admin/users/dora/enable".into(),
-            None,
-            200,
-        ),
-        (
-            Some(owner.clone()),
-            None,
-            "POST",
-            "/v1/admin/users/dora/2fa-reset".into(),
-            None,
-            200,
-        ),
-        (
-            Some(owner.clone()),
-            None,
-            "GET",
-            "/v1/admin/groups".into(),
-            None,
-            200,
-        ),
-        (
-            Some(owner.clone()),
-            None,
-            "GET",
-            "/v1/admin/access".into(),
-            None,
-            200,
-        ),
-        (
-            Some(owner.clone()),
-            None,
-            "PUT",
-            "/v1/admin/access".into(),
-            Some(policy.clone()),
-            200,
-        ),
-        (
-            Some(owner.clone()),
-            None,
-            "GET",
-            "/v1/admin/sessions?user=olive".into(),
-            None,
-            200,
-        ),
-        (
-            Some(owner.clone()),
-            None,
-            "POST",
-            format!("/v1/admin/sessions/{mia_session}/revoke"),
+            &format!("/v1/admin/sessions/{mia_session}/revoke"),
             None,
             204,
         ),
-        (
-            Some(owner.clone()),
-            None,
+        owner.call(
             "GET",
-            "/v1/admin/audit?action=registered&newest_first=true".into(),
+            "/v1/admin/audit?action=registered&newest_first=true",
             None,
             200,
         ),
-        (
-            Some(owner.clone()),
-            None,
-            "GET",
-            "/v1/admin/audit/checkpoints".into(),
-            None,
-            200,
-        ),
-        (
-            Some(owner.clone()),
-            None,
-            "POST",
-            "/v1/admin/audit/checkpoint".into(),
-            None,
-            200,
-        ),
-        (
-            Some(owner.clone()),
-            None,
-            "GET",
-            "/v1/admin/audit/key".into(),
-            None,
-            200,
-        ),
-        (
-            Some(owner.clone()),
-            None,
-            "DELETE",
-            "/v1/admin/users/mia".into(),
-            None,
-            204,
-        ),
+        owner.call("GET", "/v1/admin/audit/checkpoints", None, 200),
+        owner.call("POST", "/v1/admin/audit/checkpoint", None, 200),
+        owner.call("GET", "/v1/admin/audit/key", None, 200),
+        owner.call("DELETE", "/v1/admin/users/mia", None, 204),
         // An error that is not a refusal.
-        (
-            Some(owner.clone()),
-            None,
-            "POST",
-            "/v1/admin/users/nobody7/disable".into(),
-            None,
-            404,
-        ),
+        owner.call("POST", "/v1/admin/users/nobody7/disable", None, 404),
         // An admin where only owners may; a member anywhere.
-        (
-            Some(as_oscar.clone()),
-            None,
-            "PUT",
-            "/v1/admin/access".into(),
-            Some(policy.clone()),
-            403,
-        ),
-        (
-            Some(as_alice.clone()),
-            None,
-            "GET",
-            "/v1/admin/users".into(),
-            None,
-            403,
-        ),
-        (
-            Some(as_alice.clone()),
-            None,
-            "GET",
-            "/v1/admin/audit".into(),
-            None,
-            403,
-        ),
+        oscar.call("PUT", "/v1/admin/access", Some(policy), 403),
+        alice.call("GET", "/v1/admin/users", None, 403),
+        alice.call("GET", "/v1/admin/audit", None, 403),
         // No session, a bogus one, an ended one (mia was deleted): not audited.
-        (None, None, "GET", "/v1/admin/users".into(), None, 401),
-        (
-            None,
-            Some("bogus".into()),
-            "GET",
-            "/v1/admin/audit".into(),
-            None,
-            401,
-        ),
-        (
-            None,
-            Some(mia.token.clone()),
+        Call::unaudited(None, "GET", "/v1/admin/users", None, 401),
+        Call::unaudited(Some("bogus"), "GET", "/v1/admin/audit", None, 401),
+        Call::unaudited(
+            Some(&mia.token),
             "POST",
-            "/v1/admin/invites".into(),
-            Some(json!({"role": "member"})),
+            "/v1/admin/invites",
+            Some(member),
             401,
         ),
         // Outside the admin API, with a session: not an admin call.
-        (
-            None,
-            Some(w.owner.token.clone()),
-            "GET",
-            "/v1/me".into(),
-            None,
-            200,
-        ),
+        Call::unaudited(Some(&w.owner.token), "GET", "/v1/me", None, 200),
     ];
 
-    for (caller, raw_token, method, path, body, status) in calls {
-        let token = caller.as_ref().map(|(t, _, _)| t.clone()).or(raw_token);
+    for Call {
+        token,
+        audited_as,
+        method,
+        path,
+        body,
+        status,
+    } in calls
+    {
         let m = w.mark().await;
         let resp = w.req(method, &path, token.as_deref(), body).await;
         let got = resp.status().as_u16();
@@ -1324,7 +1251,7 @@ async fn every_admin_api_call_with_a_session_is_audited_and_none_without() {
         let (first, rest) = new.split_first().expect("the mark's listing");
         assert!(is_listing(first), "{first:#?}");
         let audited: Vec<&AuditEntry> = rest.iter().filter(|e| e.action == "admin_api").collect();
-        let Some((_, name, device)) = caller else {
+        let Some((name, device)) = audited_as else {
             assert!(audited.is_empty(), "{method} {path}: {audited:#?}");
             continue;
         };
@@ -1341,11 +1268,13 @@ async fn every_admin_api_call_with_a_session_is_audited_and_none_without() {
         assert_eq!(e.device, Some(device));
         assert_eq!(e.ip.as_deref(), Some(LOOPBACK));
         assert_eq!(e.detail.len(), 1, "{e:#?}");
-        // The call's own effects come before it.
+        // The call's own effects come before it (alerts follow when the
+        // log is next sealed).
         assert!(
             rest.iter()
-                .filter(|x| x.action != "admin_api")
-                .all(|x| x.id < e.id)
+                .filter(|x| x.action != "admin_api" && x.action != "alert_fired")
+                .all(|x| x.id < e.id),
+            "{method} {path}: {new:#?}"
         );
     }
 
@@ -1629,7 +1558,19 @@ async fn server_start_and_stop_are_audited() {
 /// once the failures are forgotten, five more fire it again.
 #[tokio::test]
 async fn failed_logins_fire_one_alert_per_account_and_window() {
-    let mut w = World::new().await;
+    // The lockout this counts on, spelled out: five free failures, then
+    // 30 s doubling, forgotten after an hour.
+    let mut w = World::with(ServerConfig {
+        rate_limits: RateLimits {
+            account_free_failures: 5,
+            ip_free_failures: 50,
+            lock_secs: 30,
+            decay_secs: 3600,
+            ..RateLimits::default()
+        },
+        ..ServerConfig::default()
+    })
+    .await;
     let bob = w.join("bob", "member").await;
     let m = w.mark().await;
     for _ in 0..5 {
@@ -1687,4 +1628,528 @@ async fn failed_logins_fire_one_alert_per_account_and_window() {
     let alert = only(&new, "alert_fired");
     assert_eq!(detail(alert, "key"), "actor:bob");
     w.stop_server().await;
+}
+
+// ---- the whole log -------------------------------------------------------------
+
+/// Every action the scenario below makes the log record.
+const EVERY_ACTION: [&str; 34] = [
+    "server_started",
+    "server_stopped",
+    "registered",
+    "device_added",
+    "login_succeeded",
+    "login_failed",
+    "two_factor_enabled",
+    "two_factor_failed",
+    "two_factor_disabled",
+    "recovery_codes_regenerated",
+    "recovery_code_used",
+    "password_changed",
+    "device_revoked",
+    "locked",
+    "session_expired",
+    "access_denied",
+    "invite_created",
+    "role_changed",
+    "account_disabled",
+    "account_enabled",
+    "account_deleted",
+    "two_factor_reset",
+    "session_revoked",
+    "access_policy_changed",
+    "admin_api",
+    "dlp_policy_changed",
+    "dlp_block",
+    "dlp_warn",
+    "dlp_redact",
+    "dlp_audit",
+    "group_created",
+    "group_members_changed",
+    "group_settings_changed",
+    "alert_fired",
+];
+
+const CANARY_PASSWORD: &str = "Canary-Passw0rd-7c1e9b-horse";
+const CANARY_NEW_PASSWORD: &str = "Canary-NewPass-7c1e9b-staple";
+const CANARY_WRONG_PASSWORD: &str = "Canary-Wrong-7c1e9b-battery";
+/// A name nobody has, typed at login.
+const CANARY_GHOST: &str = "canaryghost7c1e9b";
+const CANARY_PLAINTEXT: &str = "CANARY-PLAINTEXT-7c1e9b: the merger closes on Friday";
+/// What a careless client puts in a DLP report beside the rule.
+const CANARY_DLP: &str = "CANARY-DLP-7c1e9b-4111111111111111";
+/// Inside the DLP policy document (its hash is audited, not its text).
+const CANARY_POLICY: &str = "CANARY-POLICY-7c1e9b";
+
+/// The secrets and content a scenario used.
+#[derive(Default)]
+struct Canaries {
+    /// As text: they would show as they are.
+    text: Vec<String>,
+    /// Binary: they would show raw, in hex or in base64.
+    bytes: Vec<Vec<u8>>,
+    /// One-time codes: six digits, so compared with whole field values only.
+    codes: Vec<String>,
+}
+
+/// Does everything the audit log records (see [`EVERY_ACTION`]), with
+/// distinctive secrets and content, and a restart and a requested
+/// checkpoint in between; returns the secrets and content.
+async fn scenario(w: &mut World) -> Canaries {
+    let mut c = Canaries::default();
+    c.text.push(w.first_invite.clone());
+    c.text.push(w.owner.token.clone());
+    for canary in [
+        CANARY_PASSWORD,
+        CANARY_NEW_PASSWORD,
+        CANARY_WRONG_PASSWORD,
+        CANARY_GHOST,
+        CANARY_PLAINTEXT,
+        CANARY_DLP,
+        CANARY_POLICY,
+    ] {
+        c.text.push(canary.into());
+    }
+
+    // cara: invited, registered with a distinctive password.
+    let invite: Invite = w
+        .as_owner(
+            "POST",
+            "/v1/admin/invites",
+            Some(json!({ "role": "member" })),
+        )
+        .await;
+    c.text.push(invite.code.clone());
+    let device = w.next_device();
+    let (mut req, identity) = register_request("cara", device, Some(&invite.code));
+    req.password = CANARY_PASSWORD.into();
+    let session: SessionResponse = ok(w
+        .http
+        .post(w.s().url("/v1/register"))
+        .json(&req)
+        .send()
+        .await
+        .unwrap())
+    .await;
+    c.text.push(session.token.clone());
+    let cara = Account {
+        username: session.username,
+        device: session.device_id,
+        token: session.token,
+        identity,
+    };
+
+    // Failed logins, then a good one.
+    let resp = w
+        .login(CANARY_GHOST, CANARY_WRONG_PASSWORD, cara.device, None)
+        .await;
+    assert_eq!(resp.status(), 401);
+    let resp = w
+        .login("cara", CANARY_WRONG_PASSWORD, cara.device, None)
+        .await;
+    assert_eq!(resp.status(), 401);
+    let s: SessionResponse = ok(w.login("cara", CANARY_PASSWORD, cara.device, None).await).await;
+    c.text.push(s.token);
+
+    // Two-factor authentication: enrolled, a wrong code, a login with a
+    // code and one with a recovery code, new recovery codes, a password
+    // change, turned off, and on again.
+    let (secret, base32, codes) = w.enrol(&cara, CANARY_PASSWORD).await;
+    c.bytes.push(secret.clone());
+    c.text.push(base32);
+    c.text.extend(codes.iter().cloned());
+    let wrong = wrong_code(&secret, &w.clock);
+    let resp = w
+        .login("cara", CANARY_PASSWORD, cara.device, Some(&wrong))
+        .await;
+    assert_eq!(resp.status(), 401);
+    let code = w.code(&secret);
+    c.codes.push(code.clone());
+    let s: SessionResponse = ok(w
+        .login("cara", CANARY_PASSWORD, cara.device, Some(&code))
+        .await)
+    .await;
+    c.text.push(s.token);
+    w.next_step();
+    let s: SessionResponse = ok(w
+        .login("cara", CANARY_PASSWORD, cara.device, Some(&codes[0]))
+        .await)
+    .await;
+    c.text.push(s.token);
+    let code = w.code(&secret);
+    c.codes.push(code.clone());
+    let fresh: RecoveryCodes = ok(w
+        .req(
+            "POST",
+            "/v1/2fa/recovery-codes",
+            Some(&cara.token),
+            Some(json!({ "code": code })),
+        )
+        .await)
+    .await;
+    c.text.extend(fresh.codes.iter().cloned());
+    w.next_step();
+    let code = w.code(&secret);
+    c.codes.push(code.clone());
+    let resp = w
+        .req(
+            "POST",
+            "/v1/password",
+            Some(&cara.token),
+            Some(json!({
+                "old_password": CANARY_PASSWORD,
+                "new_password": CANARY_NEW_PASSWORD,
+                "totp": code,
+            })),
+        )
+        .await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    w.next_step();
+    let code = w.code(&secret);
+    c.codes.push(code.clone());
+    let resp = w
+        .req(
+            "POST",
+            "/v1/2fa/disable",
+            Some(&cara.token),
+            Some(json!({ "password": CANARY_NEW_PASSWORD, "code": code })),
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+    w.next_step();
+    let (secret, base32, codes) = w.enrol(&cara, CANARY_NEW_PASSWORD).await;
+    c.bytes.push(secret);
+    c.text.push(base32);
+    c.text.extend(codes);
+
+    // dan links a second device and revokes it.
+    let dan = w.join("dan", "member").await;
+    c.text.push(dan.token.clone());
+    let eve = w.join("eve", "member").await;
+    c.text.push(eve.token.clone());
+    let phone = w.next_device();
+    c.text.push(link_device(&w.http, w.s(), &dan, phone).await);
+    let resp = w
+        .req(
+            "POST",
+            &format!("/v1/devices/{}/revoke", DeviceId::new(phone).unwrap()),
+            Some(&dan.token),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+
+    // A group: created with dan, its settings changed, a message, dan removed.
+    let (cara_mls, dan_mls) = (MlsClient::for_account(&cara), MlsClient::for_account(&dan));
+    let id = GroupId::new_group(rand::random());
+    let mut settings = GroupSettings::created_by(&cara.username);
+    let mut group = new_mls_group(&cara_mls, &id, &settings);
+    let b = add(&cara_mls, &mut group, &[dan_mls.key_package()]);
+    let frame = commit_frame(id, 0, Some(Create::Group), b, vec![dan.device], vec![]);
+    accepted(&request(w.s(), &cara.token, &frame).await, 1);
+    cara_mls.merge(&mut group);
+    settings.set_role(&dan.username, GroupRole::Admin);
+    let b = change_settings(&cara_mls, &mut group, &settings);
+    let frame = commit_frame(id, 1, None, b, vec![], vec![]);
+    accepted(&request(w.s(), &cara.token, &frame).await, 2);
+    cara_mls.merge(&mut group);
+    let message = cara_mls.message(&mut group, CANARY_PLAINTEXT.as_bytes());
+    c.bytes.push(message[message.len() - 32..].to_vec());
+    let answer = request(w.s(), &cara.token, &message_frame(id, message)).await;
+    assert!(matches!(answer, ServerFrame::Accepted { .. }), "{answer:?}");
+    let b = remove(&cara_mls, &mut group, &dan_mls);
+    let frame = commit_frame(id, 2, None, b, vec![], vec![dan.device]);
+    accepted(&request(w.s(), &cara.token, &frame).await, 3);
+    cara_mls.merge(&mut group);
+
+    // DLP: a policy, and reports with more in them than they should carry.
+    let policy = format!(r#"{{"version":1,"note":"{CANARY_POLICY}"}}"#);
+    rampart_server::set_dlp_policy(w.dir.path(), &policy)
+        .await
+        .unwrap();
+    let events: Vec<Value> = ["block", "warn", "redact", "audit"]
+        .iter()
+        .map(|action| {
+            json!({
+                "rule": "card", "action": action, "group_id": id, "at": 1_700_000_000_000u64,
+                "text": CANARY_DLP, "match": CANARY_DLP, "context": { "before": CANARY_DLP },
+            })
+        })
+        .collect();
+    let resp = w
+        .req(
+            "POST",
+            "/v1/dlp/events",
+            Some(&cara.token),
+            Some(json!({ "events": events, "note": CANARY_DLP })),
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+
+    // Administration: a member refused, roles, the access policy, a
+    // second-factor reset, a session ended, an account disabled, enabled,
+    // locked out by failed logins and deleted, an operator's invite.
+    let resp = w
+        .req("GET", "/v1/admin/users", Some(&cara.token), None)
+        .await;
+    assert_eq!(resp.status(), 403);
+    for role in ["admin", "member"] {
+        let _: Value = w
+            .as_owner(
+                "POST",
+                "/v1/admin/users/cara/role",
+                Some(json!({ "role": role })),
+            )
+            .await;
+    }
+    let access = AccessPolicy {
+        guests_may_be_added: false,
+        ..AccessPolicy::default()
+    };
+    let _: AccessPolicy = w
+        .as_owner(
+            "PUT",
+            "/v1/admin/access",
+            Some(serde_json::to_value(&access).unwrap()),
+        )
+        .await;
+    let _: Value = w
+        .as_owner("POST", "/v1/admin/users/cara/2fa-reset", None)
+        .await;
+    let sessions: SessionList = w.as_owner("GET", "/v1/admin/sessions?user=dan", None).await;
+    let resp = w
+        .req(
+            "POST",
+            &format!(
+                "/v1/admin/sessions/{}/revoke",
+                sessions.sessions[0].session_id
+            ),
+            Some(&w.owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+    for action in ["disable", "enable"] {
+        let _: Value = w
+            .as_owner("POST", &format!("/v1/admin/users/dan/{action}"), None)
+            .await;
+    }
+    for _ in 0..5 {
+        let resp = w
+            .login("dan", CANARY_WRONG_PASSWORD, dan.device, None)
+            .await;
+        assert_eq!(resp.status(), 401);
+    }
+    let resp = w
+        .req("DELETE", "/v1/admin/users/dan", Some(&w.owner.token), None)
+        .await;
+    assert_eq!(resp.status(), 204);
+    c.text
+        .push(rampart_server::create_invite(w.dir.path()).await.unwrap());
+
+    // A month later eve's unused session has expired (and the owner's).
+    w.clock.advance(Duration::from_secs(
+        rampart_server::config::DEFAULT_SESSION_IDLE_SECS + 3600,
+    ));
+    let resp = w.req("GET", "/v1/me", Some(&eve.token), None).await;
+    assert_eq!(resp.status(), 401);
+    w.owner_login().await;
+    c.text.push(w.owner.token.clone());
+
+    // A restart, a checkpoint on request, and one more call after it.
+    w.restart().await;
+    let made: Option<AuditCheckpoint> =
+        w.as_owner("POST", "/v1/admin/audit/checkpoint", None).await;
+    assert!(made.is_some());
+    let _: Value = w.as_owner("GET", "/v1/admin/users", None).await;
+    c
+}
+
+/// After everything above, the log as the admin API serves it verifies
+/// against the served key and checkpoints (a restart's shutdown checkpoint
+/// and a requested one among them), from the first entry to the last,
+/// and holds every kind of entry. Changing or dropping one entry breaks it.
+#[tokio::test]
+async fn the_whole_log_verifies_after_every_kind_of_action() {
+    let mut w = World::new().await;
+    let _ = scenario(&mut w).await;
+
+    let key: AuditKey = w.as_owner("GET", "/v1/admin/audit/key", None).await;
+    let key: [u8; 32] = hex::decode(&key.key).unwrap().try_into().unwrap();
+    let checkpoints = w
+        .as_owner::<AuditCheckpointList>("GET", "/v1/admin/audit/checkpoints", None)
+        .await
+        .checkpoints;
+    let reasons: BTreeSet<&str> = checkpoints.iter().map(|c| c.reason.as_str()).collect();
+    assert!(
+        reasons.contains("shutdown") && reasons.contains("requested"),
+        "{reasons:?}"
+    );
+    // In pages of 25, to cross page boundaries.
+    let entries = w.everything(25).await;
+    assert!(entries.len() > 50, "{}", entries.len());
+    assert!(entries.windows(2).all(|p| p[1].id == p[0].id + 1));
+    assert_eq!(entries[0].prev_hash, GENESIS);
+
+    let report = rampart_server::audit::verify::verify(&key, checkpoints.clone(), &entries)
+        .expect("the log verifies");
+    assert_eq!(report.entries, entries.len() as u64);
+    assert_eq!(report.first_id, Some(entries[0].id));
+    assert_eq!(report.last_id, Some(entries[entries.len() - 1].id));
+    assert_eq!(report.pruned_before, None);
+    let signed = report.last_checkpoint.expect("a checkpoint");
+    assert!(signed.last_id < entries[entries.len() - 1].id);
+    assert!(report.unsigned_tail > 0);
+
+    let actions: BTreeSet<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    for action in EVERY_ACTION {
+        assert!(actions.contains(action), "no {action} in {actions:?}");
+    }
+
+    // The check is not vacuous.
+    let k = entries.len() / 2;
+    let mut edited = entries.clone();
+    edited[k].outcome = Outcome::Success;
+    edited[k].actor = Some("mallory".into());
+    let broken = rampart_server::audit::verify::verify(&key, checkpoints.clone(), &edited)
+        .expect_err("an edited entry");
+    assert_eq!(broken.id, entries[k].id);
+    let mut cut = entries.clone();
+    cut.remove(k);
+    assert!(rampart_server::audit::verify::verify(&key, checkpoints.clone(), &cut).is_err());
+    let other = [7u8; 32];
+    assert!(
+        rampart_server::audit::verify::verify(
+            &ed25519_dalek::SigningKey::from_bytes(&other)
+                .verifying_key()
+                .to_bytes(),
+            checkpoints,
+            &entries
+        )
+        .is_err()
+    );
+
+    // The stopped server's own walk agrees (and covers the stop).
+    w.stop_server().await;
+    let console = AdminConsole::open(w.dir.path()).await.unwrap();
+    let report = console
+        .audit_verify()
+        .await
+        .unwrap()
+        .expect("the stopped server's log verifies");
+    assert!(report.entries > entries.len() as u64);
+    assert_eq!(report.unsigned_tail, 0);
+    console.close().await;
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The ways binary data would show in text.
+fn spellings(bytes: &[u8]) -> Vec<String> {
+    vec![
+        hex::encode(bytes),
+        hex::encode_upper(bytes),
+        base64::engine::general_purpose::STANDARD.encode(bytes),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+    ]
+}
+
+/// Passwords (right, wrong and new), a name typed at login, invite codes,
+/// session tokens, TOTP secrets, recovery and one-time codes, a message's
+/// plaintext and ciphertext, a DLP policy's text and what a DLP report
+/// carried beside its rule: none of it is in any stored audit row, nor in
+/// the listing the admin API serves.
+#[tokio::test]
+async fn no_secret_or_content_reaches_the_audit_log_canary() {
+    let mut w = World::new().await;
+    let c = scenario(&mut w).await;
+
+    // The listing, exactly as served.
+    let mut listing = String::new();
+    let mut query = "?limit=100".to_owned();
+    loop {
+        let text = w.page_text(&query).await;
+        let page: AuditPage = serde_json::from_str(&text).unwrap();
+        listing.push_str(&text);
+        match page.next_after {
+            Some(next) => query = format!("?limit=100&after={next}"),
+            None => break,
+        }
+    }
+    let entries = w.everything(1000).await;
+    w.stop_server().await;
+
+    // Every stored row, every column, as SQLite holds it.
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}?mode=ro",
+        w.dir.path().join("rampart.db").display()
+    ))
+    .await
+    .unwrap();
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT CAST(quote(id) || '|' || quote(at) || '|' || quote(actor) || '|' || \
+         quote(device_id) || '|' || quote(ip) || '|' || quote(action) || '|' || \
+         quote(target) || '|' || quote(outcome) || '|' || quote(detail) || '|' || \
+         quote(prev_hash) || '|' || quote(hash) AS BLOB) FROM audit_log ORDER BY id",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    db.close().await;
+    assert!(rows.len() > entries.len(), "{} rows", rows.len());
+    // The dump holds what the rows hold (so the searches below can find).
+    let cara = entries
+        .iter()
+        .find(|e| e.action == "password_changed")
+        .unwrap();
+    let dumped = String::from_utf8_lossy(&rows[cara.id as usize - 1]).into_owned();
+    assert!(
+        dumped.starts_with(&format!("{}|", cara.id))
+            && dumped.contains("'cara'")
+            && dumped.contains("'password_changed'")
+            && dumped.contains(&hex::encode_upper(cara.hash)),
+        "{dumped}"
+    );
+
+    for canary in &c.text {
+        assert!(!listing.contains(canary.as_str()), "{canary:?} is listed");
+        for row in &rows {
+            assert!(
+                !contains(row, canary.as_bytes()),
+                "{canary:?} is stored: {}",
+                String::from_utf8_lossy(row)
+            );
+        }
+    }
+    for secret in &c.bytes {
+        for spelling in spellings(secret) {
+            assert!(!listing.contains(&spelling), "{spelling} is listed");
+            for row in &rows {
+                assert!(!contains(row, spelling.as_bytes()), "{spelling} is stored");
+            }
+        }
+        for row in &rows {
+            assert!(!contains(row, secret), "raw bytes are stored");
+        }
+    }
+    for e in &entries {
+        let fields = [&e.actor, &e.ip, &e.target]
+            .into_iter()
+            .flatten()
+            .chain([&e.action])
+            .chain(e.detail.keys())
+            .chain(e.detail.values());
+        for field in fields {
+            assert!(!c.codes.contains(field), "a code is in {e:#?}");
+        }
+        for key in e.detail.keys() {
+            for bad in [
+                "password", "code", "token", "secret", "text", "content", "message",
+            ] {
+                assert!(!key.contains(bad), "{key} in {e:#?}");
+            }
+        }
+    }
 }

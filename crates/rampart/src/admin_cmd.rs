@@ -249,7 +249,7 @@ fn yes_no(b: bool) -> &'static str {
 /// Where the commands go: a stopped server's data directory, or the admin
 /// API with a profile's session.
 pub(crate) enum Backend {
-    Local(Console),
+    Local(Box<Console>),
     Remote {
         client: Box<Client>,
         api: AdminClient,
@@ -280,7 +280,7 @@ impl Backend {
                 let console = Console::open(data)
                     .await
                     .map_err(|e| local_open_error(e, data))?;
-                Ok(Self::Local(console))
+                Ok(Self::Local(Box::new(console)))
             }
             None => {
                 let client = open(profile).map_err(|e| match e.downcast_ref::<ClientError>() {
@@ -316,7 +316,7 @@ impl Backend {
 
     async fn close(self) {
         match self {
-            Self::Local(console) => console.close().await,
+            Self::Local(console) => (*console).close().await,
             Self::Remote { client, .. } => (*client).close().await,
         }
     }

@@ -4,8 +4,8 @@
 
 use crate::account_cmd::{self, DevicesCommand, PasswordCommand, TwoFactorCommand};
 use crate::{
-    bench, bench_dlp, bench_files, bench_handshakes, demo, dlp_cmd, files_cmd, messages_cmd,
-    server_cmd,
+    bench, bench_audit, bench_dlp, bench_files, bench_handshakes, demo, dlp_cmd, files_cmd,
+    messages_cmd, server_cmd,
 };
 use anyhow::Context as _;
 use rampart_client::{Client, ClientError, Event, HistoryEntry, Registration, Target};
@@ -278,6 +278,8 @@ enum BenchCommand {
     /// Server-side verification of one commit (the access-control checks of
     /// every handshake message), by group size.
     Handshakes(bench_handshakes::HandshakeArgs),
+    /// Audit log: appending, sealing into the hash chain, verifying.
+    Audit(bench_audit::AuditArgs),
 }
 
 fn default_profile() -> PathBuf {
@@ -511,6 +513,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         // CPU-bound and single-threaded on purpose: it measures one core.
         Command::Bench(BenchCommand::Dlp(a)) => bench_dlp::dlp(&a),
         Command::Bench(BenchCommand::Handshakes(a)) => bench_handshakes::handshakes(&a),
+        Command::Bench(BenchCommand::Audit(a)) => bench_audit::audit(&a).await,
         Command::Register {
             server,
             username,

@@ -6,6 +6,7 @@ mod account_cmd;
 mod admin_cmd;
 mod audit_cmd;
 mod bench;
+mod bench_audit;
 mod bench_dlp;
 mod bench_files;
 mod bench_handshakes;

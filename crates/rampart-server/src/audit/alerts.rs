@@ -107,7 +107,7 @@ impl AlertRule {
     }
 
     fn matches(&self, e: &AuditEntry) -> bool {
-        self.actions.iter().any(|a| *a == e.action)
+        self.actions.contains(&e.action)
             && self.outcome.is_none_or(|o| o == e.outcome)
             && self.detail.iter().all(|(key, allowed)| {
                 e.detail

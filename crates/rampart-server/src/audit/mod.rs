@@ -28,6 +28,7 @@
 //! outcome and short named values (a role, a rule id, a count).
 
 pub mod alerts;
+pub mod cost;
 pub(crate) mod routes;
 pub mod verify;
 
