@@ -1499,16 +1499,21 @@ async fn group_commits_are_audited_with_epoch_and_devices() {
 
 // ---- the server itself ---------------------------------------------------------
 
-/// Opening a data directory records `server_started` (the first entry of
-/// a fresh log), a graceful stop `server_stopped` as the last entry,
-/// covered by the shutdown checkpoint; the next start follows it.
+/// A fresh data directory's log starts with the owner invite the server
+/// made for itself (never its code), then `server_started`; a graceful
+/// stop records `server_stopped` as the last entry, covered by the
+/// shutdown checkpoint; the next start follows it.
 #[tokio::test]
 async fn server_start_and_stop_are_audited() {
     let mut w = World::new().await;
     let all = w.since(0).await;
-    let started = &all[0];
+    let invite = &all[0];
+    assert_eq!(invite.action, "invite_created", "{all:#?}");
+    assert_eq!(invite.prev_hash, GENESIS);
+    expect(invite, Some("server"), None, Outcome::Success);
+    assert_eq!(detail(invite, "role"), "owner");
+    let started = &all[1];
     assert_eq!(started.action, "server_started", "{all:#?}");
-    assert_eq!(started.prev_hash, GENESIS);
     expect(started, Some("server"), None, Outcome::Success);
     assert_eq!(detail(started, "version"), env!("CARGO_PKG_VERSION"));
     assert_eq!(all_of(&all, "server_started").len(), 1);
