@@ -168,6 +168,33 @@ pub async fn run() -> anyhow::Result<()> {
     }
     let _ = stop.send(());
     let _ = task.await;
+
+    say("The audit log says who did what and when, never what anyone wrote");
+    let console = rampart_server::AdminConsole::open(&data).await?;
+    let latest = console
+        .audit_page(&rampart_proto::audit::AuditQuery {
+            newest_first: true,
+            limit: Some(8),
+            ..Default::default()
+        })
+        .await?;
+    for e in latest.entries.iter().rev() {
+        println!(
+            "   #{:<3} {:<8} {:<22} {}",
+            e.id,
+            e.actor.as_deref().unwrap_or("-"),
+            e.action,
+            e.target.as_deref().unwrap_or("")
+        );
+    }
+    match console.audit_verify().await? {
+        Ok(report) => println!(
+            "   hash chain and signed checkpoints verify: intact, {} entries",
+            report.entries
+        ),
+        Err(broken) => println!("   the audit log is {broken} (bug!)"),
+    }
+    console.close().await;
     say("Done. The server and all profiles were in a temporary directory, now deleted.");
     Ok(())
 }

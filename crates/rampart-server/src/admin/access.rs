@@ -1,10 +1,9 @@
 //! The organisation's access policy: stored as JSON in `org_access`,
 //! validated on every change, cached in the running server.
 
-use super::{Caller, Ctx, admin_entry, check_administers, deny};
+use super::{Caller, Ctx, admin_entry, check_administers, deny, record_own};
 use crate::audit;
 use crate::error::ApiError;
-use crate::security_events::{self, Event};
 use rampart_proto::admin::{AccessPolicy, MAX_USERNAME_PATTERN_LEN};
 use rampart_proto::api::{Role, SecurityEventKind};
 use rampart_proto::{ErrorCode, Username};
@@ -167,18 +166,14 @@ pub(super) async fn set(
     .bind(ctx.now())
     .execute(&mut *tx)
     .await?;
-    if let Some(admin) = caller.user_id() {
-        let event =
-            Event::new(SecurityEventKind::AccessPolicyChanged, Some(admin), ctx.ip).mirror();
-        security_events::record(&mut *tx, ctx.now(), &event).await?;
-    }
-    let entry = admin_entry(ctx, caller, SecurityEventKind::AccessPolicyChanged)
+    let kind = SecurityEventKind::AccessPolicyChanged;
+    let entry = admin_entry(ctx, caller, kind)
         .target(audit::Target::Text("policy:access".into()))
         .detail(
             "document_sha256",
             hex::encode(crate::db::sha256(document.as_bytes())),
         );
-    audit::append(&mut *tx, ctx.now(), &entry).await?;
+    record_own(&mut tx, ctx, caller, kind, entry).await?;
     tx.commit().await?;
     ctx.access.set(policy.clone());
     tracing::info!(by = %super::by(caller), "access policy changed");

@@ -396,6 +396,23 @@ async fn record_both(
     audit::append(&mut *conn, now, &entry).await
 }
 
+/// Records `kind` in the administrator's own log (an action on no account,
+/// or on one that is gone) and appends `entry`, its audit entry.
+async fn record_own(
+    conn: &mut SqliteConnection,
+    ctx: &Ctx,
+    caller: &Caller,
+    kind: SecurityEventKind,
+    entry: audit::Entry,
+) -> Result<(), sqlx::Error> {
+    let now = ctx.now();
+    if let Some(admin) = caller.user_id() {
+        let event = Event::new(kind, Some(admin), ctx.ip).mirror();
+        security_events::record(&mut *conn, now, &event).await?;
+    }
+    audit::append(&mut *conn, now, &entry).await
+}
+
 /// The audit entry of an administrative action by `caller`.
 fn admin_entry(ctx: &Ctx, caller: &Caller, kind: SecurityEventKind) -> audit::Entry {
     let actor = match caller {

@@ -3,7 +3,7 @@
 
 use super::{
     Act, Caller, Ctx, Target, admin_entry, by, check_act, check_administers, deny, keep_an_owner,
-    may_invite, record_both, target,
+    may_invite, record_both, record_own, target,
 };
 use crate::audit;
 use crate::auth::{role_from_db, role_to_db};
@@ -87,15 +87,12 @@ pub(super) async fn invite(ctx: &Ctx, caller: &Caller, new: NewInvite) -> Result
     let expires_at = now.saturating_add(i64::try_from(secs * 1000).unwrap_or(i64::MAX));
     let mut tx = ctx.pool.begin_with("BEGIN IMMEDIATE").await?;
     let code = db::insert_invite_at(&mut tx, role_to_db(new.role), now, expires_at).await?;
-    if let Some(admin) = caller.user_id() {
-        let event = Event::new(SecurityEventKind::InviteCreated, Some(admin), ctx.ip).mirror();
-        security_events::record(&mut *tx, now, &event).await?;
-    }
     // Never the code: its role and lifetime only.
-    let entry = admin_entry(ctx, caller, SecurityEventKind::InviteCreated)
+    let kind = SecurityEventKind::InviteCreated;
+    let entry = admin_entry(ctx, caller, kind)
         .detail("role", role_to_db(new.role))
         .detail("expires_in_secs", secs);
-    audit::append(&mut *tx, now, &entry).await?;
+    record_own(&mut tx, ctx, caller, kind, entry).await?;
     tx.commit().await?;
     tracing::info!(by = %by(caller), role = ?new.role, "invite created");
     Ok(Invite {
@@ -301,14 +298,11 @@ pub(super) async fn delete(
     // Checked again: the account may have changed in between.
     let t: Target = target(&mut tx, username).await?;
     let blobs = purge(&mut tx, ctx, t.id, username).await?;
-    if let Some(admin) = caller.user_id() {
-        let event = Event::new(SecurityEventKind::AccountDeleted, Some(admin), ctx.ip).mirror();
-        security_events::record(&mut *tx, ctx.now(), &event).await?;
-    }
     // By name: the account row no longer carries it.
-    let entry = admin_entry(ctx, caller, SecurityEventKind::AccountDeleted)
-        .target(audit::Target::Text(format!("user:{username}")));
-    audit::append(&mut *tx, ctx.now(), &entry).await?;
+    let kind = SecurityEventKind::AccountDeleted;
+    let entry =
+        admin_entry(ctx, caller, kind).target(audit::Target::Text(format!("user:{username}")));
+    record_own(&mut tx, ctx, caller, kind, entry).await?;
     tx.commit().await?;
     // Objects after their rows (see `blobs::gc`); with the server stopped
     // the orphan collector deletes them at the next start.
