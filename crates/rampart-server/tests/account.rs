@@ -13,10 +13,7 @@ use rampart_proto::api::{
     SecurityEventList, SessionResponse, TotpSetup, TwoFactorStatus, UserInfo, WhoAmI,
 };
 use rampart_proto::error::ErrorBody;
-use rampart_proto::frame::{
-    ClientFrame, CommitBundle, Create, DeliveryKind, SendMessage, ServerFrame,
-};
-use rampart_proto::group::GroupSettings;
+use rampart_proto::frame::{ClientFrame, CommitBundle, DeliveryKind, SendMessage, ServerFrame};
 use rampart_proto::{DeviceId, ErrorCode, GroupId, IdempotencyKey};
 use rampart_server::{Clock, Registration, ServerConfig, totp};
 use serde::de::DeserializeOwned;
@@ -1070,35 +1067,9 @@ async fn devices_list_and_revoke() {
         MlsClient::for_account(&bob),
     );
     let group_id = GroupId::new_group([3; 31]);
-    let mut group =
-        a1.create_group_with_settings(&group_id, &GroupSettings::created_by(&alice.username));
-    let (commit, welcome, group_info) = a1.add(&mut group, &[a2.key_package(), b.key_package()]);
-    let mut wa = connect(&server, &alice.token).await;
-    assert_eq!(
-        recv(&mut wa).await,
-        Some(ServerFrame::BacklogDone { up_to: 0 })
-    );
-    send(
-        &mut wa,
-        &ClientFrame::Commit(CommitBundle {
-            request_id: 1,
-            key: IdempotencyKey([1; 16]),
-            group: group_id,
-            epoch: 0,
-            create: Some(Create::Group),
-            commit,
-            welcome: Some(welcome),
-            group_info,
-            added: vec![phone, bob.device],
-            removed: vec![],
-        }),
-    )
-    .await;
-    assert!(matches!(
-        recv(&mut wa).await,
-        Some(ServerFrame::Accepted { epoch: 1, .. })
-    ));
-    a1.merge(&mut group);
+    let members = [(&a2, phone), (&b, bob.device)];
+    let (mut wa, mut group, _) =
+        create_group_over_ws(&server, &alice, &a1, group_id, &members).await;
     // The phone uploads KeyPackages, then goes online.
     let resp = call(
         &http,

@@ -4,8 +4,8 @@
 //! back through `GET /v1/admin/audit` as an owner does.
 //!
 //! Each check takes a mark (the newest entry's id) before an action and
-//! reads what came after it, so an entry that existed before the action,
-//! or that the action recorded twice, fails the check. Listing the log is
+//! reads what came after it ([`World::audited`]), so an entry that existed
+//! before the action, or that the action recorded twice, fails the check. Listing the log is
 //! itself an admin API call and is audited; those entries of the owner's
 //! own listings are left out of what the checks compare (and checked on
 //! their own in [`every_admin_api_call_with_a_session_is_audited_and_none_without`]).
@@ -21,15 +21,14 @@ mod common;
 
 use base64::Engine as _;
 use common::*;
-use openmls::prelude::*;
 use rampart_proto::admin::{AccessPolicy, Invite, SessionList};
 use rampart_proto::api::{RecoveryCodes, SessionResponse, TotpSetup};
 use rampart_proto::audit::{
     AuditCheckpoint, AuditCheckpointList, AuditEntry, AuditKey, AuditPage, CheckpointReason,
     GENESIS, Outcome,
 };
-use rampart_proto::frame::{ClientFrame, CommitBundle, Create, SendMessage, ServerFrame};
-use rampart_proto::group::{GROUP_SETTINGS_EXTENSION, GroupRole, GroupSettings};
+use rampart_proto::frame::{ClientFrame, Create, ServerFrame};
+use rampart_proto::group::{GroupRole, GroupSettings};
 use rampart_proto::{DeviceId, GroupId, IdempotencyKey};
 use rampart_server::{
     AdminConsole, Clock, PolicyHandle, RateLimits, Registration, Server, ServerConfig, totp,
@@ -37,9 +36,9 @@ use rampart_server::{
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sha2::Digest as _;
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// The password `register_request` gives every account.
@@ -64,7 +63,7 @@ struct World {
     http: reqwest::Client,
     owner: Account,
     first_invite: String,
-    last_device: u64,
+    last_device: Cell<u64>,
 }
 
 /// Opens and serves a server on `dir`; its DLP policy handle comes along.
@@ -109,7 +108,7 @@ impl World {
             http,
             owner,
             first_invite,
-            last_device: 1,
+            last_device: Cell::new(1),
         }
     }
 
@@ -117,9 +116,9 @@ impl World {
         self.server.as_ref().expect("the server runs")
     }
 
-    fn next_device(&mut self) -> u64 {
-        self.last_device += 1;
-        self.last_device
+    fn next_device(&self) -> u64 {
+        self.last_device.set(self.last_device.get() + 1);
+        self.last_device.get()
     }
 
     async fn stop_server(&mut self) {
@@ -146,6 +145,11 @@ impl World {
         body: Option<Value>,
     ) -> reqwest::Response {
         call(&self.http, self.s(), method, path, token, body).await
+    }
+
+    /// A POST as the session of `token`.
+    async fn post(&self, path: &str, token: &str, body: Option<Value>) -> reqwest::Response {
+        self.req("POST", path, Some(token), body).await
     }
 
     /// A call as the owner that must answer 200 with `T`.
@@ -180,7 +184,7 @@ impl World {
     }
 
     /// Invited by the owner with `role`, registered with a new device.
-    async fn join(&mut self, name: &str, role: &str) -> Account {
+    async fn join(&self, name: &str, role: &str) -> Account {
         let invite: Invite = self
             .as_owner("POST", "/v1/admin/invites", Some(json!({ "role": role })))
             .await;
@@ -201,25 +205,15 @@ impl World {
     /// Sets up and activates TOTP; returns the secret (raw and base32)
     /// and the recovery codes, with the clock on the next step.
     async fn enrol(&self, account: &Account, password: &str) -> (Vec<u8>, String, Vec<String>) {
-        let setup: TotpSetup = ok(self
-            .req(
-                "POST",
-                "/v1/2fa/setup",
-                Some(&account.token),
-                Some(json!({ "password": password })),
-            )
-            .await)
-        .await;
+        let body = json!({ "password": password });
+        let resp = self.post("/v1/2fa/setup", &account.token, Some(body)).await;
+        let setup: TotpSetup = ok(resp).await;
         let secret = totp::base32_decode(&setup.secret).unwrap();
-        let codes: RecoveryCodes = ok(self
-            .req(
-                "POST",
-                "/v1/2fa/activate",
-                Some(&account.token),
-                Some(json!({ "code": self.code(&secret) })),
-            )
-            .await)
-        .await;
+        let body = json!({ "code": self.code(&secret) });
+        let resp = self
+            .post("/v1/2fa/activate", &account.token, Some(body))
+            .await;
+        let codes: RecoveryCodes = ok(resp).await;
         self.next_step();
         (secret, setup.secret, codes.codes)
     }
@@ -273,6 +267,33 @@ impl World {
         let mut all = self.since_raw(mark).await;
         all.retain(|e| !is_listing(e));
         all
+    }
+
+    /// [`Self::since`], whose actions (admin API calls aside) must be
+    /// `actions`, in order.
+    async fn since_expecting(&self, mark: u64, actions: &[&str]) -> Vec<AuditEntry> {
+        let new = self.since(mark).await;
+        assert_eq!(kinds(&new), actions, "{new:#?}");
+        new
+    }
+
+    /// Runs `act` between a mark and the read after it: returns what `act`
+    /// returned and the entries it made (see [`Self::since_expecting`]).
+    async fn audited<T>(
+        &self,
+        actions: &[&str],
+        act: impl Future<Output = T>,
+    ) -> (T, Vec<AuditEntry>) {
+        let mark = self.mark().await;
+        let out = act.await;
+        (out, self.since_expecting(mark, actions).await)
+    }
+
+    /// [`Self::audited`] for an `act` that makes one entry of `action`
+    /// (and perhaps its admin API call): returns that entry.
+    async fn audited_one<T>(&self, action: &str, act: impl Future<Output = T>) -> (T, AuditEntry) {
+        let (out, new) = self.audited(&[action], act).await;
+        (out, only(&new, action).clone())
     }
 
     /// The whole log, oldest first, read in pages of `limit`.
@@ -338,6 +359,12 @@ fn json_of(e: &AuditEntry) -> String {
     serde_json::to_string(e).unwrap()
 }
 
+/// The epoch, and the devices added and removed, of a commit's entry.
+#[track_caller]
+fn commit_detail(e: &AuditEntry) -> [&str; 3] {
+    ["epoch", "added", "removed"].map(|k| detail(e, k))
+}
+
 fn group_target(id: &GroupId) -> String {
     format!("group:{}", hex::encode(id.as_bytes()))
 }
@@ -363,20 +390,9 @@ fn wrong_code(secret: &[u8], clock: &Clock) -> String {
 
 // ---- MLS over the WebSocket --------------------------------------------------
 
-static NEXT_REQUEST: AtomicU32 = AtomicU32::new(1);
-
-fn next_request() -> u32 {
-    NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)
-}
-
 /// Sends one frame as the session of `token` on a fresh connection (after
 /// its backlog) and returns the answer.
 async fn request(server: &TestServer, token: &str, frame: &ClientFrame) -> ServerFrame {
-    let request_id = match frame {
-        ClientFrame::Send(m) => m.request_id,
-        ClientFrame::Commit(c) => c.request_id,
-        ClientFrame::Ack { .. } => panic!("acks have no answer"),
-    };
     let mut ws = connect(server, token).await;
     loop {
         match recv(&mut ws).await {
@@ -386,16 +402,7 @@ async fn request(server: &TestServer, token: &str, frame: &ClientFrame) -> Serve
         }
     }
     send(&mut ws, frame).await;
-    let answer = loop {
-        match recv(&mut ws).await {
-            Some(
-                f @ (ServerFrame::Accepted { request_id: r, .. }
-                | ServerFrame::Rejected { request_id: r, .. }),
-            ) if r == request_id => break f,
-            Some(ServerFrame::Deliver(_) | ServerFrame::PolicyChanged { .. }) => {}
-            other => panic!("expected the answer to request {request_id}, got {other:?}"),
-        }
-    };
+    let answer = answer_to(&mut ws, request_id(frame)).await;
     let _ = ws.close(None).await;
     answer
 }
@@ -409,122 +416,9 @@ fn accepted(answer: &ServerFrame, epoch: u64) {
     );
 }
 
-struct Built {
-    commit: Vec<u8>,
-    welcome: Option<Vec<u8>>,
-    group_info: Vec<u8>,
-}
-
-fn built(
-    commit: &MlsMessageOut,
-    welcome: Option<&MlsMessageOut>,
-    group_info: Option<&openmls::messages::group_info::GroupInfo>,
-) -> Built {
-    let group_info = group_info.expect("the GroupInfo of the new epoch");
-    Built {
-        commit: commit.to_bytes().unwrap(),
-        welcome: welcome.map(|w| w.to_bytes().unwrap()),
-        group_info: MlsMessageOut::from(group_info.clone()).to_bytes().unwrap(),
-    }
-}
-
-fn commit_frame(
-    group: GroupId,
-    epoch: u64,
-    create: Option<Create>,
-    b: Built,
-    added: Vec<DeviceId>,
-    removed: Vec<DeviceId>,
-) -> ClientFrame {
-    ClientFrame::Commit(CommitBundle {
-        request_id: next_request(),
-        key: IdempotencyKey(rand::random()),
-        group,
-        epoch,
-        create,
-        commit: b.commit,
-        welcome: b.welcome,
-        group_info: b.group_info,
-        added,
-        removed,
-    })
-}
-
-fn settings_extensions(settings: &GroupSettings) -> Extensions<GroupContext> {
-    let ext = ExtensionType::Unknown(GROUP_SETTINGS_EXTENSION);
-    Extensions::from_vec(vec![
-        Extension::Unknown(
-            GROUP_SETTINGS_EXTENSION,
-            UnknownExtension(settings.encode()),
-        ),
-        Extension::RequiredCapabilities(RequiredCapabilitiesExtension::new(&[ext], &[], &[])),
-    ])
-    .unwrap()
-}
-
-/// A local group at epoch 0 whose context carries `settings` (required of
-/// every member, as Rampart clients make them, so a commit may change them).
-fn new_mls_group(c: &MlsClient, id: &GroupId, settings: &GroupSettings) -> MlsGroup {
-    let ext = ExtensionType::Unknown(GROUP_SETTINGS_EXTENSION);
-    let config = MlsGroupCreateConfig::builder()
-        .ciphersuite(CS)
-        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
-        .use_ratchet_tree_extension(true)
-        .capabilities(Capabilities::builder().extensions(vec![ext]).build())
-        .with_group_context_extensions(settings_extensions(settings))
-        .build();
-    MlsGroup::new_with_group_id(
-        &c.provider,
-        &c.signer,
-        &config,
-        openmls::group::GroupId::from_slice(id.as_bytes()),
-        c.cred.clone(),
-    )
-    .unwrap()
-}
-
-fn add(c: &MlsClient, group: &mut MlsGroup, kps: &[KeyPackage]) -> Built {
-    let (commit, welcome, gi) = group.add_members(&c.provider, &c.signer, kps).unwrap();
-    built(&commit, Some(&welcome), gi.as_ref())
-}
-
-fn remove(c: &MlsClient, group: &mut MlsGroup, who: &MlsClient) -> Built {
-    let key = who.signature_key();
-    let leaf = group
-        .members()
-        .find(|m| m.signature_key == key)
-        .unwrap()
-        .index;
-    let (commit, welcome, gi) = group
-        .remove_members(&c.provider, &c.signer, &[leaf])
-        .unwrap();
-    built(&commit, welcome.as_ref(), gi.as_ref())
-}
-
-fn change_settings(c: &MlsClient, group: &mut MlsGroup, settings: &GroupSettings) -> Built {
-    let (commit, welcome, gi) = group
-        .update_group_context_extensions(&c.provider, settings_extensions(settings), &c.signer)
-        .unwrap();
-    built(&commit, welcome.as_ref(), gi.as_ref())
-}
-
-fn self_update(c: &MlsClient, group: &mut MlsGroup) -> Built {
-    let bundle = group
-        .self_update(&c.provider, &c.signer, LeafNodeParameters::default())
-        .unwrap();
-    built(bundle.commit(), None, bundle.group_info())
-}
-
-fn message_frame(group: GroupId, message: Vec<u8>) -> ClientFrame {
-    ClientFrame::Send(SendMessage {
-        request_id: next_request(),
-        key: IdempotencyKey(rand::random()),
-        group,
-        expires_in: None,
-        recalls: None,
-        attachments: vec![],
-        message,
-    })
+/// An application message to `group`.
+fn text_frame(group: GroupId, message: Vec<u8>) -> ClientFrame {
+    message_frame(group, IdempotencyKey(rand::random()), None, message)
 }
 
 // ---- security events -----------------------------------------------------------
@@ -538,14 +432,13 @@ async fn security_events_are_audited_by_the_action_that_causes_them() {
     let mut w = World::new().await;
 
     // Registering: the account and its first device.
-    let m = w.mark().await;
-    let alice = w.join("alice", "member").await;
-    let new = w.since(m).await;
-    assert_eq!(
-        kinds(&new),
-        ["invite_created", "registered", "device_added"],
-        "{new:#?}"
-    );
+    let registering = w.join("alice", "member");
+    let (alice, new) = w
+        .audited(
+            &["invite_created", "registered", "device_added"],
+            registering,
+        )
+        .await;
     for action in ["registered", "device_added"] {
         let e = only(&new, action);
         expect(e, Some("alice"), None, Outcome::Success);
@@ -554,202 +447,110 @@ async fn security_events_are_audited_by_the_action_that_causes_them() {
     }
 
     // A login.
-    let m = w.mark().await;
-    let _: SessionResponse = ok(w.login("alice", PASSWORD, alice.device, None).await).await;
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["login_succeeded"], "{new:#?}");
-    let e = only(&new, "login_succeeded");
-    expect(e, Some("alice"), None, Outcome::Success);
+    let login = w.login("alice", PASSWORD, alice.device, None);
+    let (resp, e) = w.audited_one("login_succeeded", login).await;
+    let _: SessionResponse = ok(resp).await;
+    expect(&e, Some("alice"), None, Outcome::Success);
     assert_eq!(e.device, Some(alice.device));
     assert_eq!(e.ip.as_deref(), Some(LOOPBACK));
 
     // A login for a name nobody has: nobody acted, and the name is not kept.
-    let m = w.mark().await;
-    let (status, _) = error_of(
-        w.login("nobody7", "some password!", alice.device, None)
-            .await,
-    )
-    .await;
-    assert_eq!(status, 401);
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["login_failed"], "{new:#?}");
-    let e = only(&new, "login_failed");
-    expect(e, None, None, Outcome::Failure);
+    let login = w.login("nobody7", "some password!", alice.device, None);
+    let (resp, e) = w.audited_one("login_failed", login).await;
+    assert_eq!(error_of(resp).await.0, 401);
+    expect(&e, None, None, Outcome::Failure);
     assert_eq!(e.ip.as_deref(), Some(LOOPBACK));
-    assert!(!json_of(e).contains("nobody7"), "{e:#?}");
+    assert!(!json_of(&e).contains("nobody7"), "{e:#?}");
 
     // A wrong password for a real account.
-    let m = w.mark().await;
-    let (status, _) = error_of(
-        w.login("alice", "wrong password!!", alice.device, None)
-            .await,
-    )
-    .await;
-    assert_eq!(status, 401);
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["login_failed"], "{new:#?}");
-    expect(
-        only(&new, "login_failed"),
-        Some("alice"),
-        None,
-        Outcome::Failure,
-    );
+    let login = w.login("alice", "wrong password!!", alice.device, None);
+    let (resp, e) = w.audited_one("login_failed", login).await;
+    assert_eq!(error_of(resp).await.0, 401);
+    expect(&e, Some("alice"), None, Outcome::Failure);
 
     // Two-factor enrolment: starting it records nothing; a wrong code is a
     // failure; the right one enables it.
-    let setup: TotpSetup = ok(w
-        .req(
-            "POST",
-            "/v1/2fa/setup",
-            Some(&alice.token),
-            Some(json!({ "password": PASSWORD })),
-        )
-        .await)
-    .await;
+    let password = Some(json!({ "password": PASSWORD }));
+    let starting = w.post("/v1/2fa/setup", &alice.token, password);
+    let (resp, _) = w.audited(&[], starting).await;
+    let setup: TotpSetup = ok(resp).await;
     let secret = totp::base32_decode(&setup.secret).unwrap();
-    let m = w.mark().await;
-    let wrong = wrong_code(&secret, &w.clock);
-    let resp = w
-        .req(
-            "POST",
-            "/v1/2fa/activate",
-            Some(&alice.token),
-            Some(json!({ "code": wrong })),
-        )
-        .await;
+    let activate = |code: String| {
+        let body = Some(json!({ "code": code }));
+        w.post("/v1/2fa/activate", &alice.token, body)
+    };
+    let wrong = activate(wrong_code(&secret, &w.clock));
+    let (resp, e) = w.audited_one("two_factor_failed", wrong).await;
     assert_eq!(resp.status(), 401);
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["two_factor_failed"], "{new:#?}");
-    let e = only(&new, "two_factor_failed");
-    expect(e, Some("alice"), None, Outcome::Failure);
+    expect(&e, Some("alice"), None, Outcome::Failure);
     assert_eq!(e.ip.as_deref(), Some(LOOPBACK));
 
-    let m = w.mark().await;
-    let _: RecoveryCodes = ok(w
-        .req(
-            "POST",
-            "/v1/2fa/activate",
-            Some(&alice.token),
-            Some(json!({ "code": w.code(&secret) })),
-        )
-        .await)
-    .await;
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["two_factor_enabled"], "{new:#?}");
-    let e = only(&new, "two_factor_enabled");
-    expect(e, Some("alice"), None, Outcome::Success);
+    let right = activate(w.code(&secret));
+    let (resp, e) = w.audited_one("two_factor_enabled", right).await;
+    let _: RecoveryCodes = ok(resp).await;
+    expect(&e, Some("alice"), None, Outcome::Success);
     assert_eq!(e.device, Some(alice.device));
     w.next_step();
 
     // A wrong code at login.
-    let m = w.mark().await;
     let wrong = wrong_code(&secret, &w.clock);
-    let resp = w.login("alice", PASSWORD, alice.device, Some(&wrong)).await;
+    let login = w.login("alice", PASSWORD, alice.device, Some(&wrong));
+    let (resp, e) = w.audited_one("two_factor_failed", login).await;
     assert_eq!(resp.status(), 401);
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["two_factor_failed"], "{new:#?}");
-    expect(
-        only(&new, "two_factor_failed"),
-        Some("alice"),
-        None,
-        Outcome::Failure,
-    );
+    expect(&e, Some("alice"), None, Outcome::Failure);
 
     // New recovery codes.
-    let m = w.mark().await;
-    let codes: RecoveryCodes = ok(w
-        .req(
-            "POST",
-            "/v1/2fa/recovery-codes",
-            Some(&alice.token),
-            Some(json!({ "code": w.code(&secret) })),
-        )
-        .await)
-    .await;
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["recovery_codes_regenerated"], "{new:#?}");
-    let e = only(&new, "recovery_codes_regenerated");
-    expect(e, Some("alice"), None, Outcome::Success);
+    let body = Some(json!({ "code": w.code(&secret) }));
+    let regenerate = w.post("/v1/2fa/recovery-codes", &alice.token, body);
+    let (resp, e) = w
+        .audited_one("recovery_codes_regenerated", regenerate)
+        .await;
+    let codes: RecoveryCodes = ok(resp).await;
+    expect(&e, Some("alice"), None, Outcome::Success);
     assert_eq!(e.device, Some(alice.device));
     w.next_step();
 
     // A login with one of them.
-    let m = w.mark().await;
-    let _: SessionResponse = ok(w
-        .login("alice", PASSWORD, alice.device, Some(&codes.codes[0]))
-        .await)
-    .await;
-    let new = w.since(m).await;
-    assert_eq!(
-        kinds(&new),
-        ["recovery_code_used", "login_succeeded"],
-        "{new:#?}"
-    );
+    let login = w.login("alice", PASSWORD, alice.device, Some(&codes.codes[0]));
+    let (resp, new) = w
+        .audited(&["recovery_code_used", "login_succeeded"], login)
+        .await;
+    let _: SessionResponse = ok(resp).await;
     let e = only(&new, "recovery_code_used");
     expect(e, Some("alice"), None, Outcome::Success);
     assert_eq!(e.device, Some(alice.device));
 
     // Turning two-factor authentication off.
-    let m = w.mark().await;
-    let resp = w
-        .req(
-            "POST",
-            "/v1/2fa/disable",
-            Some(&alice.token),
-            Some(json!({ "password": PASSWORD, "code": w.code(&secret) })),
-        )
-        .await;
+    let body = Some(json!({ "password": PASSWORD, "code": w.code(&secret) }));
+    let disable = w.post("/v1/2fa/disable", &alice.token, body);
+    let (resp, e) = w.audited_one("two_factor_disabled", disable).await;
     assert_eq!(resp.status(), 204);
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["two_factor_disabled"], "{new:#?}");
-    let e = only(&new, "two_factor_disabled");
-    expect(e, Some("alice"), None, Outcome::Success);
+    expect(&e, Some("alice"), None, Outcome::Success);
     assert_eq!(e.device, Some(alice.device));
     w.next_step();
 
     // A new password.
-    let m = w.mark().await;
-    let resp = w
-        .req(
-            "POST",
-            "/v1/password",
-            Some(&alice.token),
-            Some(json!({ "old_password": PASSWORD, "new_password": NEW_PASSWORD })),
-        )
-        .await;
+    let body = Some(json!({ "old_password": PASSWORD, "new_password": NEW_PASSWORD }));
+    let change = w.post("/v1/password", &alice.token, body);
+    let (resp, e) = w.audited_one("password_changed", change).await;
     assert!(resp.status().is_success(), "{}", resp.status());
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["password_changed"], "{new:#?}");
-    let e = only(&new, "password_changed");
-    expect(e, Some("alice"), None, Outcome::Success);
+    expect(&e, Some("alice"), None, Outcome::Success);
     assert_eq!(e.device, Some(alice.device));
     assert_eq!(e.ip.as_deref(), Some(LOOPBACK));
 
     // A device linked, then revoked by the account itself.
     let phone = w.next_device();
     let phone_id = DeviceId::new(phone).unwrap();
-    let m = w.mark().await;
-    let _phone_token = link_device(&w.http, w.s(), &alice, phone).await;
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["device_added"], "{new:#?}");
-    let e = only(&new, "device_added");
-    expect(e, Some("alice"), None, Outcome::Success);
+    let link = link_device(&w.http, w.s(), &alice, phone);
+    let (_phone_token, e) = w.audited_one("device_added", link).await;
+    expect(&e, Some("alice"), None, Outcome::Success);
     assert_eq!(e.device, Some(phone_id));
 
-    let m = w.mark().await;
-    let resp = w
-        .req(
-            "POST",
-            &format!("/v1/devices/{phone_id}/revoke"),
-            Some(&alice.token),
-            None,
-        )
-        .await;
+    let path = format!("/v1/devices/{phone_id}/revoke");
+    let revoke = w.post(&path, &alice.token, None);
+    let (resp, e) = w.audited_one("device_revoked", revoke).await;
     assert_eq!(resp.status(), 204);
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["device_revoked"], "{new:#?}");
-    let e = only(&new, "device_revoked");
-    expect(e, Some("alice"), None, Outcome::Success);
+    expect(&e, Some("alice"), None, Outcome::Success);
     assert_eq!(e.device, Some(phone_id));
 
     // Repeated failures lock the account: five failures, one lock; the
@@ -789,15 +590,9 @@ async fn security_events_are_audited_by_the_action_that_causes_them() {
 
     // A member calling the admin API: refused, as the account's refusal and
     // as the call.
-    let m = w.mark().await;
-    let (status, _) = error_of(
-        w.req("GET", "/v1/admin/users", Some(&alice.token), None)
-            .await,
-    )
-    .await;
-    assert_eq!(status, 403);
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["access_denied"], "{new:#?}");
+    let listing = w.req("GET", "/v1/admin/users", Some(&alice.token), None);
+    let (resp, new) = w.audited(&["access_denied"], listing).await;
+    assert_eq!(error_of(resp).await.0, 403);
     let e = only(&new, "access_denied");
     expect(e, Some("alice"), None, Outcome::Denied);
     assert_eq!(e.device, Some(alice.device));
@@ -833,12 +628,9 @@ async fn an_idle_session_expiring_is_audited_when_next_used() {
     }
     // The owner's session idled out too; reading the log needs a new one.
     w.owner_login().await;
-    let new = w.since(m).await;
-    assert_eq!(
-        kinds(&new),
-        ["session_expired", "login_succeeded"],
-        "{new:#?}"
-    );
+    let new = w
+        .since_expecting(m, &["session_expired", "login_succeeded"])
+        .await;
     let e = only(&new, "session_expired");
     expect(e, Some("alice"), None, Outcome::Success);
     assert_eq!(e.device, Some(alice.device));
@@ -859,18 +651,14 @@ async fn administrative_actions_are_audited_once_by_the_administrator() {
     let phone = w.next_device();
     let phone_id = DeviceId::new(phone).unwrap();
     let _phone_token = link_device(&w.http, w.s(), &mia, phone).await;
+    let mia_target = user("mia");
+    let by_owner = |e: &AuditEntry| expect(e, Some(OWNER), Some(&mia_target), Outcome::Success);
+    let role = |role: &str| Some(json!({ "role": role }));
 
     // An invite: its role and lifetime, never its code.
-    let m = w.mark().await;
-    let invite: Invite = w
-        .as_owner(
-            "POST",
-            "/v1/admin/invites",
-            Some(json!({ "role": "guest", "expires_in_secs": 3600 })),
-        )
-        .await;
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["invite_created"], "{new:#?}");
+    let body = Some(json!({ "role": "guest", "expires_in_secs": 3600 }));
+    let inviting = w.as_owner::<Invite>("POST", "/v1/admin/invites", body);
+    let (invite, new) = w.audited(&["invite_created"], inviting).await;
     let e = only(&new, "invite_created");
     expect(e, Some(OWNER), None, Outcome::Success);
     assert_eq!(detail(e, "role"), "guest");
@@ -882,28 +670,18 @@ async fn administrative_actions_are_audited_once_by_the_administrator() {
 
     // The operator's invite through the data directory, while the server
     // runs (`rampart admin invite --data`).
-    let m = w.mark().await;
-    let code = rampart_server::create_invite(w.dir.path()).await.unwrap();
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["invite_created"], "{new:#?}");
-    let e = only(&new, "invite_created");
-    expect(e, Some("operator"), None, Outcome::Success);
-    assert_eq!(detail(e, "role"), "member");
-    assert!(!json_of(e).contains(&code), "{e:#?}");
+    let inviting = rampart_server::create_invite(w.dir.path());
+    let (code, e) = w.audited_one("invite_created", inviting).await;
+    let code = code.unwrap();
+    expect(&e, Some("operator"), None, Outcome::Success);
+    assert_eq!(detail(&e, "role"), "member");
+    assert!(!json_of(&e).contains(&code), "{e:#?}");
 
     // Granting admin: the change, and the alert on it.
-    let m = w.mark().await;
-    let _: Value = w
-        .as_owner(
-            "POST",
-            "/v1/admin/users/mia/role",
-            Some(json!({ "role": "admin" })),
-        )
-        .await;
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["role_changed", "alert_fired"], "{new:#?}");
+    let granting = w.as_owner::<Value>("POST", "/v1/admin/users/mia/role", role("admin"));
+    let (_, new) = w.audited(&["role_changed", "alert_fired"], granting).await;
     let e = only(&new, "role_changed");
-    expect(e, Some(OWNER), Some(&user("mia")), Outcome::Success);
+    by_owner(e);
     assert_eq!((detail(e, "role"), detail(e, "from")), ("admin", "member"));
     assert_eq!(e.ip.as_deref(), Some(LOOPBACK));
     let alert = only(&new, "alert_fired");
@@ -917,36 +695,20 @@ async fn administrative_actions_are_audited_once_by_the_administrator() {
     assert_eq!(detail(alert, "last_entry"), e.id.to_string());
 
     // Back to member: no alert.
-    let m = w.mark().await;
-    let _: Value = w
-        .as_owner(
-            "POST",
-            "/v1/admin/users/mia/role",
-            Some(json!({ "role": "member" })),
-        )
-        .await;
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["role_changed"], "{new:#?}");
-    let e = only(&new, "role_changed");
-    expect(e, Some(OWNER), Some(&user("mia")), Outcome::Success);
-    assert_eq!((detail(e, "role"), detail(e, "from")), ("member", "admin"));
+    let demoting = w.as_owner::<Value>("POST", "/v1/admin/users/mia/role", role("member"));
+    let (_, e) = w.audited_one("role_changed", demoting).await;
+    by_owner(&e);
+    assert_eq!(
+        (detail(&e, "role"), detail(&e, "from")),
+        ("member", "admin")
+    );
 
     // A refused action: the administrator's access_denied, naming the
     // account aimed at, and no change.
-    let m = w.mark().await;
-    let (status, _) = error_of(
-        w.req(
-            "POST",
-            "/v1/admin/users/olive/role",
-            Some(&w.owner.token),
-            Some(json!({ "role": "member" })),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, 403);
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["access_denied"], "{new:#?}");
+    let path = "/v1/admin/users/olive/role";
+    let refused = w.post(path, &w.owner.token, role("member"));
+    let (resp, new) = w.audited(&["access_denied"], refused).await;
+    assert_eq!(error_of(resp).await.0, 403);
     let e = only(&new, "access_denied");
     expect(e, Some(OWNER), Some(&user(OWNER)), Outcome::Denied);
     assert!(!detail(e, "reason").is_empty());
@@ -965,39 +727,17 @@ async fn administrative_actions_are_audited_once_by_the_administrator() {
         .iter()
         .find(|s| s.device_id == phone_id)
         .unwrap();
-    let m = w.mark().await;
-    let resp = w
-        .req(
-            "POST",
-            &format!("/v1/admin/sessions/{}/revoke", on_phone.session_id),
-            Some(&w.owner.token),
-            None,
-        )
-        .await;
+    let path = format!("/v1/admin/sessions/{}/revoke", on_phone.session_id);
+    let ending = w.post(&path, &w.owner.token, None);
+    let (resp, e) = w.audited_one("session_revoked", ending).await;
     assert_eq!(resp.status(), 204);
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["session_revoked"], "{new:#?}");
-    expect(
-        only(&new, "session_revoked"),
-        Some(OWNER),
-        Some(&user("mia")),
-        Outcome::Success,
-    );
+    by_owner(&e);
 
     // Resetting her second factor (which ends her sessions).
     let (_secret, _, _) = w.enrol(&mia, PASSWORD).await;
-    let m = w.mark().await;
-    let _: Value = w
-        .as_owner("POST", "/v1/admin/users/mia/2fa-reset", None)
-        .await;
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["two_factor_reset"], "{new:#?}");
-    expect(
-        only(&new, "two_factor_reset"),
-        Some(OWNER),
-        Some(&user("mia")),
-        Outcome::Success,
-    );
+    let resetting = w.as_owner::<Value>("POST", "/v1/admin/users/mia/2fa-reset", None);
+    let (_, e) = w.audited_one("two_factor_reset", resetting).await;
+    by_owner(&e);
 
     // Disabling: the account, each device it revoked (by the
     // administrator, not the account), and the alert on it.
@@ -1018,11 +758,10 @@ async fn administrative_actions_are_audited_once_by_the_administrator() {
         ],
         "{new:#?}"
     );
-    let e = only(&new, "account_disabled");
-    expect(e, Some(OWNER), Some(&user("mia")), Outcome::Success);
+    by_owner(only(&new, "account_disabled"));
     let revoked = all_of(&new, "device_revoked");
     for r in &revoked {
-        expect(r, Some(OWNER), Some(&user("mia")), Outcome::Success);
+        by_owner(r);
     }
     let devices: BTreeSet<DeviceId> = revoked.iter().filter_map(|r| r.device).collect();
     assert_eq!(devices, BTreeSet::from([mia.device, phone_id]));
@@ -1036,61 +775,37 @@ async fn administrative_actions_are_audited_once_by_the_administrator() {
     assert_eq!(detail(alert, "key"), user("mia"));
 
     // Disabling again changes nothing and records nothing but the call.
-    let m = w.mark().await;
-    let _: Value = w
-        .as_owner("POST", "/v1/admin/users/mia/disable", None)
-        .await;
-    assert_eq!(kinds(&w.since(m).await), Vec::<&str>::new());
+    let disabling = w.as_owner::<Value>("POST", "/v1/admin/users/mia/disable", None);
+    w.audited(&[], disabling).await;
 
     // Enabling.
-    let m = w.mark().await;
-    let _: Value = w.as_owner("POST", "/v1/admin/users/mia/enable", None).await;
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["account_enabled"], "{new:#?}");
-    expect(
-        only(&new, "account_enabled"),
-        Some(OWNER),
-        Some(&user("mia")),
-        Outcome::Success,
-    );
+    let enabling = w.as_owner::<Value>("POST", "/v1/admin/users/mia/enable", None);
+    let (_, e) = w.audited_one("account_enabled", enabling).await;
+    by_owner(&e);
 
     // The access policy: which document, by its hash.
     let policy = AccessPolicy {
         members_may_create_groups: false,
         ..AccessPolicy::default()
     };
-    let m = w.mark().await;
-    let stored: AccessPolicy = w
-        .as_owner(
-            "PUT",
-            "/v1/admin/access",
-            Some(serde_json::to_value(&policy).unwrap()),
-        )
-        .await;
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["access_policy_changed"], "{new:#?}");
-    let e = only(&new, "access_policy_changed");
-    expect(e, Some(OWNER), Some("policy:access"), Outcome::Success);
+    let body = Some(serde_json::to_value(&policy).unwrap());
+    let setting = w.as_owner::<AccessPolicy>("PUT", "/v1/admin/access", body);
+    let (stored, e) = w.audited_one("access_policy_changed", setting).await;
+    expect(&e, Some(OWNER), Some("policy:access"), Outcome::Success);
     let document = serde_json::to_string(&stored).unwrap();
     assert_eq!(
-        detail(e, "document_sha256"),
+        detail(&e, "document_sha256"),
         hex::encode(sha2::Sha256::digest(document.as_bytes()))
     );
 
     // Deleting an account with a live device: the device, then the account,
     // by its name (the row is renamed to a husk).
     let dan = w.join("dan", "member").await;
-    let m = w.mark().await;
-    let resp = w
-        .req("DELETE", "/v1/admin/users/dan", Some(&w.owner.token), None)
+    let deleting = w.req("DELETE", "/v1/admin/users/dan", Some(&w.owner.token), None);
+    let (resp, new) = w
+        .audited(&["device_revoked", "account_deleted"], deleting)
         .await;
     assert_eq!(resp.status(), 204);
-    let new = w.since(m).await;
-    assert_eq!(
-        kinds(&new),
-        ["device_revoked", "account_deleted"],
-        "{new:#?}"
-    );
     let e = only(&new, "device_revoked");
     expect(e, Some(OWNER), Some(&user("dan")), Outcome::Success);
     assert_eq!(e.device, Some(dan.device));
@@ -1298,28 +1013,21 @@ async fn dlp_policy_changes_and_reports_are_audited() {
     let alice = w.join("alice", "member").await;
 
     const POLICY: &str = r#"{"version":1,"detectors":{"card":{"action":"block","min_confidence":"medium"}},"custom":[]}"#;
-    let m = w.mark().await;
-    let revision = rampart_server::set_dlp_policy(w.dir.path(), POLICY)
-        .await
-        .unwrap();
-    assert_eq!(revision, 1);
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["dlp_policy_changed"], "{new:#?}");
-    let e = only(&new, "dlp_policy_changed");
-    expect(e, Some("operator"), Some("policy:dlp"), Outcome::Success);
-    assert_eq!(detail(e, "revision"), "1");
+    let setting = rampart_server::set_dlp_policy(w.dir.path(), POLICY);
+    let (revision, e) = w.audited_one("dlp_policy_changed", setting).await;
+    assert_eq!(revision.unwrap(), 1);
+    expect(&e, Some("operator"), Some("policy:dlp"), Outcome::Success);
+    assert_eq!(detail(&e, "revision"), "1");
     assert_eq!(
-        detail(e, "document_sha256"),
+        detail(&e, "document_sha256"),
         hex::encode(sha2::Sha256::digest(POLICY.as_bytes()))
     );
 
-    let m = w.mark().await;
-    assert_eq!(w.policies.set(r#"{"version":1}"#).await.unwrap(), 2);
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["dlp_policy_changed"], "{new:#?}");
-    let e = only(&new, "dlp_policy_changed");
-    expect(e, Some("operator"), Some("policy:dlp"), Outcome::Success);
-    assert_eq!(detail(e, "revision"), "2");
+    let setting = w.policies.set(r#"{"version":1}"#);
+    let (revision, e) = w.audited_one("dlp_policy_changed", setting).await;
+    assert_eq!(revision.unwrap(), 2);
+    expect(&e, Some("operator"), Some("policy:dlp"), Outcome::Success);
+    assert_eq!(detail(&e, "revision"), "2");
 
     // One report of each action.
     let group = GroupId::new_group([7; 31]);
@@ -1335,22 +1043,15 @@ async fn dlp_policy_changes_and_reports_are_audited() {
             json!({"rule": rule, "action": action, "group_id": group, "at": 1_700_000_000_001u64})
         })
         .collect();
-    let m = w.mark().await;
-    let resp = w
-        .req(
-            "POST",
-            "/v1/dlp/events",
-            Some(&alice.token),
-            Some(json!({ "events": events })),
+    let body = Some(json!({ "events": events }));
+    let reporting = w.post("/v1/dlp/events", &alice.token, body);
+    let (resp, new) = w
+        .audited(
+            &["dlp_block", "dlp_warn", "dlp_redact", "dlp_audit"],
+            reporting,
         )
         .await;
     assert_eq!(resp.status(), 204);
-    let new = w.since(m).await;
-    assert_eq!(
-        kinds(&new),
-        ["dlp_block", "dlp_warn", "dlp_redact", "dlp_audit"],
-        "{new:#?}"
-    );
     for (e, (rule, _)) in new.iter().zip(rules) {
         expect(
             e,
@@ -1366,23 +1067,19 @@ async fn dlp_policy_changes_and_reports_are_audited() {
     }
 
     // A batch with one bad event is refused whole; without a session too.
-    let m = w.mark().await;
     let bad = json!({"events": [
         {"rule": "card", "action": "block", "group_id": group, "at": 1u64},
         {"rule": "card", "action": "shred", "group_id": group, "at": 2u64},
     ]});
-    let resp = w
-        .req(
-            "POST",
-            "/v1/dlp/events",
-            Some(&alice.token),
-            Some(bad.clone()),
-        )
-        .await;
-    assert_eq!(resp.status(), 400);
-    let resp = w.req("POST", "/v1/dlp/events", None, Some(bad)).await;
-    assert_eq!(resp.status(), 401);
-    assert_eq!(kinds(&w.since(m).await), Vec::<&str>::new());
+    let refused = async {
+        let resp = w
+            .post("/v1/dlp/events", &alice.token, Some(bad.clone()))
+            .await;
+        assert_eq!(resp.status(), 400);
+        let resp = w.req("POST", "/v1/dlp/events", None, Some(bad)).await;
+        assert_eq!(resp.status(), 401);
+    };
+    w.audited(&[], refused).await;
     w.stop_server().await;
 }
 
@@ -1408,92 +1105,70 @@ async fn group_commits_are_audited_with_epoch_and_devices() {
     let id = GroupId::new_group(rand::random());
     let target = group_target(&id);
     let mut settings = GroupSettings::created_by(&ada.username);
-    let mut group = new_mls_group(&ada_mls, &id, &settings);
-
+    let mut group = new_mls_group(&ada_mls, &id, Some(&settings));
+    let by_ada = |e: &AuditEntry| {
+        expect(e, Some("ada"), Some(&target), Outcome::Success);
+        assert_eq!(e.device, Some(ada.device));
+    };
     // Created with two members.
-    let m = w.mark().await;
-    let b = add(
-        &ada_mls,
-        &mut group,
-        &[gil_mls.key_package(), meg_mls.key_package()],
-    );
-    let frame = commit_frame(
-        id,
-        0,
-        Some(Create::Group),
-        b,
-        vec![gil.device, meg.device],
-        vec![],
-    );
-    accepted(&request(w.s(), &ada.token, &frame).await, 1);
+    let kps = [gil_mls.key_package(), meg_mls.key_package()];
+    let b = add(&ada_mls, &mut group, &kps);
+    let added = vec![gil.device, meg.device];
+    let frame = commit_frame(id, 0, Some(Create::Group), b, added, vec![]);
+    let (answer, e) = w
+        .audited_one("group_created", request(w.s(), &ada.token, &frame))
+        .await;
+    accepted(&answer, 1);
     ada_mls.merge(&mut group);
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["group_created"], "{new:#?}");
-    let e = only(&new, "group_created");
-    expect(e, Some("ada"), Some(&target), Outcome::Success);
-    assert_eq!(e.device, Some(ada.device));
-    assert_eq!(detail(e, "epoch"), "1");
-    assert_eq!(detail(e, "added"), format!("{},{}", gil.device, meg.device));
-    assert_eq!(detail(e, "removed"), "");
+    by_ada(&e);
+    let added = format!("{},{}", gil.device, meg.device);
+    assert_eq!(commit_detail(&e), ["1", &added, ""]);
 
     // A member added.
-    let m = w.mark().await;
     let b = add(&ada_mls, &mut group, &[bea_mls.key_package()]);
     let frame = commit_frame(id, 1, None, b, vec![bea.device], vec![]);
-    accepted(&request(w.s(), &ada.token, &frame).await, 2);
+    let (answer, e) = w
+        .audited_one("group_members_changed", request(w.s(), &ada.token, &frame))
+        .await;
+    accepted(&answer, 2);
     ada_mls.merge(&mut group);
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["group_members_changed"], "{new:#?}");
-    let e = only(&new, "group_members_changed");
-    expect(e, Some("ada"), Some(&target), Outcome::Success);
-    assert_eq!(e.device, Some(ada.device));
-    assert_eq!(
-        (detail(e, "epoch"), detail(e, "added"), detail(e, "removed")),
-        ("2", bea.device.to_string().as_str(), "")
-    );
+    by_ada(&e);
+    assert_eq!(commit_detail(&e), ["2", &bea.device.to_string(), ""]);
 
     // A member removed.
-    let m = w.mark().await;
     let b = remove(&ada_mls, &mut group, &gil_mls);
     let frame = commit_frame(id, 2, None, b, vec![], vec![gil.device]);
-    accepted(&request(w.s(), &ada.token, &frame).await, 3);
+    let (answer, e) = w
+        .audited_one("group_members_changed", request(w.s(), &ada.token, &frame))
+        .await;
+    accepted(&answer, 3);
     ada_mls.merge(&mut group);
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["group_members_changed"], "{new:#?}");
-    let e = only(&new, "group_members_changed");
-    expect(e, Some("ada"), Some(&target), Outcome::Success);
-    assert_eq!(
-        (detail(e, "epoch"), detail(e, "added"), detail(e, "removed")),
-        ("3", "", gil.device.to_string().as_str())
-    );
+    by_ada(&e);
+    assert_eq!(commit_detail(&e), ["3", "", &gil.device.to_string()]);
 
     // The settings changed: meg made an admin.
     settings.set_role(&meg.username, GroupRole::Admin);
-    let m = w.mark().await;
     let b = change_settings(&ada_mls, &mut group, &settings);
     let frame = commit_frame(id, 3, None, b, vec![], vec![]);
-    accepted(&request(w.s(), &ada.token, &frame).await, 4);
+    let (answer, e) = w
+        .audited_one("group_settings_changed", request(w.s(), &ada.token, &frame))
+        .await;
+    accepted(&answer, 4);
     ada_mls.merge(&mut group);
-    let new = w.since(m).await;
-    assert_eq!(kinds(&new), ["group_settings_changed"], "{new:#?}");
-    let e = only(&new, "group_settings_changed");
-    expect(e, Some("ada"), Some(&target), Outcome::Success);
-    assert_eq!(e.device, Some(ada.device));
-    assert_eq!(
-        (detail(e, "epoch"), detail(e, "added"), detail(e, "removed")),
-        ("4", "", "")
-    );
+    by_ada(&e);
+    assert_eq!(commit_detail(&e), ["4", "", ""]);
 
     // Routine: a self-update and a message.
-    let m = w.mark().await;
-    let b = self_update(&ada_mls, &mut group);
-    let frame = commit_frame(id, 4, None, b, vec![], vec![]);
-    accepted(&request(w.s(), &ada.token, &frame).await, 5);
-    ada_mls.merge(&mut group);
-    let frame = message_frame(id, ada_mls.message(&mut group, b"hello"));
-    let answer = request(w.s(), &ada.token, &frame).await;
-    assert!(matches!(answer, ServerFrame::Accepted { .. }), "{answer:?}");
-    assert_eq!(kinds(&w.since(m).await), Vec::<&str>::new());
+    let routine = async {
+        let b = self_update(&ada_mls, &mut group);
+        let frame = commit_frame(id, 4, None, b, vec![], vec![]);
+        accepted(&request(w.s(), &ada.token, &frame).await, 5);
+        ada_mls.merge(&mut group);
+        let frame = text_frame(id, ada_mls.message(&mut group, b"hello"));
+        let answer = request(w.s(), &ada.token, &frame).await;
+        assert!(matches!(answer, ServerFrame::Accepted { .. }), "{answer:?}");
+    };
+    w.audited(&[], routine).await;
     w.stop_server().await;
 }
 
@@ -1697,6 +1372,14 @@ struct Canaries {
     codes: Vec<String>,
 }
 
+impl Canaries {
+    /// Keeps a one-time code the scenario is about to use, and returns it.
+    fn code(&mut self, code: String) -> String {
+        self.codes.push(code.clone());
+        code
+    }
+}
+
 /// Does everything the audit log records (see [`EVERY_ACTION`]), with
 /// distinctive secrets and content, and a restart and a requested
 /// checkpoint in between; returns the secrets and content.
@@ -1717,25 +1400,14 @@ async fn scenario(w: &mut World) -> Canaries {
     }
 
     // cara: invited, registered with a distinctive password.
-    let invite: Invite = w
-        .as_owner(
-            "POST",
-            "/v1/admin/invites",
-            Some(json!({ "role": "member" })),
-        )
-        .await;
+    let body = Some(json!({ "role": "member" }));
+    let invite: Invite = w.as_owner("POST", "/v1/admin/invites", body).await;
     c.text.push(invite.code.clone());
     let device = w.next_device();
     let (mut req, identity) = register_request("cara", device, Some(&invite.code));
     req.password = CANARY_PASSWORD.into();
-    let session: SessionResponse = ok(w
-        .http
-        .post(w.s().url("/v1/register"))
-        .json(&req)
-        .send()
-        .await
-        .unwrap())
-    .await;
+    let registering = w.http.post(w.s().url("/v1/register")).json(&req).send();
+    let session: SessionResponse = ok(registering.await.unwrap()).await;
     c.text.push(session.token.clone());
     let cara = Account {
         username: session.username,
@@ -1745,16 +1417,14 @@ async fn scenario(w: &mut World) -> Canaries {
     };
 
     // Failed logins, then a good one.
-    let resp = w
-        .login(CANARY_GHOST, CANARY_WRONG_PASSWORD, cara.device, None)
-        .await;
-    assert_eq!(resp.status(), 401);
-    let resp = w
-        .login("cara", CANARY_WRONG_PASSWORD, cara.device, None)
-        .await;
-    assert_eq!(resp.status(), 401);
-    let s: SessionResponse = ok(w.login("cara", CANARY_PASSWORD, cara.device, None).await).await;
-    c.text.push(s.token);
+    for name in [CANARY_GHOST, "cara"] {
+        let resp = w
+            .login(name, CANARY_WRONG_PASSWORD, cara.device, None)
+            .await;
+        assert_eq!(resp.status(), 401);
+    }
+    let resp = w.login("cara", CANARY_PASSWORD, cara.device, None).await;
+    c.text.push(ok::<SessionResponse>(resp).await.token);
 
     // Two-factor authentication: enrolled, a wrong code, a login with a
     // code and one with a recovery code, new recovery codes, a password
@@ -1768,58 +1438,32 @@ async fn scenario(w: &mut World) -> Canaries {
         .login("cara", CANARY_PASSWORD, cara.device, Some(&wrong))
         .await;
     assert_eq!(resp.status(), 401);
-    let code = w.code(&secret);
-    c.codes.push(code.clone());
-    let s: SessionResponse = ok(w
-        .login("cara", CANARY_PASSWORD, cara.device, Some(&code))
-        .await)
-    .await;
-    c.text.push(s.token);
-    w.next_step();
-    let s: SessionResponse = ok(w
-        .login("cara", CANARY_PASSWORD, cara.device, Some(&codes[0]))
-        .await)
-    .await;
-    c.text.push(s.token);
-    let code = w.code(&secret);
-    c.codes.push(code.clone());
-    let fresh: RecoveryCodes = ok(w
-        .req(
-            "POST",
-            "/v1/2fa/recovery-codes",
-            Some(&cara.token),
-            Some(json!({ "code": code })),
-        )
-        .await)
-    .await;
-    c.text.extend(fresh.codes.iter().cloned());
-    w.next_step();
-    let code = w.code(&secret);
-    c.codes.push(code.clone());
+    let code = c.code(w.code(&secret));
     let resp = w
-        .req(
-            "POST",
-            "/v1/password",
-            Some(&cara.token),
-            Some(json!({
-                "old_password": CANARY_PASSWORD,
-                "new_password": CANARY_NEW_PASSWORD,
-                "totp": code,
-            })),
-        )
+        .login("cara", CANARY_PASSWORD, cara.device, Some(&code))
         .await;
+    c.text.push(ok::<SessionResponse>(resp).await.token);
+    w.next_step();
+    let resp = w
+        .login("cara", CANARY_PASSWORD, cara.device, Some(&codes[0]))
+        .await;
+    c.text.push(ok::<SessionResponse>(resp).await.token);
+    let body = json!({ "code": c.code(w.code(&secret)) });
+    let resp = w
+        .post("/v1/2fa/recovery-codes", &cara.token, Some(body))
+        .await;
+    c.text.extend(ok::<RecoveryCodes>(resp).await.codes);
+    w.next_step();
+    let body = json!({
+        "old_password": CANARY_PASSWORD,
+        "new_password": CANARY_NEW_PASSWORD,
+        "totp": c.code(w.code(&secret)),
+    });
+    let resp = w.post("/v1/password", &cara.token, Some(body)).await;
     assert!(resp.status().is_success(), "{}", resp.status());
     w.next_step();
-    let code = w.code(&secret);
-    c.codes.push(code.clone());
-    let resp = w
-        .req(
-            "POST",
-            "/v1/2fa/disable",
-            Some(&cara.token),
-            Some(json!({ "password": CANARY_NEW_PASSWORD, "code": code })),
-        )
-        .await;
+    let body = json!({ "password": CANARY_NEW_PASSWORD, "code": c.code(w.code(&secret)) });
+    let resp = w.post("/v1/2fa/disable", &cara.token, Some(body)).await;
     assert_eq!(resp.status(), 204);
     w.next_step();
     let (secret, base32, codes) = w.enrol(&cara, CANARY_NEW_PASSWORD).await;
@@ -1834,21 +1478,15 @@ async fn scenario(w: &mut World) -> Canaries {
     c.text.push(eve.token.clone());
     let phone = w.next_device();
     c.text.push(link_device(&w.http, w.s(), &dan, phone).await);
-    let resp = w
-        .req(
-            "POST",
-            &format!("/v1/devices/{}/revoke", DeviceId::new(phone).unwrap()),
-            Some(&dan.token),
-            None,
-        )
-        .await;
+    let path = format!("/v1/devices/{}/revoke", DeviceId::new(phone).unwrap());
+    let resp = w.post(&path, &dan.token, None).await;
     assert_eq!(resp.status(), 204);
 
     // A group: created with dan, its settings changed, a message, dan removed.
     let (cara_mls, dan_mls) = (MlsClient::for_account(&cara), MlsClient::for_account(&dan));
     let id = GroupId::new_group(rand::random());
     let mut settings = GroupSettings::created_by(&cara.username);
-    let mut group = new_mls_group(&cara_mls, &id, &settings);
+    let mut group = new_mls_group(&cara_mls, &id, Some(&settings));
     let b = add(&cara_mls, &mut group, &[dan_mls.key_package()]);
     let frame = commit_frame(id, 0, Some(Create::Group), b, vec![dan.device], vec![]);
     accepted(&request(w.s(), &cara.token, &frame).await, 1);
@@ -1860,7 +1498,7 @@ async fn scenario(w: &mut World) -> Canaries {
     cara_mls.merge(&mut group);
     let message = cara_mls.message(&mut group, CANARY_PLAINTEXT.as_bytes());
     c.bytes.push(message[message.len() - 32..].to_vec());
-    let answer = request(w.s(), &cara.token, &message_frame(id, message)).await;
+    let answer = request(w.s(), &cara.token, &text_frame(id, message)).await;
     assert!(matches!(answer, ServerFrame::Accepted { .. }), "{answer:?}");
     let b = remove(&cara_mls, &mut group, &dan_mls);
     let frame = commit_frame(id, 2, None, b, vec![], vec![dan.device]);
@@ -1881,14 +1519,8 @@ async fn scenario(w: &mut World) -> Canaries {
             })
         })
         .collect();
-    let resp = w
-        .req(
-            "POST",
-            "/v1/dlp/events",
-            Some(&cara.token),
-            Some(json!({ "events": events, "note": CANARY_DLP })),
-        )
-        .await;
+    let body = json!({ "events": events, "note": CANARY_DLP });
+    let resp = w.post("/v1/dlp/events", &cara.token, Some(body)).await;
     assert_eq!(resp.status(), 204);
 
     // Administration: a member refused, roles, the access policy, a
@@ -1899,45 +1531,28 @@ async fn scenario(w: &mut World) -> Canaries {
         .await;
     assert_eq!(resp.status(), 403);
     for role in ["admin", "member"] {
-        let _: Value = w
-            .as_owner(
-                "POST",
-                "/v1/admin/users/cara/role",
-                Some(json!({ "role": role })),
-            )
-            .await;
+        let body = Some(json!({ "role": role }));
+        let _: Value = w.as_owner("POST", "/v1/admin/users/cara/role", body).await;
     }
     let access = AccessPolicy {
         guests_may_be_added: false,
         ..AccessPolicy::default()
     };
-    let _: AccessPolicy = w
-        .as_owner(
-            "PUT",
-            "/v1/admin/access",
-            Some(serde_json::to_value(&access).unwrap()),
-        )
-        .await;
+    let body = Some(serde_json::to_value(&access).unwrap());
+    let _: AccessPolicy = w.as_owner("PUT", "/v1/admin/access", body).await;
     let _: Value = w
         .as_owner("POST", "/v1/admin/users/cara/2fa-reset", None)
         .await;
     let sessions: SessionList = w.as_owner("GET", "/v1/admin/sessions?user=dan", None).await;
-    let resp = w
-        .req(
-            "POST",
-            &format!(
-                "/v1/admin/sessions/{}/revoke",
-                sessions.sessions[0].session_id
-            ),
-            Some(&w.owner.token),
-            None,
-        )
-        .await;
+    let path = format!(
+        "/v1/admin/sessions/{}/revoke",
+        sessions.sessions[0].session_id
+    );
+    let resp = w.post(&path, &w.owner.token, None).await;
     assert_eq!(resp.status(), 204);
     for action in ["disable", "enable"] {
-        let _: Value = w
-            .as_owner("POST", &format!("/v1/admin/users/dan/{action}"), None)
-            .await;
+        let path = format!("/v1/admin/users/dan/{action}");
+        let _: Value = w.as_owner("POST", &path, None).await;
     }
     for _ in 0..5 {
         let resp = w

@@ -11,8 +11,7 @@ mod common;
 use common::*;
 use openmls::prelude::MlsGroup;
 use rampart_proto::api::{BlobStatus, FilePolicy, NewBlob};
-use rampart_proto::frame::{ClientFrame, CommitBundle, Create, SendMessage, ServerFrame};
-use rampart_proto::group::GroupSettings;
+use rampart_proto::frame::{ClientFrame, SendMessage, ServerFrame};
 use rampart_proto::limits::BLOB_PART_BYTES;
 use rampart_proto::{BlobId, ErrorCode, GroupId, IdempotencyKey};
 use rampart_server::{Clock, FilesConfig, Registration, ServerConfig};
@@ -22,10 +21,6 @@ use std::time::Duration;
 
 const PART: usize = BLOB_PART_BYTES;
 const MIB: u64 = 1 << 20;
-
-fn key(n: u8) -> IdempotencyKey {
-    IdempotencyKey([n; 16])
-}
 
 /// Deterministic bytes that differ by seed and position.
 fn bytes(len: usize, seed: u8) -> Vec<u8> {
@@ -66,42 +61,6 @@ struct World {
     ha: MlsGroup,
 }
 
-async fn create_group(
-    server: &TestServer,
-    token: &str,
-    creator: &MlsClient,
-    group: &mut MlsGroup,
-    id: GroupId,
-    kps: &[openmls::prelude::KeyPackage],
-    added: Vec<rampart_proto::DeviceId>,
-) -> Vec<u8> {
-    let (commit, welcome, group_info) = creator.add(group, kps);
-    let mut ws = connect(server, token).await;
-    let _ = recv(&mut ws).await;
-    send(
-        &mut ws,
-        &ClientFrame::Commit(CommitBundle {
-            request_id: 1,
-            key: IdempotencyKey(rand::random()),
-            group: id,
-            epoch: 0,
-            create: Some(Create::Group),
-            commit,
-            welcome: Some(welcome.clone()),
-            group_info,
-            added,
-            removed: vec![],
-        }),
-    )
-    .await;
-    assert!(matches!(
-        answer(&mut ws).await,
-        ServerFrame::Accepted { .. }
-    ));
-    creator.merge(group);
-    welcome
-}
-
 async fn world(files: FilesConfig) -> World {
     let dir = tempfile::tempdir().unwrap();
     world_in(dir, config(files)).await
@@ -120,29 +79,9 @@ async fn world_in(dir: tempfile::TempDir, config: ServerConfig) -> World {
         MlsClient::for_account(&carol),
     );
     let g = GroupId::new_group([1; 31]);
-    let mut ga = a.create_group_with_settings(&g, &GroupSettings::created_by(&alice.username));
-    create_group(
-        &server,
-        &alice.token,
-        &a,
-        &mut ga,
-        g,
-        &[b.key_package()],
-        vec![bob.device],
-    )
-    .await;
+    let (_, ga, _) = create_group_over_ws(&server, &alice, &a, g, &[(&b, bob.device)]).await;
     let h = GroupId::new_group([2; 31]);
-    let mut hc = c.create_group_with_settings(&h, &GroupSettings::created_by(&carol.username));
-    let welcome = create_group(
-        &server,
-        &carol.token,
-        &c,
-        &mut hc,
-        h,
-        &[a.key_package()],
-        vec![alice.device],
-    )
-    .await;
+    let (_, _, welcome) = create_group_over_ws(&server, &carol, &c, h, &[(&a, alice.device)]).await;
     let ha = a.join(&welcome);
     World {
         dir,

@@ -5,16 +5,9 @@ mod common;
 
 use common::*;
 use futures_util::SinkExt as _;
-use rampart_proto::frame::{
-    ClientFrame, CommitBundle, Create, DeliveryKind, SendMessage, ServerFrame,
-};
-use rampart_proto::group::GroupSettings;
+use rampart_proto::frame::{ClientFrame, CommitBundle, DeliveryKind, SendMessage, ServerFrame};
 use rampart_proto::{ErrorCode, GroupId, IdempotencyKey};
 use rampart_server::Registration;
-
-fn key(n: u8) -> IdempotencyKey {
-    IdempotencyKey([n; 16])
-}
 
 fn send_frame(request_id: u32, k: IdempotencyKey, group: GroupId, message: Vec<u8>) -> ClientFrame {
     ClientFrame::Send(SendMessage {
@@ -49,39 +42,8 @@ async fn world(dir: &std::path::Path) -> (World, Ws) {
     let carol = register(&http, &server, "carol", 0xc1, None).await;
     let (a, b) = (MlsClient::for_account(&alice), MlsClient::for_account(&bob));
     let group_id = GroupId::new_group([7; 31]);
-    let mut group =
-        a.create_group_with_settings(&group_id, &GroupSettings::created_by(&alice.username));
-    let (commit, welcome, group_info) = a.add(&mut group, &[b.key_package()]);
-    let mut wa = connect(&server, &alice.token).await;
-    assert_eq!(
-        recv(&mut wa).await,
-        Some(ServerFrame::BacklogDone { up_to: 0 })
-    );
-    send(
-        &mut wa,
-        &ClientFrame::Commit(CommitBundle {
-            request_id: 1,
-            key: key(1),
-            group: group_id,
-            epoch: 0,
-            create: Some(Create::Group),
-            commit,
-            welcome: Some(welcome),
-            group_info,
-            added: vec![bob.device],
-            removed: vec![],
-        }),
-    )
-    .await;
-    assert_eq!(
-        recv(&mut wa).await,
-        Some(ServerFrame::Accepted {
-            request_id: 1,
-            epoch: 1,
-            duplicate: false
-        })
-    );
-    a.merge(&mut group);
+    let (wa, group, _) =
+        create_group_over_ws(&server, &alice, &a, group_id, &[(&b, bob.device)]).await;
     (
         World {
             server,

@@ -12,7 +12,6 @@ use rampart_proto::api::MessagePolicy;
 use rampart_proto::frame::{
     ClientFrame, CommitBundle, Create, Delivery, DeliveryKind, SendMessage, ServerFrame,
 };
-use rampart_proto::group::GroupSettings;
 use rampart_proto::limits::DEFAULT_RECALL_WINDOW_SECS;
 use rampart_proto::{ErrorCode, GroupId, IdempotencyKey};
 use rampart_server::{Clock, MessagesConfig, Registration, Server, ServerConfig, ServerError};
@@ -21,10 +20,6 @@ use std::path::Path;
 use std::time::Duration;
 
 const DAY: u32 = 24 * 3600;
-
-fn key(n: u8) -> IdempotencyKey {
-    IdempotencyKey([n; 16])
-}
 
 /// Alice (the group's admin per its settings), Bob and Carol in one group
 /// at epoch 1; each has joined from the Welcome, and nobody is connected.
@@ -69,35 +64,8 @@ async fn world(messages: MessagesConfig) -> World {
         MlsClient::for_account(&carol),
     );
     let group_id = GroupId::new_group([9; 31]);
-    let settings = GroupSettings::created_by(&alice.username);
-    let mut ga = a.create_group_with_settings(&group_id, &settings);
-    let (commit, welcome, group_info) = a.add(&mut ga, &[b.key_package(), c.key_package()]);
-    let mut wa = connect(&server, &alice.token).await;
-    assert_eq!(
-        recv(&mut wa).await,
-        Some(ServerFrame::BacklogDone { up_to: 0 })
-    );
-    send(
-        &mut wa,
-        &ClientFrame::Commit(CommitBundle {
-            request_id: 1,
-            key: key(1),
-            group: group_id,
-            epoch: 0,
-            create: Some(Create::Group),
-            commit,
-            welcome: Some(welcome.clone()),
-            group_info,
-            added: vec![bob.device, carol.device],
-            removed: vec![],
-        }),
-    )
-    .await;
-    assert!(matches!(
-        answer(&mut wa).await,
-        ServerFrame::Accepted { epoch: 1, .. }
-    ));
-    a.merge(&mut ga);
+    let members = [(&b, bob.device), (&c, carol.device)];
+    let (_, ga, welcome) = create_group_over_ws(&server, &alice, &a, group_id, &members).await;
     let gb = b.join(&welcome);
     let gc = c.join(&welcome);
     World {

@@ -9,12 +9,9 @@ mod common;
 
 use common::*;
 use rampart_proto::ErrorCode;
+use rampart_proto::GroupId;
 use rampart_proto::api::{BlobStatus, NewBlob};
-use rampart_proto::frame::{
-    ClientFrame, CommitBundle, Create, DeliveryKind, SendMessage, ServerFrame,
-};
-use rampart_proto::group::GroupSettings;
-use rampart_proto::{GroupId, IdempotencyKey};
+use rampart_proto::frame::{ClientFrame, DeliveryKind, SendMessage, ServerFrame};
 use rampart_server::config::Secret;
 use rampart_server::{
     Clock, ConfigError, MetricsConfig, RateLimits, Registration, Server, ServerConfig, ServerError,
@@ -98,10 +95,6 @@ async fn login(
         .as_u16()
 }
 
-fn key(n: u8) -> IdempotencyKey {
-    IdempotencyKey([n; 16])
-}
-
 #[tokio::test]
 async fn counters_move_with_traffic() {
     let dir = tempfile::tempdir().unwrap();
@@ -166,35 +159,8 @@ async fn counters_move_with_traffic() {
     // Alice creates a group with Bob (a commit) and sends him a message.
     let (a, b) = (MlsClient::for_account(&alice), MlsClient::for_account(&bob));
     let group_id = GroupId::new_group([7; 31]);
-    let mut group =
-        a.create_group_with_settings(&group_id, &GroupSettings::created_by(&alice.username));
-    let (commit, welcome, group_info) = a.add(&mut group, &[b.key_package()]);
-    let mut wa = connect(&server, &alice.token).await;
-    assert_eq!(
-        recv(&mut wa).await,
-        Some(ServerFrame::BacklogDone { up_to: 0 })
-    );
-    send(
-        &mut wa,
-        &ClientFrame::Commit(CommitBundle {
-            request_id: 1,
-            key: key(1),
-            group: group_id,
-            epoch: 0,
-            create: Some(Create::Group),
-            commit,
-            welcome: Some(welcome),
-            group_info,
-            added: vec![bob.device],
-            removed: vec![],
-        }),
-    )
-    .await;
-    assert!(matches!(
-        recv(&mut wa).await,
-        Some(ServerFrame::Accepted { request_id: 1, .. })
-    ));
-    a.merge(&mut group);
+    let (mut wa, mut group, _) =
+        create_group_over_ws(&server, &alice, &a, group_id, &[(&b, bob.device)]).await;
     let mut wb = connect(&server, &bob.token).await;
     assert!(
         matches!(recv(&mut wb).await, Some(ServerFrame::Deliver(d)) if d.kind == DeliveryKind::Welcome)

@@ -64,13 +64,12 @@ use rampart_proto::codec::DecodeError;
 use rampart_proto::frame::{
     ClientFrame, CommitBundle, Create, FRAME_VERSION, SendMessage, ServerFrame,
 };
-use rampart_proto::group::{Allowed, GROUP_SETTINGS_EXTENSION, GroupRole, GroupSettings};
-use rampart_proto::{DeviceId, ErrorCode, GroupId, IdempotencyKey};
+use rampart_proto::group::{Allowed, GroupRole, GroupSettings};
+use rampart_proto::{ErrorCode, GroupId, IdempotencyKey};
 use rampart_server::Registration;
 use sqlx::SqlitePool;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 // ---- the matrix --------------------------------------------------------------
@@ -494,7 +493,7 @@ impl World {
     async fn request(&self, name: &str, frame: &ClientFrame) -> ServerFrame {
         let mut ws = self.session(name).await;
         send(&mut ws, frame).await;
-        let answer = answer(&mut ws, request_id(frame)).await;
+        let answer = answer_to(&mut ws, request_id(frame)).await;
         let _ = ws.close(None).await;
         answer
     }
@@ -550,150 +549,6 @@ struct Base {
 
 // ---- frames and MLS ------------------------------------------------------------
 
-static NEXT_REQUEST: AtomicU32 = AtomicU32::new(1);
-
-fn next_request() -> u32 {
-    NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)
-}
-
-fn request_id(frame: &ClientFrame) -> u32 {
-    match frame {
-        ClientFrame::Send(m) => m.request_id,
-        ClientFrame::Commit(c) => c.request_id,
-        ClientFrame::Ack { .. } => 0,
-    }
-}
-
-fn send_frame(
-    group: GroupId,
-    key: IdempotencyKey,
-    recalls: Option<IdempotencyKey>,
-    message: Vec<u8>,
-) -> ClientFrame {
-    ClientFrame::Send(SendMessage {
-        request_id: next_request(),
-        key,
-        group,
-        expires_in: None,
-        recalls,
-        attachments: vec![],
-        message,
-    })
-}
-
-struct Built {
-    commit: Vec<u8>,
-    welcome: Option<Vec<u8>>,
-    group_info: Vec<u8>,
-}
-
-fn built(
-    commit: &MlsMessageOut,
-    welcome: Option<&MlsMessageOut>,
-    group_info: Option<&openmls::messages::group_info::GroupInfo>,
-) -> Built {
-    // The new epoch's GroupInfo, as Rampart clients upload it (openmls
-    // returns it since the groups use the ratchet tree extension).
-    let group_info = group_info.expect("the GroupInfo of the new epoch");
-    Built {
-        commit: commit.to_bytes().unwrap(),
-        welcome: welcome.map(|w| w.to_bytes().unwrap()),
-        group_info: MlsMessageOut::from(group_info.clone()).to_bytes().unwrap(),
-    }
-}
-
-fn commit_frame(
-    group: GroupId,
-    epoch: u64,
-    create: Option<Create>,
-    b: Built,
-    added: Vec<DeviceId>,
-    removed: Vec<DeviceId>,
-) -> ClientFrame {
-    ClientFrame::Commit(CommitBundle {
-        request_id: next_request(),
-        key: IdempotencyKey(rand::random()),
-        group,
-        epoch,
-        create,
-        commit: b.commit,
-        welcome: b.welcome,
-        group_info: b.group_info,
-        added,
-        removed,
-    })
-}
-
-/// A local group at epoch 0 whose context carries `settings` (required of
-/// every member, as Rampart clients make them, so a commit may change them).
-fn new_mls_group(c: &MlsClient, id: &GroupId, settings: Option<&GroupSettings>) -> MlsGroup {
-    let ext = ExtensionType::Unknown(GROUP_SETTINGS_EXTENSION);
-    let extensions = match settings {
-        None => Extensions::empty(),
-        Some(s) => Extensions::from_vec(vec![
-            Extension::Unknown(GROUP_SETTINGS_EXTENSION, UnknownExtension(s.encode())),
-            Extension::RequiredCapabilities(RequiredCapabilitiesExtension::new(&[ext], &[], &[])),
-        ])
-        .unwrap(),
-    };
-    let config = MlsGroupCreateConfig::builder()
-        .ciphersuite(CS)
-        .wire_format_policy(PURE_PLAINTEXT_WIRE_FORMAT_POLICY)
-        .use_ratchet_tree_extension(true)
-        .capabilities(Capabilities::builder().extensions(vec![ext]).build())
-        .with_group_context_extensions(extensions)
-        .build();
-    MlsGroup::new_with_group_id(
-        &c.provider,
-        &c.signer,
-        &config,
-        openmls::group::GroupId::from_slice(id.as_bytes()),
-        c.cred.clone(),
-    )
-    .unwrap()
-}
-
-fn add(c: &MlsClient, group: &mut MlsGroup, kps: &[KeyPackage]) -> Built {
-    let (commit, welcome, gi) = group.add_members(&c.provider, &c.signer, kps).unwrap();
-    built(&commit, Some(&welcome), gi.as_ref())
-}
-
-fn remove(c: &MlsClient, group: &mut MlsGroup, who: &MlsClient) -> Built {
-    let key = who.signature_key();
-    let leaf = group
-        .members()
-        .find(|m| m.signature_key == key)
-        .unwrap()
-        .index;
-    let (commit, welcome, gi) = group
-        .remove_members(&c.provider, &c.signer, &[leaf])
-        .unwrap();
-    built(&commit, welcome.as_ref(), gi.as_ref())
-}
-
-fn change_settings(c: &MlsClient, group: &mut MlsGroup, settings: &GroupSettings) -> Built {
-    let ext = ExtensionType::Unknown(GROUP_SETTINGS_EXTENSION);
-    let extensions = Extensions::from_vec(vec![
-        Extension::Unknown(
-            GROUP_SETTINGS_EXTENSION,
-            UnknownExtension(settings.encode()),
-        ),
-        Extension::RequiredCapabilities(RequiredCapabilitiesExtension::new(&[ext], &[], &[])),
-    ])
-    .unwrap();
-    let (commit, welcome, gi) = group
-        .update_group_context_extensions(&c.provider, extensions, &c.signer)
-        .unwrap();
-    built(&commit, welcome.as_ref(), gi.as_ref())
-}
-
-fn self_update(c: &MlsClient, group: &mut MlsGroup) -> Built {
-    let bundle = group
-        .self_update(&c.provider, &c.signer, LeafNodeParameters::default())
-        .unwrap();
-    built(bundle.commit(), None, bundle.group_info())
-}
-
 /// Drops a commit the server refused, so the group can make another.
 fn forget_pending(c: &MlsClient, group: &mut MlsGroup) {
     group
@@ -710,20 +565,6 @@ async fn backlog(ws: &mut Ws) -> (u64, usize) {
             Some(ServerFrame::BacklogDone { up_to }) => return (up_to, n),
             Some(ServerFrame::Deliver(_)) => n += 1,
             other => panic!("expected the backlog, got {other:?}"),
-        }
-    }
-}
-
-/// The answer to `request_id`, skipping pushes.
-async fn answer(ws: &mut Ws, request_id: u32) -> ServerFrame {
-    loop {
-        match recv(ws).await {
-            Some(
-                f @ (ServerFrame::Accepted { request_id: r, .. }
-                | ServerFrame::Rejected { request_id: r, .. }),
-            ) if r == request_id => return f,
-            Some(ServerFrame::Deliver(_) | ServerFrame::PolicyChanged { .. }) => {}
-            other => panic!("expected the answer to request {request_id}, got {other:?}"),
         }
     }
 }
@@ -824,13 +665,13 @@ async fn run_cell(w: &World, op: Op, caller: Caller) -> Cell {
                 mls.message(group, b"hello")
             };
             let key = IdempotencyKey(rand::random());
-            (base_id, send_frame(base_id, key, None, message))
+            (base_id, message_frame(base_id, key, None, message))
         }
         Op::RecallOthers => {
             // Bea posts; its copies stay queued for the members offline.
             let mut bea_group = bea.mls.join(&welcome);
             let target = IdempotencyKey(rand::random());
-            let post = send_frame(
+            let post = message_frame(
                 base_id,
                 target,
                 None,
@@ -841,7 +682,7 @@ async fn run_cell(w: &World, op: Op, caller: Caller) -> Cell {
             let group = group.unwrap();
             let message = mls.message(group, b"recall");
             let key = IdempotencyKey(rand::random());
-            (base_id, send_frame(base_id, key, Some(target), message))
+            (base_id, message_frame(base_id, key, Some(target), message))
         }
         Op::AddUser | Op::AddBarredGuest => {
             let new = w.p(if op == Op::AddUser { "nick" } else { "gwen" });
@@ -1190,7 +1031,7 @@ async fn member_claiming_admin_in_group_info_is_refused_and_settings_stay() {
 
     // She is still no admin to the server: the announcement group refuses
     // her post.
-    let post = send_frame(
+    let post = message_frame(
         base.id,
         IdempotencyKey(rand::random()),
         None,

@@ -6,25 +6,18 @@
 
 mod binary;
 
-use binary::{BIN, ServerProcess, free_port, json_of, ok};
-use std::io::{BufRead as _, BufReader};
+use binary::{
+    BIN, ServerProcess, data_invite, enable_two_factor, free_port, json_of, ok, rampart_as,
+    register_args, start_fresh_server,
+};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long a first start may take to print its owner invite.
-const INVITE_WAIT: Duration = Duration::from_secs(60);
+const PASSPHRASE: &str = "cli test passphrase";
 
 fn rampart(profile: &Path, args: &[&str], password: &str) -> Output {
-    Command::new(BIN)
-        .arg("--profile")
-        .arg(profile)
-        .args(args)
-        .env("RAMPART_PASSWORD", password)
-        .env("RAMPART_PASSPHRASE", "cli test passphrase")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    rampart_as(profile, PASSPHRASE, password, args)
 }
 
 #[test]
@@ -33,10 +26,7 @@ fn cli_round_trip_with_invites_and_a_sigkilled_server() {
     let data = tmp.path().join("data");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let mut server = ServerProcess::start(&data, port, &[]);
-    let invite = server
-        .invite(INVITE_WAIT)
-        .expect("first start prints an owner invite");
+    let (mut server, invite) = start_fresh_server(&data, port, &[]);
     let alice = tmp.path().join("alice");
     let bob = tmp.path().join("bob");
 
@@ -56,51 +46,17 @@ fn cli_round_trip_with_invites_and_a_sigkilled_server() {
         !bob.join("profile.db").exists(),
         "a refused registration leaves no profile behind"
     );
-    ok(rampart(
-        &alice,
-        &[
-            "register",
-            "--server",
-            &url,
-            "--username",
-            "alice",
-            "--invite",
-            &invite,
-        ],
-        "tulip-garden-41",
-    ));
+    let alice_args = register_args(&url, "alice", &invite);
+    ok(rampart(&alice, &alice_args, "tulip-garden-41"));
     let out = rampart(
         &bob,
-        &[
-            "register",
-            "--server",
-            &url,
-            "--username",
-            "bob",
-            "--invite",
-            &invite,
-        ],
+        &register_args(&url, "bob", &invite),
         "river-stone-913",
     );
     assert!(!out.status.success(), "an invite is single-use");
-    let admin = Command::new(BIN)
-        .args(["admin", "invite", "--data", data.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let bob_invite = ok(admin).trim().to_owned();
-    ok(rampart(
-        &bob,
-        &[
-            "register",
-            "--server",
-            &url,
-            "--username",
-            "bob",
-            "--invite",
-            &bob_invite,
-        ],
-        "river-stone-913",
-    ));
+    let bob_invite = data_invite(&data);
+    let bob_args = register_args(&url, "bob", &bob_invite);
+    ok(rampart(&bob, &bob_args, "river-stone-913"));
 
     let who: serde_json::Value =
         serde_json::from_str(&ok(rampart(&alice, &["--json", "whoami"], ""))).unwrap();
@@ -302,97 +258,38 @@ fn server_serves_https_with_the_given_certificate() {
     });
 }
 
-fn invite_for(data: &Path) -> String {
-    let admin = Command::new(BIN)
-        .args(["admin", "invite", "--data", data.to_str().unwrap()])
-        .output()
-        .unwrap();
-    ok(admin).trim().to_owned()
-}
-
 #[test]
 fn cli_two_factor_devices_and_safety_numbers() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let server = ServerProcess::start(&data, port, &[]);
-    let invite = server.invite(INVITE_WAIT);
+    let (_server, invite) = start_fresh_server(&data, port, &[]);
     let alice = tmp.path().join("alice");
     let bob = tmp.path().join("bob");
-    let register = |profile: &Path, name: &str, invite: &str, password: &str| {
-        ok(rampart(
-            profile,
-            &[
-                "register",
-                "--server",
-                &url,
-                "--username",
-                name,
-                "--invite",
-                invite,
-            ],
-            password,
-        ))
-    };
-    register(&alice, "alice", &invite.unwrap(), "tulip-garden-41");
-    register(&bob, "bob", &invite_for(&data), "river-stone-913");
+    let alice_args = register_args(&url, "alice", &invite);
+    ok(rampart(&alice, &alice_args, "tulip-garden-41"));
+    let bob_invite = data_invite(&data);
+    let bob_args = register_args(&url, "bob", &bob_invite);
+    ok(rampart(&bob, &bob_args, "river-stone-913"));
 
     // A common password is refused with a clear reason.
-    let weak = rampart(
-        &tmp.path().join("carol"),
-        &[
-            "register",
-            "--server",
-            &url,
-            "--username",
-            "carol",
-            "--invite",
-            &invite_for(&data),
-        ],
-        "qwertyuiop123",
-    );
+    let carol_invite = data_invite(&data);
+    let carol_args = register_args(&url, "carol", &carol_invite);
+    let weak = rampart(&tmp.path().join("carol"), &carol_args, "qwertyuiop123");
     assert!(!weak.status.success());
     assert!(String::from_utf8_lossy(&weak.stderr).contains("weak_password"));
 
     // `2fa enable`: the secret comes out, the code goes in on stdin.
-    let mut enable = Command::new(BIN)
-        .arg("--profile")
-        .arg(&alice)
-        .args(["--json", "2fa", "enable"])
-        .env("RAMPART_PASSWORD", "tulip-garden-41")
-        .env("RAMPART_PASSPHRASE", "cli test passphrase")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(enable.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let setup: serde_json::Value = serde_json::from_str(&line).unwrap();
-    let secret = rampart_server::totp::base32_decode(setup["secret"].as_str().unwrap()).unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    {
-        use std::io::Write as _;
-        let mut stdin = enable.stdin.take().unwrap();
-        writeln!(stdin, "{}", rampart_server::totp::code(&secret, now)).unwrap();
-    }
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-    assert!(enable.wait().unwrap().success(), "{rest}");
-    let enabled: serde_json::Value = serde_json::from_str(rest.trim()).unwrap();
-    assert_eq!(enabled["recovery_codes"].as_array().unwrap().len(), 10);
+    let two_factor = enable_two_factor(&alice, PASSPHRASE, "tulip-garden-41");
+    assert_eq!(two_factor.recovery_codes.len(), 10);
 
     // The password alone no longer logs in; password and code do.
     ok(rampart(&alice, &["logout"], ""));
     let refused = rampart(&alice, &["login"], "tulip-garden-41");
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--totp"));
-    let next = rampart_server::totp::code(&secret, now + 30);
+    let next = rampart_server::totp::code(&two_factor.secret, two_factor.at + 30);
     ok(rampart(
         &alice,
         &["login", "--totp", &next],

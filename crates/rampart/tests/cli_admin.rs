@@ -7,11 +7,13 @@
 
 mod binary;
 
-use binary::{BIN, fails, free_port, json_of, ok, start_fresh_server};
+use binary::{
+    BIN, enable_two_factor, fails, free_port, json_of, now_ms, ok, rampart_as, register_args,
+    start_fresh_server,
+};
 use serde_json::Value;
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 const PASSPHRASE: &str = "cli admin passphrase";
 const PASSWORD: &str = "tulip-garden-41";
@@ -19,31 +21,12 @@ const PASSWORD: &str = "tulip-garden-41";
 /// `rampart --profile PROFILE ARGS…` with the secrets in the environment
 /// and no terminal.
 fn rampart(profile: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--profile")
-        .arg(profile)
-        .args(args)
-        .env("RAMPART_PASSWORD", PASSWORD)
-        .env("RAMPART_PASSPHRASE", PASSPHRASE)
-        .env_remove("RAMPART_DATA")
-        .env_remove("RAMPART_PROFILE")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    rampart_as(profile, PASSPHRASE, PASSWORD, args)
 }
 
 /// `rampart admin ARGS…` as PROFILE.
 fn admin(profile: &Path, args: &[&str]) -> Output {
-    let mut all = vec!["admin"];
-    all.extend_from_slice(args);
-    rampart(profile, &all)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
+    rampart(profile, &[&["admin"], args].concat())
 }
 
 /// The user named `name` in a `users list --json`.
@@ -57,40 +40,6 @@ fn user_of(list: &Value, name: &str) -> Value {
         .unwrap_or_else(|| panic!("no {name} in {list}"))
 }
 
-/// Turns on 2FA for `profile` through `rampart 2fa enable`, typing a code
-/// computed from the secret it shows.
-fn enable_two_factor(profile: &Path) {
-    let mut enable = Command::new(BIN)
-        .arg("--profile")
-        .arg(profile)
-        .args(["--json", "2fa", "enable"])
-        .env("RAMPART_PASSWORD", PASSWORD)
-        .env("RAMPART_PASSPHRASE", PASSPHRASE)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(enable.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let setup: Value = serde_json::from_str(&line).unwrap();
-    let secret = rampart_server::totp::base32_decode(setup["secret"].as_str().unwrap()).unwrap();
-    {
-        use std::io::Write as _;
-        let mut stdin = enable.stdin.take().unwrap();
-        writeln!(
-            stdin,
-            "{}",
-            rampart_server::totp::code(&secret, now_ms() / 1000)
-        )
-        .unwrap();
-    }
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-    assert!(enable.wait().unwrap().success(), "{rest}");
-}
-
 struct World {
     url: String,
     data: PathBuf,
@@ -101,18 +50,7 @@ struct World {
 
 impl World {
     fn register(&self, profile: &Path, name: &str, invite: &str) {
-        ok(rampart(
-            profile,
-            &[
-                "register",
-                "--server",
-                &self.url,
-                "--username",
-                name,
-                "--invite",
-                invite,
-            ],
-        ));
+        ok(rampart(profile, &register_args(&self.url, name, invite)));
     }
 }
 
@@ -293,7 +231,7 @@ fn admin_commands_over_http_and_on_the_stopped_data_directory() {
 
     // 2FA reset: bob enrols, the owner resets it, bob logs in with the
     // password alone.
-    enable_two_factor(&w.bob);
+    enable_two_factor(&w.bob, PASSPHRASE, PASSWORD);
     let list = json_of(admin(&w.alice, &["--json", "users", "list"]));
     assert_eq!(user_of(&list, "bob")["two_factor"], true);
     let reset = json_of(admin(&w.alice, &["--json", "2fa-reset", "bob"]));

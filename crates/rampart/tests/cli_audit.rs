@@ -8,37 +8,30 @@
 
 mod binary;
 
-use binary::{BIN, fails, free_port, json_of, ok, start_fresh_server};
+use binary::{fails, free_port, json_of, ok, rampart_as, register_args, start_fresh_server};
 use rampart_proto::audit::AuditRecord;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 const PASSPHRASE: &str = "cli audit passphrase";
 const PASSWORD: &str = "marigold-canary-7731";
 
-fn rampart_with(profile: &Path, password: &str, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--profile")
-        .arg(profile)
-        .args(args)
-        .env("RAMPART_PASSWORD", password)
-        .env("RAMPART_PASSPHRASE", PASSPHRASE)
-        .env_remove("RAMPART_DATA")
-        .env_remove("RAMPART_PROFILE")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
 fn rampart(profile: &Path, args: &[&str]) -> Output {
-    rampart_with(profile, PASSWORD, args)
+    rampart_as(profile, PASSPHRASE, PASSWORD, args)
 }
 
 fn admin(profile: &Path, args: &[&str]) -> Output {
-    let mut all = vec!["admin"];
-    all.extend_from_slice(args);
-    rampart(profile, &all)
+    rampart(profile, &[&["admin"], args].concat())
+}
+
+/// `rampart admin audit verify --file FILE --key KEY…` as PROFILE.
+fn verify_file(profile: &Path, file: &Path, key: &[&str]) -> Output {
+    let file = file.to_str().unwrap();
+    admin(
+        profile,
+        &[&["audit", "verify", "--file", file], key].concat(),
+    )
 }
 
 fn actions(list: &Value) -> Vec<String> {
@@ -59,18 +52,7 @@ fn audit_commands_over_http_and_on_the_stopped_data_directory() {
     let alice = tmp.path().join("alice");
     let bob = tmp.path().join("bob");
     let register = |profile: &Path, name: &str, invite: &str| {
-        ok(rampart(
-            profile,
-            &[
-                "register",
-                "--server",
-                &url,
-                "--username",
-                name,
-                "--invite",
-                invite,
-            ],
-        ));
+        ok(rampart(profile, &register_args(&url, name, invite)));
     };
     register(&alice, "alice", &owner_invite);
     let invite = json_of(admin(
@@ -85,7 +67,12 @@ fn audit_commands_over_http_and_on_the_stopped_data_directory() {
     assert!(err.contains("only owners and admins"), "{err}");
     // A wrong password, then a role change.
     ok(rampart(&bob, &["logout"]));
-    let err = fails(rampart_with(&bob, "not-bobs-password-1", &["login"]));
+    let err = fails(rampart_as(
+        &bob,
+        PASSPHRASE,
+        "not-bobs-password-1",
+        &["login"],
+    ));
     assert!(err.to_lowercase().contains("password"), "{err}");
     ok(admin(&alice, &["users", "role", "bob", "admin"]));
 
@@ -164,17 +151,7 @@ fn audit_commands_over_http_and_on_the_stopped_data_directory() {
     for canary in [PASSWORD, "not-bobs-password-1", &bob_invite, &owner_invite] {
         assert!(!text.contains(canary), "{canary} in the export");
     }
-    let out = ok(admin(
-        &alice,
-        &[
-            "audit",
-            "verify",
-            "--file",
-            export.to_str().unwrap(),
-            "--key",
-            &key,
-        ],
-    ));
+    let out = ok(verify_file(&alice, &export, &["--key", &key]));
     assert!(
         out.starts_with(&format!("intact: {entries} entries")),
         "{out}"
@@ -194,38 +171,15 @@ fn audit_commands_over_http_and_on_the_stopped_data_directory() {
         ),
     )
     .unwrap();
-    let err = fails(admin(
-        &alice,
-        &[
-            "audit",
-            "verify",
-            "--file",
-            tampered.to_str().unwrap(),
-            "--key",
-            &key,
-        ],
-    ));
+    let err = fails(verify_file(&alice, &tampered, &["--key", &key]));
     assert!(
         err.contains("broken at entry #") && err.contains("altered"),
         "{err}"
     );
     let other = "11".repeat(32);
-    let err = fails(admin(
-        &alice,
-        &[
-            "audit",
-            "verify",
-            "--file",
-            export.to_str().unwrap(),
-            "--key",
-            &other,
-        ],
-    ));
+    let err = fails(verify_file(&alice, &export, &["--key", &other]));
     assert!(err.contains("another key"), "{err}");
-    let err = fails(admin(
-        &alice,
-        &["audit", "verify", "--file", export.to_str().unwrap()],
-    ));
+    let err = fails(verify_file(&alice, &export, &[]));
     assert!(err.contains("--key"), "{err}");
 
     // On the stopped server's data directory: the same log, its own key.

@@ -11,26 +11,18 @@
 
 mod binary;
 
-use binary::{BIN, fails, free_port, ok, start_fresh_server};
+use binary::{
+    BIN, data_invite, fails, free_port, now_ms, ok, rampart_as, register_args, start_fresh_server,
+};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::process::{Command, Output};
 
 const ALICE_PASSWORD: &str = "tulip-garden-41";
 const BOB_PASSWORD: &str = "river-stone-913";
 
 fn rampart(profile: &Path, args: &[&str], password: &str) -> Output {
-    Command::new(BIN)
-        .arg("--profile")
-        .arg(profile)
-        .args(args)
-        .env("RAMPART_PASSWORD", password)
-        .env("RAMPART_PASSPHRASE", "cli messages test passphrase")
-        .env_remove("RAMPART_PROFILE")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    rampart_as(profile, "cli messages test passphrase", password, args)
 }
 
 fn json(profile: &Path, args: &[&str]) -> Value {
@@ -39,44 +31,14 @@ fn json(profile: &Path, args: &[&str]) -> Value {
     serde_json::from_str(&ok(rampart(profile, &all, ""))).unwrap()
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 /// Registers alice (with the owner invite) and bob (with an admin invite).
 fn register_alice_and_bob(data: &Path, url: &str, invite: &str, alice: &Path, bob: &Path) {
-    ok(rampart(
-        alice,
-        &[
-            "register",
-            "--server",
-            url,
-            "--username",
-            "alice",
-            "--invite",
-            invite,
-        ],
-        ALICE_PASSWORD,
-    ));
-    let admin = Command::new(BIN)
-        .args(["admin", "invite", "--data", data.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let bob_invite = ok(admin).trim().to_owned();
+    let alice_args = register_args(url, "alice", invite);
+    ok(rampart(alice, &alice_args, ALICE_PASSWORD));
+    let bob_invite = data_invite(data);
     ok(rampart(
         bob,
-        &[
-            "register",
-            "--server",
-            url,
-            "--username",
-            "bob",
-            "--invite",
-            &bob_invite,
-        ],
+        &register_args(url, "bob", &bob_invite),
         BOB_PASSWORD,
     ));
 }

@@ -10,11 +10,12 @@
 
 mod binary;
 
-use binary::{BIN, ServerProcess, free_port, json_of, ok};
-use std::io::{BufRead as _, BufReader, Write as _};
+use binary::{
+    INVITE_WAIT, ServerProcess, TwoFactor, data_invite, enable_two_factor, free_port, json_of,
+    now_ms, ok, rampart_as, register_args,
+};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::Output;
 
 const PASSPHRASE: &str = "logs test profile passphrase";
 const ALICE_PASSWORD: &str = "Canary-Pw-7QX2-lime-otter-one";
@@ -28,57 +29,7 @@ const GHOST_USER: &str = "ghostcanary61";
 const GHOST_LOGIN: &str = "ghostlogin93";
 
 fn rampart(profile: &Path, args: &[&str], password: &str) -> Output {
-    Command::new(BIN)
-        .arg("--profile")
-        .arg(profile)
-        .args(args)
-        .env("RAMPART_PASSWORD", password)
-        .env("RAMPART_PASSPHRASE", PASSPHRASE)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// `rampart 2fa enable`, typing the current code. Returns the TOTP secret
-/// (base32, as shown), the code typed and the recovery codes.
-fn enable_two_factor(profile: &Path) -> (String, Vec<u8>, String, Vec<String>) {
-    let mut enable = Command::new(BIN)
-        .arg("--profile")
-        .arg(profile)
-        .args(["--json", "2fa", "enable"])
-        .env("RAMPART_PASSWORD", ALICE_PASSWORD)
-        .env("RAMPART_PASSPHRASE", PASSPHRASE)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(enable.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let setup: serde_json::Value = serde_json::from_str(&line).unwrap();
-    let shown = setup["secret"].as_str().unwrap().to_owned();
-    let secret = rampart_server::totp::base32_decode(&shown).unwrap();
-    let code = rampart_server::totp::code(&secret, now_secs());
-    writeln!(enable.stdin.take().unwrap(), "{code}").unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-    assert!(enable.wait().unwrap().success(), "{rest}");
-    let enabled: serde_json::Value = serde_json::from_str(rest.trim()).unwrap();
-    let recovery = enabled["recovery_codes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_owned())
-        .collect();
-    (shown, secret, code, recovery)
+    rampart_as(profile, PASSPHRASE, password, args)
 }
 
 /// Over plain HTTP: a login of `username` (200 with a token, or refused).
@@ -114,38 +65,26 @@ fn json_logs_are_parseable_and_hold_no_secret() {
         &log,
     );
     let owner_invite = server
-        .invite(Duration::from_secs(60))
+        .invite(INVITE_WAIT)
         .expect("the first start prints the owner invite on stdout");
     let alice = tmp.path().join("alice");
     let bob = tmp.path().join("bob");
-    let register = |profile: &Path, name: &str, invite: &str, password: &str| {
-        ok(rampart(
-            profile,
-            &[
-                "register",
-                "--server",
-                &url,
-                "--username",
-                name,
-                "--invite",
-                invite,
-            ],
-            password,
-        ))
-    };
-    register(&alice, "alice", &owner_invite, ALICE_PASSWORD);
-    let bob_invite = ok(Command::new(BIN)
-        .args(["admin", "invite", "--data", data.to_str().unwrap()])
-        .output()
-        .unwrap())
-    .trim()
-    .to_owned();
-    register(&bob, "bob", &bob_invite, BOB_PASSWORD);
+    let alice_args = register_args(&url, "alice", &owner_invite);
+    ok(rampart(&alice, &alice_args, ALICE_PASSWORD));
+    let bob_invite = data_invite(&data);
+    let bob_args = register_args(&url, "bob", &bob_invite);
+    ok(rampart(&bob, &bob_args, BOB_PASSWORD));
 
     // Two-factor enrolment, then a login with password and code.
-    let (totp_shown, totp_secret, enrol_code, recovery_codes) = enable_two_factor(&alice);
+    let TwoFactor {
+        shown: totp_shown,
+        secret: totp_secret,
+        code: enrol_code,
+        recovery_codes,
+        ..
+    } = enable_two_factor(&alice, PASSPHRASE, ALICE_PASSWORD);
     ok(rampart(&alice, &["logout"], ""));
-    let login_code = rampart_server::totp::code(&totp_secret, now_secs() + 30);
+    let login_code = rampart_server::totp::code(&totp_secret, now_ms() / 1000 + 30);
     ok(rampart(
         &alice,
         &["login", "--totp", &login_code],

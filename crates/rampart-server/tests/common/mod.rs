@@ -10,12 +10,13 @@ use openmls::prelude::*;
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
 use rampart_proto::api::{NewDevice, RegisterRequest, SessionResponse};
-use rampart_proto::frame::{ClientFrame, ServerFrame};
+use rampart_proto::frame::{ClientFrame, CommitBundle, Create, SendMessage, ServerFrame};
 use rampart_proto::group::{GROUP_SETTINGS_EXTENSION, GroupSettings};
-use rampart_proto::{DeviceId, GroupId, Username};
+use rampart_proto::{DeviceId, GroupId, IdempotencyKey, Username};
 use rampart_server::{Clock, Purger, Registration, Server, ServerConfig};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -560,4 +561,212 @@ fn capabilities() -> Capabilities {
     Capabilities::builder()
         .extensions(vec![ExtensionType::Unknown(GROUP_SETTINGS_EXTENSION)])
         .build()
+}
+
+// ---- frames and commit bundles ---------------------------------------------
+
+/// A fixed idempotency key, distinct for each `n`.
+pub fn key(n: u8) -> IdempotencyKey {
+    IdempotencyKey([n; 16])
+}
+
+static NEXT_REQUEST: AtomicU32 = AtomicU32::new(1);
+
+/// A request id no other request of this test binary has used.
+pub fn next_request() -> u32 {
+    NEXT_REQUEST.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The request id the answer to `frame` carries (an ack has no answer: 0).
+pub fn request_id(frame: &ClientFrame) -> u32 {
+    match frame {
+        ClientFrame::Send(m) => m.request_id,
+        ClientFrame::Commit(c) => c.request_id,
+        ClientFrame::Ack { .. } => 0,
+    }
+}
+
+/// An MLS message (application message or proposal) for `group`, with a
+/// new request id.
+pub fn message_frame(
+    group: GroupId,
+    key: IdempotencyKey,
+    recalls: Option<IdempotencyKey>,
+    message: Vec<u8>,
+) -> ClientFrame {
+    ClientFrame::Send(SendMessage {
+        request_id: next_request(),
+        key,
+        group,
+        expires_in: None,
+        recalls,
+        attachments: vec![],
+        message,
+    })
+}
+
+/// The answer to `request_id`, skipping pushes.
+pub async fn answer_to(ws: &mut Ws, request_id: u32) -> ServerFrame {
+    loop {
+        match recv(ws).await {
+            Some(
+                f @ (ServerFrame::Accepted { request_id: r, .. }
+                | ServerFrame::Rejected { request_id: r, .. }),
+            ) if r == request_id => return f,
+            Some(ServerFrame::Deliver(_) | ServerFrame::PolicyChanged { .. }) => {}
+            other => panic!("expected the answer to request {request_id}, got {other:?}"),
+        }
+    }
+}
+
+/// `creator` makes a group (its settings `created_by` them) with the
+/// devices of `members`, as a client does on a fresh connection: the
+/// backlog is empty, the commit bundle (request 1, [`key`]`(1)`) is
+/// accepted at epoch 1 and merged. Returns the connection, the creator's
+/// group and the Welcome.
+pub async fn create_group_over_ws(
+    server: &TestServer,
+    creator: &Account,
+    mls: &MlsClient,
+    id: GroupId,
+    members: &[(&MlsClient, DeviceId)],
+) -> (Ws, MlsGroup, Vec<u8>) {
+    let mut group =
+        mls.create_group_with_settings(&id, &GroupSettings::created_by(&creator.username));
+    let kps: Vec<KeyPackage> = members.iter().map(|(m, _)| m.key_package()).collect();
+    let (commit, welcome, group_info) = mls.add(&mut group, &kps);
+    let mut ws = connect(server, &creator.token).await;
+    assert_eq!(
+        recv(&mut ws).await,
+        Some(ServerFrame::BacklogDone { up_to: 0 })
+    );
+    send(
+        &mut ws,
+        &ClientFrame::Commit(CommitBundle {
+            request_id: 1,
+            key: key(1),
+            group: id,
+            epoch: 0,
+            create: Some(Create::Group),
+            commit,
+            welcome: Some(welcome.clone()),
+            group_info,
+            added: members.iter().map(|(_, device)| *device).collect(),
+            removed: vec![],
+        }),
+    )
+    .await;
+    assert_eq!(
+        recv(&mut ws).await,
+        Some(ServerFrame::Accepted {
+            request_id: 1,
+            epoch: 1,
+            duplicate: false
+        })
+    );
+    mls.merge(&mut group);
+    (ws, group, welcome)
+}
+
+/// A commit's bytes, as a commit bundle carries them.
+pub struct Built {
+    pub commit: Vec<u8>,
+    pub welcome: Option<Vec<u8>>,
+    pub group_info: Vec<u8>,
+}
+
+pub fn built(
+    commit: &MlsMessageOut,
+    welcome: Option<&MlsMessageOut>,
+    group_info: Option<&openmls::messages::group_info::GroupInfo>,
+) -> Built {
+    // The new epoch's GroupInfo, as Rampart clients upload it (openmls
+    // returns it since the groups use the ratchet tree extension).
+    let group_info = group_info.expect("the GroupInfo of the new epoch");
+    Built {
+        commit: commit.to_bytes().unwrap(),
+        welcome: welcome.map(|w| w.to_bytes().unwrap()),
+        group_info: MlsMessageOut::from(group_info.clone()).to_bytes().unwrap(),
+    }
+}
+
+/// The commit bundle of `b` at `epoch`, with a new request id and a
+/// random idempotency key.
+pub fn commit_frame(
+    group: GroupId,
+    epoch: u64,
+    create: Option<Create>,
+    b: Built,
+    added: Vec<DeviceId>,
+    removed: Vec<DeviceId>,
+) -> ClientFrame {
+    ClientFrame::Commit(CommitBundle {
+        request_id: next_request(),
+        key: IdempotencyKey(rand::random()),
+        group,
+        epoch,
+        create,
+        commit: b.commit,
+        welcome: b.welcome,
+        group_info: b.group_info,
+        added,
+        removed,
+    })
+}
+
+/// Group context extensions carrying `settings`, required of every member
+/// (as Rampart clients make them, so a commit may change them).
+pub fn settings_extensions(settings: &GroupSettings) -> Extensions<GroupContext> {
+    let ext = ExtensionType::Unknown(GROUP_SETTINGS_EXTENSION);
+    Extensions::from_vec(vec![
+        Extension::Unknown(
+            GROUP_SETTINGS_EXTENSION,
+            UnknownExtension(settings.encode()),
+        ),
+        Extension::RequiredCapabilities(RequiredCapabilitiesExtension::new(&[ext], &[], &[])),
+    ])
+    .unwrap()
+}
+
+/// A local group at epoch 0 whose context carries `settings` (see
+/// [`settings_extensions`]), or no settings at all.
+pub fn new_mls_group(c: &MlsClient, id: &GroupId, settings: Option<&GroupSettings>) -> MlsGroup {
+    let extensions = settings.map_or_else(Extensions::empty, settings_extensions);
+    c.create_group_with(id, extensions)
+}
+
+/// `c` adds the leaves of `kps`; the commit stays pending.
+pub fn add(c: &MlsClient, group: &mut MlsGroup, kps: &[KeyPackage]) -> Built {
+    let (commit, welcome, gi) = group.add_members(&c.provider, &c.signer, kps).unwrap();
+    built(&commit, Some(&welcome), gi.as_ref())
+}
+
+/// `c` removes the leaf of `who`; the commit stays pending.
+pub fn remove(c: &MlsClient, group: &mut MlsGroup, who: &MlsClient) -> Built {
+    let key = who.signature_key();
+    let leaf = group
+        .members()
+        .find(|m| m.signature_key == key)
+        .unwrap()
+        .index;
+    let (commit, welcome, gi) = group
+        .remove_members(&c.provider, &c.signer, &[leaf])
+        .unwrap();
+    built(&commit, welcome.as_ref(), gi.as_ref())
+}
+
+/// `c` changes the group's settings to `settings`; the commit stays pending.
+pub fn change_settings(c: &MlsClient, group: &mut MlsGroup, settings: &GroupSettings) -> Built {
+    let (commit, welcome, gi) = group
+        .update_group_context_extensions(&c.provider, settings_extensions(settings), &c.signer)
+        .unwrap();
+    built(&commit, welcome.as_ref(), gi.as_ref())
+}
+
+/// `c` updates its own leaf; the commit stays pending.
+pub fn self_update(c: &MlsClient, group: &mut MlsGroup) -> Built {
+    let bundle = group
+        .self_update(&c.provider, &c.signer, LeafNodeParameters::default())
+        .unwrap();
+    built(bundle.commit(), None, bundle.group_info())
 }

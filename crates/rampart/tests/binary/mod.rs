@@ -3,7 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead as _, BufReader, Read};
+use std::io::{BufRead as _, BufReader, Read, Write as _};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, channel};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_rampart");
 
 /// How long a first start may take to print its owner invite.
-const INVITE_WAIT: Duration = Duration::from_secs(60);
+pub const INVITE_WAIT: Duration = Duration::from_secs(60);
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -166,4 +166,110 @@ pub fn fails(out: Output) -> String {
 pub fn json_of(out: Output) -> serde_json::Value {
     let text = ok(out);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Milliseconds since the Unix epoch, by the system clock the binary uses.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// `rampart --profile PROFILE ARGS…` with `password` (for the commands
+/// that sign in) and the profile's `passphrase` in the environment, no
+/// terminal, and no data directory or profile taken from the test's own
+/// environment.
+pub fn rampart_as(profile: &Path, passphrase: &str, password: &str, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--profile")
+        .arg(profile)
+        .args(args)
+        .env("RAMPART_PASSWORD", password)
+        .env("RAMPART_PASSPHRASE", passphrase)
+        .env_remove("RAMPART_DATA")
+        .env_remove("RAMPART_PROFILE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The arguments of `rampart register`: `name` on the server at `url`,
+/// with `invite`.
+pub fn register_args<'a>(url: &'a str, name: &'a str, invite: &'a str) -> [&'a str; 7] {
+    [
+        "register",
+        "--server",
+        url,
+        "--username",
+        name,
+        "--invite",
+        invite,
+    ]
+}
+
+/// A new invite made on the data directory (`rampart admin invite --data`),
+/// which works while the server runs.
+pub fn data_invite(data: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(["admin", "invite", "--data", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    ok(out).trim().to_owned()
+}
+
+/// What `rampart 2fa enable` showed, and what was typed into it.
+pub struct TwoFactor {
+    /// The TOTP secret as shown (base32).
+    pub shown: String,
+    /// The same secret, decoded.
+    pub secret: Vec<u8>,
+    /// The code typed to confirm, and the Unix time it was computed for.
+    pub code: String,
+    pub at: u64,
+    pub recovery_codes: Vec<String>,
+}
+
+/// Turns on 2FA for PROFILE through `rampart --json 2fa enable`, typing
+/// the current code computed from the secret it shows.
+pub fn enable_two_factor(profile: &Path, passphrase: &str, password: &str) -> TwoFactor {
+    let mut enable = Command::new(BIN)
+        .arg("--profile")
+        .arg(profile)
+        .args(["--json", "2fa", "enable"])
+        .env("RAMPART_PASSWORD", password)
+        .env("RAMPART_PASSPHRASE", passphrase)
+        .env_remove("RAMPART_DATA")
+        .env_remove("RAMPART_PROFILE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(enable.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let setup: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let shown = setup["secret"].as_str().unwrap().to_owned();
+    let secret = rampart_server::totp::base32_decode(&shown).unwrap();
+    let at = now_ms() / 1000;
+    let code = rampart_server::totp::code(&secret, at);
+    writeln!(enable.stdin.take().unwrap(), "{code}").unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(enable.wait().unwrap().success(), "{rest}");
+    let enabled: serde_json::Value = serde_json::from_str(rest.trim()).unwrap();
+    let recovery_codes = enabled["recovery_codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    TwoFactor {
+        shown,
+        secret,
+        code,
+        at,
+        recovery_codes,
+    }
 }
