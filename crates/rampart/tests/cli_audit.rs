@@ -224,3 +224,49 @@ fn audit_commands_over_http_and_on_the_stopped_data_directory() {
         "{report}"
     );
 }
+
+/// What the server acknowledged is in the audit log after a SIGKILL: the
+/// entry commits with the action, and the next start seals it into the
+/// chain, which still verifies against the key written down before.
+#[test]
+fn acknowledged_actions_stay_audited_across_a_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let port = free_port();
+    let (mut server, owner_invite) = start_fresh_server(&data, port, &[]);
+    let url = format!("http://127.0.0.1:{port}");
+    let alice = tmp.path().join("alice");
+    ok(rampart(
+        &alice,
+        &register_args(&url, "alice", &owner_invite),
+    ));
+    let key = ok(admin(&alice, &["audit", "key"])).trim().to_owned();
+    // Answered, then killed at once: no shutdown, no final checkpoint.
+    ok(admin(&alice, &["users", "invite", "--role", "guest"]));
+    server.kill();
+
+    let server = binary::ServerProcess::start(&data, port, &[]);
+    let list = json_of(admin(
+        &alice,
+        &[
+            "--json",
+            "audit",
+            "list",
+            "--action",
+            "invite_created",
+            "--actor",
+            "alice",
+        ],
+    ));
+    let invites = list.as_array().unwrap();
+    assert_eq!(invites.len(), 1, "{list}");
+    assert_eq!(invites[0]["detail"]["role"], "guest");
+    let started = json_of(admin(
+        &alice,
+        &["--json", "audit", "list", "--action", "server_started"],
+    ));
+    assert_eq!(started.as_array().unwrap().len(), 2, "{started}");
+    let out = json_of(admin(&alice, &["--json", "audit", "verify", "--key", &key]));
+    assert_eq!(out["intact"], true, "{out}");
+    server.stop();
+}
