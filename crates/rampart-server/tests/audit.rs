@@ -14,8 +14,8 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use common::*;
 use hmac::Mac as _;
-use rampart_proto::audit::{AuditEntry, AuditPage, AuditQuery, CheckpointReason};
-use rampart_server::audit::{AlertsConfig, Broken, Report};
+use rampart_proto::audit::{AuditEntry, AuditPage, AuditQuery, AuditRecord, CheckpointReason};
+use rampart_server::audit::{AlertsConfig, Broken, Report, Verifier};
 use rampart_server::{AdminConsole, Clock, Registration, ServerConfig};
 use serde_json::json;
 use sqlx::Row as _;
@@ -319,17 +319,38 @@ fn alerting(url: &str) -> ServerConfig {
     config
 }
 
-async fn wait_for(got: &Received, n: usize) {
+/// The POSTs of one `X-Rampart-Event` (`alert` or `checkpoint`).
+fn of_event(got: &Received, event: &str) -> Vec<(HeaderMap, Bytes)> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .filter(|(headers, _)| headers["x-rampart-event"] == event)
+        .cloned()
+        .collect()
+}
+
+async fn wait_for(got: &Received, event: &str, n: usize) -> Vec<(HeaderMap, Bytes)> {
     for _ in 0..100 {
-        if got.lock().unwrap().len() >= n {
-            return;
+        let posts = of_event(got, event);
+        if posts.len() >= n {
+            return posts;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!(
-        "the webhook received {} of {n} alerts",
-        got.lock().unwrap().len()
-    );
+    panic!("the webhook received {:?}", got.lock().unwrap());
+}
+
+/// Checks `X-Rampart-Signature` against the shared secret.
+fn signed_with_secret(headers: &HeaderMap, body: &[u8]) -> bool {
+    let signature = headers["x-rampart-signature"].to_str().unwrap();
+    let (t, v1) = signature
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split_once(",v1="))
+        .unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    mac.verify_slice(&hex::decode(v1).unwrap()).is_ok()
 }
 
 async fn alerts_fired(server: &TestServer) -> Vec<AuditEntry> {
@@ -367,28 +388,14 @@ async fn an_alert_fires_once_per_window_with_a_signed_webhook() {
     assert_eq!(account.len(), 1, "{fired:?}");
     assert_eq!(account[0].actor.as_deref(), Some("server"));
     assert_eq!(account[0].detail["key"], "actor:alice");
-    wait_for(&got, 1).await;
-
-    let (headers, body) = got.lock().unwrap()[0].clone();
+    let (headers, body) = wait_for(&got, "alert", 1).await.remove(0);
     let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(sent["rule"], "failed-logins-account");
     assert_eq!(sent["key"], "actor:alice");
     assert_eq!(sent["count"], 5);
-    let signature = headers["x-rampart-signature"].to_str().unwrap();
-    let (t, v1) = signature
-        .strip_prefix("t=")
-        .and_then(|rest| rest.split_once(",v1="))
-        .unwrap();
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(format!("{t}.").as_bytes());
-    mac.update(&body);
-    mac.verify_slice(&hex::decode(v1).unwrap())
-        .expect("the signature verifies with the shared secret");
-    // A body changed in transit does not.
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(format!("{t}.").as_bytes());
-    mac.update(&body[1..]);
-    assert!(mac.verify_slice(&hex::decode(v1).unwrap()).is_err());
+    assert!(signed_with_secret(&headers, &body));
+    // A body changed in transit does not verify.
+    assert!(!signed_with_secret(&headers, &body[1..]));
 
     // More failures within the window: quiet.
     for _ in 0..6 {
@@ -401,9 +408,24 @@ async fn an_alert_fires_once_per_window_with_a_signed_webhook() {
         login(&http, &server, "alice", "guessing wrong").await;
     }
     assert_eq!(alerts_fired(&server).await.len(), 2);
-    wait_for(&got, 2).await;
+    wait_for(&got, "alert", 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(got.lock().unwrap().len(), 2);
+    assert_eq!(of_event(&got, "alert").len(), 2);
+
+    // Each checkpoint goes out too: a signed head kept outside the server.
+    let made = server
+        .audit
+        .checkpoint(CheckpointReason::Requested)
+        .await
+        .unwrap()
+        .unwrap();
+    let (headers, body) = wait_for(&got, "checkpoint", 1).await.remove(0);
+    assert!(signed_with_secret(&headers, &body));
+    let AuditRecord::Checkpoint(sent) = serde_json::from_slice(&body).unwrap() else {
+        panic!("not a checkpoint");
+    };
+    assert_eq!(sent, made);
+    Verifier::new(&server.audit.public_key(), vec![sent]).expect("its signature verifies");
     server.stop().await;
 }
 

@@ -13,7 +13,9 @@
 //! X-Rampart-Signature: t=<unix ms>,v1=<hex HMAC-SHA-256(secret, "<t>." + body)>
 //! ```
 //!
-//! The webhook runs on its own task behind a bounded queue: a slow or
+//! Every signed checkpoint goes to the webhook too (`X-Rampart-Event:
+//! checkpoint`), so that a copy of each signed head lives outside the
+//! server. The webhook runs on its own task behind a bounded queue: a slow or
 //! failing receiver is retried a few times, logged, and never holds up the
 //! server. Alert state lives in memory; a restart forgets partial counts.
 //!
@@ -33,7 +35,7 @@
 use super::{Actor, Entry, Target};
 use hmac::{Hmac, Mac as _};
 use rampart_proto::Millis;
-use rampart_proto::audit::{AuditEntry, Outcome, rfc3339};
+use rampart_proto::audit::{AuditCheckpoint, AuditEntry, AuditRecord, Outcome, rfc3339};
 use serde::Deserialize;
 use sha2::Sha256;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -334,7 +336,8 @@ impl Fired {
 pub struct Alerts {
     rules: Vec<AlertRule>,
     windows: HashMap<(usize, String), Window>,
-    webhook: Option<mpsc::Sender<Vec<u8>>>,
+    /// The webhook task's queue: the event name and the body.
+    webhook: Option<mpsc::Sender<(&'static str, Vec<u8>)>>,
 }
 
 impl Alerts {
@@ -415,9 +418,22 @@ impl Alerts {
     pub fn notify(&self, fired: Fired) {
         tracing::warn!(rule = %fired.rule, key = %fired.key, count = fired.count, "alert fired");
         if let Some(tx) = &self.webhook
-            && tx.try_send(fired.body()).is_err()
+            && tx.try_send(("alert", fired.body())).is_err()
         {
             tracing::error!(rule = %fired.rule, "the alert webhook queue is full; alert not sent");
+        }
+    }
+
+    /// Sends a new checkpoint to the webhook too (`X-Rampart-Event:
+    /// checkpoint`, the body an export line): a copy of each signed head
+    /// kept outside the server, against which a log rewritten later by
+    /// whoever holds the server and its key no longer matches.
+    pub fn anchor(&self, checkpoint: &AuditCheckpoint) {
+        let body = serde_json::to_vec(&AuditRecord::Checkpoint(checkpoint.clone()));
+        if let (Some(tx), Ok(body)) = (&self.webhook, body)
+            && tx.try_send(("checkpoint", body)).is_err()
+        {
+            tracing::error!("the alert webhook queue is full; checkpoint not sent");
         }
     }
 }
@@ -448,8 +464,8 @@ pub fn signature(secret: &[u8], t: Millis, body: &[u8]) -> String {
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-fn spawn_webhook(url: String, secret: String) -> mpsc::Sender<Vec<u8>> {
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WEBHOOK_QUEUE);
+fn spawn_webhook(url: String, secret: String) -> mpsc::Sender<(&'static str, Vec<u8>)> {
+    let (tx, mut rx) = mpsc::channel::<(&'static str, Vec<u8>)>(WEBHOOK_QUEUE);
     tokio::spawn(async move {
         let client = match reqwest::Client::builder()
             .timeout(WEBHOOK_TIMEOUT)
@@ -462,22 +478,28 @@ fn spawn_webhook(url: String, secret: String) -> mpsc::Sender<Vec<u8>> {
                 return;
             }
         };
-        while let Some(body) = rx.recv().await {
-            deliver(&client, &url, secret.as_bytes(), body).await;
+        while let Some((event, body)) = rx.recv().await {
+            deliver(&client, &url, secret.as_bytes(), event, body).await;
         }
     });
     tx
 }
 
-/// One alert, with bounded retries; the outcome is logged, never raised.
-async fn deliver(client: &reqwest::Client, url: &str, secret: &[u8], body: Vec<u8>) {
+/// One POST, with bounded retries; the outcome is logged, never raised.
+async fn deliver(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &[u8],
+    event: &'static str,
+    body: Vec<u8>,
+) {
     let mut pauses = WEBHOOK_RETRIES.iter();
     loop {
         let t = crate::db::now_ms().max(0) as u64;
         let result = client
             .post(url)
             .header("content-type", "application/json")
-            .header("x-rampart-event", "alert")
+            .header("x-rampart-event", event)
             .header("x-rampart-signature", signature(secret, t, &body))
             .body(body.clone())
             .send()

@@ -17,7 +17,8 @@
 //!
 //! **Alerts.** Sealing sees every entry once, in order; it feeds them to
 //! the configured alert rules ([`alerts`]), which append `alert_fired`
-//! entries and call the webhook.
+//! entries and call the webhook. The webhook also receives every
+//! checkpoint: a copy of each signed head outside the server.
 //!
 //! **Retention.** Pruning deletes entries older than the retention period
 //! after signing a checkpoint of the last one deleted: the first kept entry
@@ -340,6 +341,7 @@ impl Audit {
         let hash = hash_from_db(&row.try_get::<Vec<u8>, _>("hash")?);
         let checkpoint = self.sign(last_id, hash, reason);
         insert_checkpoint(&self.pool, &checkpoint).await?;
+        alerts.anchor(&checkpoint);
         Ok(Some(checkpoint))
     }
 
@@ -419,6 +421,7 @@ impl Audit {
             .detail("through", through);
         append(&mut *tx, self.clock.now_db(), &entry).await?;
         tx.commit().await?;
+        alerts.anchor(&anchor);
         self.seal_locked(&mut alerts).await?;
         Ok(pruned)
     }
