@@ -332,10 +332,86 @@ impl Fired {
     }
 }
 
+/// One rule and its counts per key.
+struct Tracked {
+    rule: AlertRule,
+    windows: HashMap<String, Window>,
+    /// Set while new keys are being turned away (logged once per spell).
+    full: bool,
+}
+
+impl Tracked {
+    fn new(rule: AlertRule) -> Self {
+        Self {
+            rule,
+            windows: HashMap::new(),
+            full: false,
+        }
+    }
+
+    /// Whether `key` has (or now gets) a window. Each rule has its own
+    /// [`MAX_TRACKED`] keys, so a flood of addresses cannot crowd out the
+    /// counts per account or overall; when full, windows with nothing left
+    /// to count are dropped first.
+    fn has_room_for(&mut self, key: &str, now: Millis) -> bool {
+        if self.windows.len() < MAX_TRACKED || self.windows.contains_key(key) {
+            return true;
+        }
+        let span = self.rule.window_secs.saturating_mul(1000);
+        self.windows.retain(|_, w| {
+            w.quiet_until > now || w.hits.back().is_some_and(|(at, _)| at + span > now)
+        });
+        let room = self.windows.len() < MAX_TRACKED;
+        if !room && !self.full {
+            tracing::warn!(rule = %self.rule.name, "alert rule tracks too many keys; new ones are skipped");
+        }
+        self.full = !room;
+        room
+    }
+
+    /// Counts `e` (which the rule matches) for its key; returns a firing.
+    fn count(&mut self, e: &AuditEntry) -> Option<Fired> {
+        let key = self.rule.key(e)?;
+        if !self.has_room_for(&key, e.at) {
+            return None;
+        }
+        let rule = &self.rule;
+        let threshold = rule.threshold as usize;
+        let span = rule.window_secs.saturating_mul(1000);
+        let window = self.windows.entry(key.clone()).or_default();
+        window.hits.push_back((e.at, e.id));
+        while span > 0
+            && window
+                .hits
+                .front()
+                .is_some_and(|(at, _)| at.saturating_add(span) <= e.at)
+        {
+            window.hits.pop_front();
+        }
+        while window.hits.len() > threshold {
+            window.hits.pop_front();
+        }
+        if window.hits.len() < threshold || e.at < window.quiet_until {
+            return None;
+        }
+        let first_id = window.hits.front().map_or(e.id, |(_, id)| *id);
+        window.quiet_until = e.at.saturating_add(span);
+        window.hits.clear();
+        Some(Fired {
+            rule: rule.name.clone(),
+            key,
+            count: rule.threshold,
+            window_secs: rule.window_secs,
+            first_id,
+            last_id: e.id,
+            at: e.at,
+        })
+    }
+}
+
 /// The rules' state, fed by the audit sealer.
 pub struct Alerts {
-    rules: Vec<AlertRule>,
-    windows: HashMap<(usize, String), Window>,
+    rules: Vec<Tracked>,
     /// The webhook task's queue: the event name and the body.
     webhook: Option<mpsc::Sender<(&'static str, Vec<u8>)>>,
 }
@@ -345,7 +421,6 @@ impl Alerts {
     pub fn none() -> Self {
         Self {
             rules: Vec::new(),
-            windows: HashMap::new(),
             webhook: None,
         }
     }
@@ -357,8 +432,7 @@ impl Alerts {
             _ => None,
         };
         Self {
-            rules: config.rules.clone(),
-            windows: HashMap::new(),
+            rules: config.rules.iter().cloned().map(Tracked::new).collect(),
             webhook,
         }
     }
@@ -366,48 +440,10 @@ impl Alerts {
     /// Counts newly sealed entries; returns the rules that fired.
     pub fn observe(&mut self, entries: &[AuditEntry]) -> Vec<Fired> {
         let mut fired = Vec::new();
-        for e in entries {
-            if e.action == "alert_fired" {
-                continue;
-            }
-            for (index, rule) in self.rules.iter().enumerate() {
-                if !rule.matches(e) {
-                    continue;
-                }
-                let Some(key) = rule.key(e) else {
-                    continue;
-                };
-                let slot = (index, key);
-                if !self.windows.contains_key(&slot) && !make_room(&mut self.windows, e.at) {
-                    tracing::warn!(rule = %rule.name, "too many alert keys tracked; skipping");
-                    continue;
-                }
-                let window = self.windows.entry(slot.clone()).or_default();
-                let span = rule.window_secs.saturating_mul(1000);
-                window.hits.push_back((e.at, e.id));
-                while window
-                    .hits
-                    .front()
-                    .is_some_and(|(at, _)| at.saturating_add(span) <= e.at && span > 0)
-                {
-                    window.hits.pop_front();
-                }
-                while window.hits.len() > rule.threshold as usize {
-                    window.hits.pop_front();
-                }
-                if window.hits.len() >= rule.threshold as usize && e.at >= window.quiet_until {
-                    let first_id = window.hits.front().map_or(e.id, |(_, id)| *id);
-                    fired.push(Fired {
-                        rule: rule.name.clone(),
-                        key: slot.1,
-                        count: rule.threshold,
-                        window_secs: rule.window_secs,
-                        first_id,
-                        last_id: e.id,
-                        at: e.at,
-                    });
-                    window.quiet_until = e.at.saturating_add(span);
-                    window.hits.clear();
+        for e in entries.iter().filter(|e| e.action != "alert_fired") {
+            for tracked in &mut self.rules {
+                if tracked.rule.matches(e) {
+                    fired.extend(tracked.count(e));
                 }
             }
         }
@@ -436,20 +472,6 @@ impl Alerts {
             tracing::error!("the alert webhook queue is full; checkpoint not sent");
         }
     }
-}
-
-/// Drops windows that have nothing left to count once the map is full.
-fn make_room(windows: &mut HashMap<(usize, String), Window>, now: Millis) -> bool {
-    if windows.len() < MAX_TRACKED {
-        return true;
-    }
-    windows.retain(|_, w| {
-        w.quiet_until > now
-            || w.hits
-                .back()
-                .is_some_and(|(at, _)| *at + MAX_WINDOW_SECS * 1000 > now)
-    });
-    windows.len() < MAX_TRACKED
 }
 
 /// The signature header value for `body` sent at `t` (unix ms).
@@ -546,8 +568,7 @@ mod tests {
 
     fn alerts(rules: Vec<AlertRule>) -> Alerts {
         Alerts {
-            rules,
-            windows: HashMap::new(),
+            rules: rules.into_iter().map(Tracked::new).collect(),
             webhook: None,
         }
     }
@@ -623,19 +644,24 @@ mod tests {
     }
 
     #[test]
-    fn tracked_keys_are_bounded() {
-        let mut a = alerts(vec![AlertRule::new(
-            "guessing",
-            &["login_failed"],
-            GroupBy::Actor,
-            5,
-            60,
-        )]);
-        let many: Vec<_> = (0..(MAX_TRACKED as u64 + 500))
+    fn tracked_keys_are_bounded_per_rule_and_freed_when_idle() {
+        let per_actor = AlertRule::new("guessing", &["login_failed"], GroupBy::Actor, 5, 60);
+        let overall = AlertRule::new("everyone", &["login_failed"], GroupBy::All, 3, 600);
+        let mut a = alerts(vec![per_actor, overall]);
+        let flood: Vec<_> = (0..(MAX_TRACKED as u64 + 500))
             .map(|i| entry(i, 1_000, "login_failed", &format!("u{i}")))
             .collect();
-        a.observe(&many);
-        assert!(a.windows.len() <= MAX_TRACKED);
+        // The flood of names cannot crowd out the overall count.
+        let fired = a.observe(&flood);
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].rule, "everyone");
+        assert!(a.rules[0].windows.len() <= MAX_TRACKED);
+        assert!(a.rules[0].full);
+        // A minute later the idle windows make room again.
+        let later = entry(1_000_000, 62_000, "login_failed", "newcomer");
+        a.observe(&[later]);
+        assert!(a.rules[0].windows.contains_key("actor:newcomer"));
+        assert!(!a.rules[0].full);
     }
 
     #[test]
