@@ -77,6 +77,8 @@ pub struct AuditEntry {
     /// A username, [`ACTOR_SERVER`] or [`ACTOR_OPERATOR`]; absent when
     /// nobody was identified (a login for an unknown name).
     pub actor: Option<String>,
+    /// The device that acted; for a device's own events (added, revoked)
+    /// the device concerned.
     pub device: Option<DeviceId>,
     /// The client address as the server saw it.
     pub ip: Option<String>,

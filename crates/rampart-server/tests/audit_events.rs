@@ -652,7 +652,14 @@ async fn administrative_actions_are_audited_once_by_the_administrator() {
     let phone_id = DeviceId::new(phone).unwrap();
     let _phone_token = link_device(&w.http, w.s(), &mia, phone).await;
     let mia_target = user("mia");
-    let by_owner = |e: &AuditEntry| expect(e, Some(OWNER), Some(&mia_target), Outcome::Success);
+    let owner_device = w.owner.device;
+    let by_owner = |e: &AuditEntry| {
+        expect(e, Some(OWNER), Some(&mia_target), Outcome::Success);
+        // A revocation names the device revoked instead.
+        if e.action != "device_revoked" {
+            assert_eq!(e.device, Some(owner_device), "the administrator's: {e:#?}");
+        }
+    };
     let role = |role: &str| Some(json!({ "role": role }));
 
     // An invite: its role and lifetime, never its code.
@@ -661,6 +668,7 @@ async fn administrative_actions_are_audited_once_by_the_administrator() {
     let (invite, new) = w.audited(&["invite_created"], inviting).await;
     let e = only(&new, "invite_created");
     expect(e, Some(OWNER), None, Outcome::Success);
+    assert_eq!(e.device, Some(owner_device));
     assert_eq!(detail(e, "role"), "guest");
     assert_eq!(detail(e, "expires_in_secs"), "3600");
     assert_eq!(e.ip.as_deref(), Some(LOOPBACK));

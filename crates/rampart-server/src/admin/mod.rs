@@ -84,6 +84,8 @@ pub(crate) enum Caller {
         user_id: i64,
         username: Username,
         role: Role,
+        /// The device whose session made the request.
+        device: DeviceId,
     },
     /// Someone with the data directory of a stopped server: like an owner.
     Operator,
@@ -287,11 +289,15 @@ fn may_invite(caller: &Caller, role: Role) -> Result<(), String> {
 /// the account it aimed at) and answers `403` with the reason.
 async fn deny(ctx: &Ctx, caller: &Caller, subject: Option<i64>, reason: String) -> ApiError {
     if let Caller::Admin {
-        user_id, username, ..
+        user_id,
+        username,
+        device,
+        ..
     } = caller
     {
         tracing::warn!(user = %username, %reason, "administrative request refused");
         let event = Event::new(SecurityEventKind::AccessDenied, Some(*user_id), ctx.ip)
+            .device(*device)
             .subject(subject)
             .detail("reason", &reason);
         if let Err(e) = security_events::record(&ctx.pool, ctx.now(), &event).await {
@@ -415,11 +421,14 @@ async fn record_own(
 
 /// The audit entry of an administrative action by `caller`.
 fn admin_entry(ctx: &Ctx, caller: &Caller, kind: SecurityEventKind) -> audit::Entry {
-    let actor = match caller {
-        Caller::Admin { user_id, .. } => audit::Actor::User(*user_id),
-        Caller::Operator => audit::Actor::Operator,
+    let (actor, device) = match caller {
+        Caller::Admin {
+            user_id, device, ..
+        } => (audit::Actor::User(*user_id), Some(*device)),
+        Caller::Operator => (audit::Actor::Operator, None),
     };
     audit::Entry::new(security_events::kind_name(kind), actor, Outcome::Success)
+        .device(device)
         .ip(ctx.ip.display())
 }
 
@@ -440,6 +449,7 @@ mod tests {
             user_id: 1,
             username: Username::parse("boss").unwrap(),
             role,
+            device: DeviceId::new(1).unwrap(),
         }
     }
 

@@ -57,6 +57,7 @@ impl FromRequestParts<AppState> for Admin {
                 user_id: auth.user_id,
                 username: auth.username,
                 role: auth.role,
+                device: auth.device_id,
             },
             ctx: Ctx {
                 pool: state.pool.clone(),
