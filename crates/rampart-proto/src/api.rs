@@ -439,6 +439,19 @@ pub enum Role {
 }
 
 impl Role {
+    /// The name on the wire, in the database and in the CLI (its serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+            Role::Guest => "guest",
+            Role::Bot => "bot",
+        }
+    }
+}
+
+impl Role {
     /// Owners and admins.
     pub fn administers(self) -> bool {
         matches!(self, Self::Owner | Self::Admin)

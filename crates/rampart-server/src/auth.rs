@@ -66,16 +66,6 @@ impl AuthDevice {
     }
 }
 
-pub fn role_to_db(role: Role) -> &'static str {
-    match role {
-        Role::Owner => "owner",
-        Role::Admin => "admin",
-        Role::Member => "member",
-        Role::Guest => "guest",
-        Role::Bot => "bot",
-    }
-}
-
 pub fn role_from_db(s: &str) -> Role {
     match s {
         "owner" => Role::Owner,
@@ -406,7 +396,7 @@ pub async fn register(
     .bind(req.username.as_str())
     .bind(&password_hash)
     .bind(&req.identity_key)
-    .bind(role_to_db(role))
+    .bind(role.as_str())
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;
@@ -436,7 +426,7 @@ pub async fn register(
     ] {
         let mut event = Event::new(kind, Some(user_id), ip).device(req.device.device_id);
         if kind == SecurityEventKind::Registered {
-            event = event.detail("role", role_to_db(role));
+            event = event.detail("role", role.as_str());
         }
         security_events::record(&mut *tx, now, &event).await?;
     }

@@ -584,7 +584,7 @@ async fn audited_invite(
     actor: audit::Actor,
     now: i64,
 ) -> Result<String, sqlx::Error> {
-    let role = auth::role_to_db(role);
+    let role = role.as_str();
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let code = db::insert_invite_at(&mut tx, role, now, now + db::INVITE_LIFETIME_MS).await?;
     let entry = audit::Entry::new("invite_created", actor, Outcome::Success)

@@ -222,16 +222,6 @@ fn parse_invite_expiry(text: &str) -> Result<u64, String> {
     Ok(secs)
 }
 
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Owner => "owner",
-        Role::Admin => "admin",
-        Role::Member => "member",
-        Role::Guest => "guest",
-        Role::Bot => "bot",
-    }
-}
-
 fn two_factor_name(r: TwoFactorRequirement) -> &'static str {
     match r {
         TwoFactorRequirement::Off => "off",
@@ -465,7 +455,7 @@ pub async fn users(command: UsersCommand, profile: &Path, json: bool) -> anyhow:
             }
             let mut out = std::io::stdout().lock();
             writeln!(out, "invite code  {}", invite.code)?;
-            writeln!(out, "role         {}", role_name(invite.role))?;
+            writeln!(out, "role         {}", invite.role.as_str())?;
             writeln!(out, "expires      {} UTC", time(invite.expires_at))?;
             writeln!(
                 out,
@@ -516,7 +506,7 @@ pub async fn users(command: UsersCommand, profile: &Path, json: bool) -> anyhow:
             if json {
                 return print_json(&summary);
             }
-            println!("@{} is now {}", summary.username, role_name(summary.role));
+            println!("@{} is now {}", summary.username, summary.role.as_str());
             Ok(())
         }
     }
@@ -794,7 +784,7 @@ fn print_users(users: &[UserSummary]) -> anyhow::Result<()> {
     for u in users {
         table.row(vec![
             format!("@{}", u.username),
-            role_name(u.role).into(),
+            u.role.as_str().into(),
             match u.status {
                 AccountStatus::Active => "active",
                 AccountStatus::Disabled => "disabled",

@@ -228,10 +228,6 @@ fn admin_manages(role: Role) -> bool {
     matches!(role, Role::Member | Role::Guest | Role::Bot)
 }
 
-fn role_name(role: Role) -> &'static str {
-    crate::auth::role_to_db(role)
-}
-
 /// Whether the caller may use the administration at all.
 fn ensure_administers(caller: &Caller) -> Result<(), String> {
     if caller.role().administers() {
@@ -258,7 +254,7 @@ fn may_act(caller: &Caller, target: &Target, act: Act) -> Result<(), String> {
         return Err(format!(
             "admins cannot {} an {}; only owners can",
             act.describe(),
-            role_name(target.role)
+            target.role.as_str()
         ));
     }
     if let Act::SetRole(role) = act
@@ -266,7 +262,7 @@ fn may_act(caller: &Caller, target: &Target, act: Act) -> Result<(), String> {
     {
         return Err(format!(
             "admins cannot grant the {} role; only owners can",
-            role_name(role)
+            role.as_str()
         ));
     }
     Ok(())
@@ -280,7 +276,7 @@ fn may_invite(caller: &Caller, role: Role) -> Result<(), String> {
     } else {
         Err(format!(
             "admins cannot invite with the {} role; only owners can",
-            role_name(role)
+            role.as_str()
         ))
     }
 }
@@ -373,8 +369,19 @@ async fn keep_an_owner(
 
 /// Records `kind` in the account's log (naming the administrator) and in
 /// the administrator's (naming the account), and audits it once: the
-/// caller acted on the account, with `detail`.
+/// caller acted on the account.
 async fn record_both(
+    conn: &mut SqliteConnection,
+    ctx: &Ctx,
+    caller: &Caller,
+    target: i64,
+    kind: SecurityEventKind,
+) -> Result<(), sqlx::Error> {
+    record_both_with(conn, ctx, caller, target, kind, &[]).await
+}
+
+/// [`record_both`], with named values for the audit entry.
+async fn record_both_with(
     conn: &mut SqliteConnection,
     ctx: &Ctx,
     caller: &Caller,

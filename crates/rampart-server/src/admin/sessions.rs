@@ -104,7 +104,6 @@ pub(super) async fn revoke(ctx: &Ctx, caller: &Caller, session_id: &str) -> Resu
         caller,
         t.id,
         SecurityEventKind::SessionRevoked,
-        &[],
     )
     .await?;
     tx.commit().await?;

@@ -3,10 +3,10 @@
 
 use super::{
     Act, Caller, Ctx, Target, admin_entry, by, check_act, check_administers, deny, keep_an_owner,
-    may_invite, record_both, record_own, target,
+    may_invite, record_both, record_both_with, record_own, target,
 };
 use crate::audit;
-use crate::auth::{role_from_db, role_to_db};
+use crate::auth::role_from_db;
 use crate::db::{self, device_from_db, sha256, u64_from_db};
 use crate::error::ApiError;
 use crate::security_events::{self, Event};
@@ -86,11 +86,11 @@ pub(super) async fn invite(ctx: &Ctx, caller: &Caller, new: NewInvite) -> Result
     let now = ctx.now();
     let expires_at = now.saturating_add(i64::try_from(secs * 1000).unwrap_or(i64::MAX));
     let mut tx = ctx.pool.begin_with("BEGIN IMMEDIATE").await?;
-    let code = db::insert_invite_at(&mut tx, role_to_db(new.role), now, expires_at).await?;
+    let code = db::insert_invite_at(&mut tx, new.role.as_str(), now, expires_at).await?;
     // Never the code: its role and lifetime only.
     let kind = SecurityEventKind::InviteCreated;
     let entry = admin_entry(ctx, caller, kind)
-        .detail("role", role_to_db(new.role))
+        .detail("role", new.role.as_str())
         .detail("expires_in_secs", secs);
     record_own(&mut tx, ctx, caller, kind, entry).await?;
     tx.commit().await?;
@@ -119,17 +119,17 @@ pub(super) async fn set_role(
         tx = keep_an_owner(ctx, caller, tx, &t).await?;
     }
     sqlx::query("UPDATE users SET role = ? WHERE id = ?")
-        .bind(role_to_db(role))
+        .bind(role.as_str())
         .bind(t.id)
         .execute(&mut *tx)
         .await?;
-    record_both(
+    record_both_with(
         &mut tx,
         ctx,
         caller,
         t.id,
         SecurityEventKind::RoleChanged,
-        &[("role", role_to_db(role)), ("from", role_to_db(t.role))],
+        &[("role", role.as_str()), ("from", t.role.as_str())],
     )
     .await?;
     let answer = summary(&mut tx, t.id).await?;
@@ -202,7 +202,6 @@ pub(super) async fn disable(
         caller,
         t.id,
         SecurityEventKind::AccountDisabled,
-        &[],
     )
     .await?;
     tx.commit().await?;
@@ -244,7 +243,6 @@ pub(super) async fn enable(
         caller,
         t.id,
         SecurityEventKind::AccountEnabled,
-        &[],
     )
     .await?;
     let answer = summary(&mut tx, t.id).await?;
@@ -457,7 +455,6 @@ pub(super) async fn reset_two_factor(
         caller,
         t.id,
         SecurityEventKind::TwoFactorReset,
-        &[],
     )
     .await?;
     let answer = summary(&mut tx, t.id).await?;
