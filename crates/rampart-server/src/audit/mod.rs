@@ -250,6 +250,8 @@ impl Audit {
 
     async fn seal_locked(&self, alerts: &mut alerts::Alerts) -> Result<usize, sqlx::Error> {
         let mut sealed = 0;
+        // Read once, when there is something to seal; then carried along.
+        let mut head = None;
         loop {
             let rows = sqlx::query(
                 "SELECT id, at, actor, device_id, ip, action, target, outcome, detail \
@@ -261,7 +263,10 @@ impl Audit {
             if rows.is_empty() {
                 return Ok(sealed);
             }
-            let mut prev = self.head().await?;
+            let mut prev = match head {
+                Some(hash) => hash,
+                None => self.head().await?,
+            };
             let mut batch = Vec::with_capacity(rows.len());
             for row in &rows {
                 let mut entry = entry_from_row(row, false)?;
@@ -282,6 +287,7 @@ impl Audit {
                 .await?;
             }
             tx.commit().await?;
+            head = Some(prev);
             sealed += batch.len();
             for fired in alerts.observe(&batch) {
                 append(&self.pool, self.clock.now_db(), &fired.entry()).await?;
@@ -430,6 +436,11 @@ impl Audit {
     /// first, so that everything committed so far is listed.
     pub async fn page(&self, query: &Query) -> Result<AuditPage, sqlx::Error> {
         self.seal().await?;
+        self.read_page(query).await
+    }
+
+    /// [`Audit::page`] of what is sealed now.
+    async fn read_page(&self, query: &Query) -> Result<AuditPage, sqlx::Error> {
         let limit = query
             .limit
             .unwrap_or(MAX_AUDIT_PAGE)
@@ -494,7 +505,7 @@ impl Audit {
         let mut after = None;
         loop {
             let page = self
-                .page(&Query {
+                .read_page(&Query {
                     after,
                     ..Query::default()
                 })
