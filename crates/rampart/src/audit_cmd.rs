@@ -66,10 +66,11 @@ pub enum AuditCommand {
     /// first broken link or "intact".
     ///
     /// Checks the server's log (with --data, or over HTTP), or an exported
-    /// file (--file). The checkpoints are checked against --key if given:
-    /// write the key down when the server is set up (`audit key`), as a
-    /// verifier that trusts the key the server reports trusts the server.
-    /// Exit status 1 when the log is broken.
+    /// file (--file, which needs --key). The checkpoints are checked against
+    /// --key, or else the key the server reports: write the key down when
+    /// the server is set up (`audit key`), as a verifier that trusts the
+    /// key the server reports trusts the server. Exit status 1 when the log
+    /// is broken.
     #[command(after_help = WHERE)]
     Verify {
         /// An export (`audit export`) to check instead of the live log.
