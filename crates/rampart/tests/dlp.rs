@@ -34,7 +34,7 @@ async fn events(server: &TestServer) -> Vec<(String, String, String)> {
 }
 
 async fn pair(tmp: &Path) -> (TestServer, Client, Client) {
-    let server = TestServer::start(&tmp.join("server"), loopback()).await;
+    let server = TestServer::start(&server_dir(tmp), loopback()).await;
     let alice = register(&server, tmp, "alice").await;
     let bob = register(&server, tmp, "bob").await;
     (server, alice, bob)
@@ -86,7 +86,36 @@ async fn blocked_text_never_leaves_the_sender() {
     );
     // A blocked first message does not even start the conversation.
     assert!(alice.groups().unwrap().is_empty());
+    let conversation = format!("group:{}", hex::encode(record.group_id.as_bytes()));
     server.stop().await;
+
+    // The organisation's audit log has the event from the real client, and
+    // its chain verifies; never the content.
+    let console = rampart_server::AdminConsole::open(&server_dir(tmp.path()))
+        .await
+        .unwrap();
+    let query = rampart_proto::audit::AuditQuery {
+        action: Some("dlp_block".into()),
+        ..Default::default()
+    };
+    let blocks = console.audit_page(&query).await.unwrap().entries;
+    assert_eq!(blocks.len(), 1, "{blocks:?}");
+    assert_eq!(blocks[0].actor.as_deref(), Some("alice"));
+    assert_eq!(blocks[0].target.as_deref(), Some(conversation.as_str()));
+    assert_eq!(blocks[0].detail["rule"], "card");
+    let everything = console
+        .audit_page(&Default::default())
+        .await
+        .unwrap()
+        .entries;
+    let text = serde_json::to_string(&everything).unwrap();
+    assert!(!text.contains("canary-7Hq2") && !text.contains("0151"));
+    assert!(console.audit_verify().await.unwrap().is_ok());
+    console.close().await;
+}
+
+fn server_dir(tmp: &Path) -> std::path::PathBuf {
+    tmp.join("server")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
