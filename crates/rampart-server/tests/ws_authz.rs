@@ -154,6 +154,7 @@ const F: Outcome = Outcome::Rejected(ErrorCode::Forbidden);
 const NM: Outcome = Outcome::Rejected(ErrorCode::NotMember);
 const NO_TOKEN: Outcome = Outcome::Upgrade(401);
 const DISABLED: Outcome = Outcome::Upgrade(403);
+const MALFORMED: Outcome = Outcome::Rejected(ErrorCode::MalformedMls);
 
 /// One row per operation; columns in [`CALLERS`] order:
 /// anonymous, disabled, guest, member, read-only, group admin, org admin, owner.
@@ -498,6 +499,24 @@ impl World {
         answer
     }
 
+    /// Sends, as `name`, a commit at epoch 1 of `group` whose bundle names
+    /// nobody added or removed, and returns the answer.
+    async fn commit(&self, name: &str, group: GroupId, built: Built) -> ServerFrame {
+        let frame = commit_frame(group, 1, None, built, vec![], vec![]);
+        self.request(name, &frame).await
+    }
+
+    /// Sends `built` as [`World::commit`] does and checks that it is
+    /// forbidden, recorded as one more denial of `name`, and leaves the
+    /// group as it was.
+    async fn commit_forbidden(&self, name: &str, group: GroupId, built: Built, what: &str) {
+        let (before, denials) = (self.snapshot(&group).await, self.denials(name).await);
+        let answer = self.commit(name, group, built).await;
+        assert_eq!(outcome(&answer), F, "{what}: {answer:?}");
+        assert_eq!(self.denials(name).await, denials + 1, "{what}");
+        assert_eq!(self.snapshot(&group).await, before, "{what}");
+    }
+
     /// Creates a group as `ada` with `gil`, `meg`, `rob` (read-only) and
     /// `bea` (epoch 1 afterwards) and these rules.
     async fn group(&self, shape: impl FnOnce(&mut GroupSettings)) -> Base {
@@ -567,6 +586,14 @@ async fn backlog(ws: &mut Ws) -> (u64, usize) {
             other => panic!("expected the backlog, got {other:?}"),
         }
     }
+}
+
+/// The code and reason of a `Rejected` answer.
+fn rejection(answer: &ServerFrame) -> (ErrorCode, &str) {
+    let ServerFrame::Rejected { code, message, .. } = answer else {
+        panic!("{answer:?}");
+    };
+    (*code, message)
 }
 
 fn outcome(answer: &ServerFrame) -> Outcome {
@@ -914,10 +941,8 @@ async fn forged_add_without_the_add_remove_right_is_refused_and_recorded() {
     let built = add(&meg.mls, &mut group, &[nick.mls.key_package()]);
     let frame = commit_frame(base.id, 1, None, built, vec![nick.acct.device], vec![]);
     let answer = w.request("meg", &frame).await;
-    let ServerFrame::Rejected { code, message, .. } = &answer else {
-        panic!("{answer:?}");
-    };
-    assert_eq!(*code, ErrorCode::Forbidden);
+    let (code, message) = rejection(&answer);
+    assert_eq!(code, ErrorCode::Forbidden);
     assert!(message.contains("add or remove"), "{message}");
     assert_eq!(w.denials("meg").await, denials + 1);
     assert_eq!(w.snapshot(&base.id).await, before);
@@ -972,16 +997,9 @@ async fn member_claiming_admin_in_group_info_is_refused_and_settings_stay() {
 
     // (a) A real GroupContextExtensions commit promoting herself.
     let built = change_settings(&meg.mls, &mut group, &claimed);
-    let answer = w
-        .request(
-            "meg",
-            &commit_frame(base.id, 1, None, built, vec![], vec![]),
-        )
-        .await;
-    let ServerFrame::Rejected { code, message, .. } = &answer else {
-        panic!("{answer:?}");
-    };
-    assert_eq!(*code, ErrorCode::Forbidden);
+    let answer = w.commit("meg", base.id, built).await;
+    let (code, message) = rejection(&answer);
+    assert_eq!(code, ErrorCode::Forbidden);
     assert!(message.contains("admins"), "{message}");
     denials += 1;
     assert_eq!(w.denials("meg").await, denials);
@@ -992,42 +1010,18 @@ async fn member_claiming_admin_in_group_info_is_refused_and_settings_stay() {
     // same id) claims the same.
     let forger = MlsClient::for_account(&meg.acct);
     let forged = new_mls_group(&forger, &base.id, Some(&claimed));
-    let mut built = self_update(&meg.mls, &mut group);
-    built.group_info = forger.group_info(&forged);
-    let answer = w
-        .request(
-            "meg",
-            &commit_frame(base.id, 1, None, built, vec![], vec![]),
-        )
-        .await;
-    assert_eq!(
-        outcome(&answer),
-        Outcome::Rejected(ErrorCode::MalformedMls),
-        "{answer:?}"
-    );
-    assert_eq!(w.denials("meg").await, denials);
-    assert_eq!(w.snapshot(&base.id).await, before);
-    assert_eq!(w.stored_settings(&base.id).await, stored);
-    forget_pending(&meg.mls, &mut group);
-
     // (c) Dropping the settings altogether.
     let bare = new_mls_group(&MlsClient::for_account(&meg.acct), &base.id, None);
-    let mut built = self_update(&meg.mls, &mut group);
-    built.group_info = forger.group_info(&bare);
-    let answer = w
-        .request(
-            "meg",
-            &commit_frame(base.id, 1, None, built, vec![], vec![]),
-        )
-        .await;
-    assert_eq!(
-        outcome(&answer),
-        Outcome::Rejected(ErrorCode::MalformedMls),
-        "{answer:?}"
-    );
-    assert_eq!(w.denials("meg").await, denials);
-    assert_eq!(w.snapshot(&base.id).await, before);
-    forget_pending(&meg.mls, &mut group);
+    for (what, made_up) in [("claimed admin", &forged), ("no settings", &bare)] {
+        let mut built = self_update(&meg.mls, &mut group);
+        built.group_info = forger.group_info(made_up);
+        let answer = w.commit("meg", base.id, built).await;
+        assert_eq!(outcome(&answer), MALFORMED, "{what}: {answer:?}");
+        assert_eq!(w.denials("meg").await, denials, "{what}");
+        assert_eq!(w.snapshot(&base.id).await, before, "{what}");
+        assert_eq!(w.stored_settings(&base.id).await, stored, "{what}");
+        forget_pending(&meg.mls, &mut group);
+    }
 
     // She is still no admin to the server: the announcement group refuses
     // her post.
@@ -1047,16 +1041,9 @@ async fn member_claiming_admin_in_group_info_is_refused_and_settings_stay() {
     none.set_role(&ada.acct.username, GroupRole::Member);
     let mut admin_group = base.admin_group;
     let built = change_settings(&ada.mls, &mut admin_group, &none);
-    let answer = w
-        .request(
-            "ada",
-            &commit_frame(base.id, 1, None, built, vec![], vec![]),
-        )
-        .await;
-    let ServerFrame::Rejected { code, message, .. } = &answer else {
-        panic!("{answer:?}");
-    };
-    assert_eq!(*code, ErrorCode::Forbidden);
+    let answer = w.commit("ada", base.id, built).await;
+    let (code, message) = rejection(&answer);
+    assert_eq!(code, ErrorCode::Forbidden);
     assert!(message.contains("at least one admin"), "{message}");
     assert_eq!(w.stored_settings(&base.id).await, stored);
     w.server.stop().await;
@@ -1079,35 +1066,17 @@ async fn bundle_hiding_what_its_commit_does_is_refused() {
     // nobody in the bundle (the Welcome would travel some other way).
     let base = w.group(|s| s.add_remove = Allowed::Admins).await;
     let mut group = meg.mls.join(&base.welcome);
-    let before = w.snapshot(&base.id).await;
-    let denials = w.denials("meg").await;
     let mut built = add(&meg.mls, &mut group, &[nick.mls.key_package()]);
     built.welcome = None;
-    let answer = w
-        .request(
-            "meg",
-            &commit_frame(base.id, 1, None, built, vec![], vec![]),
-        )
+    w.commit_forbidden("meg", base.id, built, "hidden add")
         .await;
-    assert_eq!(outcome(&answer), F, "hidden add: {answer:?}");
-    assert_eq!(w.denials("meg").await, denials + 1);
-    assert_eq!(w.snapshot(&base.id).await, before);
 
     // A read-only member removes another member in MLS only.
     let base = w.group(|_| {}).await;
     let mut group = rob.mls.join(&base.welcome);
-    let before = w.snapshot(&base.id).await;
-    let denials = w.denials("rob").await;
     let built = remove(&rob.mls, &mut group, &bea.mls);
-    let answer = w
-        .request(
-            "rob",
-            &commit_frame(base.id, 1, None, built, vec![], vec![]),
-        )
+    w.commit_forbidden("rob", base.id, built, "hidden removal")
         .await;
-    assert_eq!(outcome(&answer), F, "hidden removal: {answer:?}");
-    assert_eq!(w.denials("rob").await, denials + 1);
-    assert_eq!(w.snapshot(&base.id).await, before);
 
     // A member promotes itself in MLS and uploads the old GroupInfo.
     let base = w.group(|_| {}).await;
@@ -1118,15 +1087,10 @@ async fn bundle_hiding_what_its_commit_does_is_refused() {
     claimed.set_role(&meg.acct.username, GroupRole::Admin);
     let mut built = change_settings(&meg.mls, &mut group, &claimed);
     built.group_info = old_group_info;
-    let answer = w
-        .request(
-            "meg",
-            &commit_frame(base.id, 1, None, built, vec![], vec![]),
-        )
-        .await;
+    let answer = w.commit("meg", base.id, built).await;
     assert_eq!(
         outcome(&answer),
-        Outcome::Rejected(ErrorCode::MalformedMls),
+        MALFORMED,
         "hidden settings change: {answer:?}"
     );
     assert_eq!(w.snapshot(&base.id).await, before);

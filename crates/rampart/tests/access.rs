@@ -16,22 +16,9 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabling_a_user_removes_their_devices_from_every_group() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = TestServer::start(&tmp.path().join("server"), loopback()).await;
     // The first account of an open server is its owner.
-    let mut alice = register(&server, tmp.path(), "alice").await;
-    let mut bob = register(&server, tmp.path(), "bob").await;
-    let mut carol = register(&server, tmp.path(), "carol").await;
-
-    alice
-        .create_group(
-            "team",
-            &[bob.username().clone(), carol.username().clone()],
-            None,
-        )
-        .await
-        .unwrap();
+    let (server, mut alice, mut bob, mut carol) = three_in_a_group(tmp.path(), "team").await;
     alice.send_text(&user("carol"), "just us").await.unwrap();
-    bob.sync().await.unwrap();
     assert_eq!(received(&mut carol).await, vec!["alice: just us"]);
 
     let summary: UserSummary = alice
@@ -122,20 +109,7 @@ async fn disabling_a_user_removes_their_devices_from_every_group() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_members_and_announcement_groups() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = TestServer::start(&tmp.path().join("server"), loopback()).await;
-    let mut alice = register(&server, tmp.path(), "alice").await;
-    let mut bob = register(&server, tmp.path(), "bob").await;
-    let mut carol = register(&server, tmp.path(), "carol").await;
-    alice
-        .create_group(
-            "news",
-            &[bob.username().clone(), carol.username().clone()],
-            None,
-        )
-        .await
-        .unwrap();
-    bob.sync().await.unwrap();
-    carol.sync().await.unwrap();
+    let (server, mut alice, mut bob, mut carol) = three_in_a_group(tmp.path(), "news").await;
 
     // Only admins change roles.
     let err = bob
@@ -236,16 +210,7 @@ async fn guests_and_the_organisations_group_rules() {
     let err = guest.send_text(&user("sam"), "hello?").await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
 
-    owner
-        .create_group(
-            "project",
-            &[member.username().clone(), guest.username().clone()],
-            None,
-        )
-        .await
-        .unwrap();
-    guest.sync().await.unwrap();
-    member.sync().await.unwrap();
+    form_group(&mut owner, "project", &mut [&mut member, &mut guest]).await;
     guest
         .send_text(&group("project"), "guest here")
         .await

@@ -54,16 +54,7 @@ async fn ops_group(server: &TestServer, tmp: &Path, time: &Time) -> (Client, Cli
     let mut alice = person(server, tmp, "alice", time).await;
     let mut bob = person(server, tmp, "bob", time).await;
     let mut carol = person(server, tmp, "carol", time).await;
-    alice
-        .create_group(
-            "ops",
-            &[bob.username().clone(), carol.username().clone()],
-            None,
-        )
-        .await
-        .unwrap();
-    bob.sync().await.unwrap();
-    carol.sync().await.unwrap();
+    form_group(&mut alice, "ops", &mut [&mut bob, &mut carol]).await;
     (alice, bob, carol)
 }
 

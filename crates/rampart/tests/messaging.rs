@@ -21,16 +21,7 @@ async fn three_users_chat_one_to_one_and_in_a_group() {
     assert_eq!(received(&mut alice).await, vec!["bob: hi alice"]);
 
     // A group of three.
-    alice
-        .create_group(
-            "team",
-            &[bob.username().clone(), carol.username().clone()],
-            None,
-        )
-        .await
-        .unwrap();
-    bob.sync().await.unwrap();
-    carol.sync().await.unwrap();
+    form_group(&mut alice, "team", &mut [&mut bob, &mut carol]).await;
     bob.send_text(&group("team"), "bob to team").await.unwrap();
     carol
         .send_text(&group("team"), "carol to team")
@@ -120,22 +111,9 @@ async fn offline_recipient_gets_everything_once_in_order_after_a_server_restart(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_commits_both_land() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = TestServer::start(&tmp.path().join("server"), loopback()).await;
-    let mut alice = register(&server, tmp.path(), "alice").await;
-    let mut bob = register(&server, tmp.path(), "bob").await;
-    let mut carol = register(&server, tmp.path(), "carol").await;
+    let (server, mut alice, mut bob, mut carol) = three_in_a_group(tmp.path(), "team").await;
     let _dave = register(&server, tmp.path(), "dave").await;
     let _erin = register(&server, tmp.path(), "erin").await;
-    alice
-        .create_group(
-            "team",
-            &[bob.username().clone(), carol.username().clone()],
-            None,
-        )
-        .await
-        .unwrap();
-    bob.sync().await.unwrap();
-    carol.sync().await.unwrap();
 
     // Both commit on the same epoch at once: one wins, the other catches up and retries.
     let dave = rampart_proto::Username::parse("dave").unwrap();

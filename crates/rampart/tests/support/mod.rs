@@ -114,6 +114,30 @@ pub async fn register(server: &TestServer, root: &Path, name: &str) -> Client {
     .unwrap_or_else(|e| panic!("register {name}: {e}"))
 }
 
+/// `admin` creates the group `name` with `members`, who then sync, so each
+/// has joined it from its Welcome.
+pub async fn form_group(admin: &mut Client, name: &str, members: &mut [&mut Client]) {
+    let names: Vec<_> = members.iter().map(|m| m.username().clone()).collect();
+    admin
+        .create_group(name, &names, None)
+        .await
+        .unwrap_or_else(|e| panic!("create group {name}: {e}"));
+    for member in members {
+        member.sync().await.expect("sync");
+    }
+}
+
+/// An open server in `tmp`, and on it alice (its first account, so its
+/// owner), bob and carol in a group `name` that alice created.
+pub async fn three_in_a_group(tmp: &Path, name: &str) -> (TestServer, Client, Client, Client) {
+    let server = TestServer::start(&tmp.join("server"), loopback()).await;
+    let mut alice = register(&server, tmp, "alice").await;
+    let mut bob = register(&server, tmp, "bob").await;
+    let mut carol = register(&server, tmp, "carol").await;
+    form_group(&mut alice, name, &mut [&mut bob, &mut carol]).await;
+    (server, alice, bob, carol)
+}
+
 pub fn user(name: &str) -> Target {
     Target::parse(&format!("@{name}")).expect("user target")
 }
